@@ -1,0 +1,107 @@
+"""The backend interface every generation engine implements, and the records it returns."""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Sequence
+
+Chat = list[dict[str, str]]  # [{"role": "system"|"user"|"assistant", "content": str}, ...]
+Progress = Callable[[int], None]  # called with the number of finished requests
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """Sampling parameters. temperature 0 means greedy decoding."""
+
+    temperature: float = 0.7
+    top_p: float = 0.9
+    top_k: int = 0
+    repetition_penalty: float = 1.1
+    max_new_tokens: int = 256
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Completion:
+    """One generated answer. `finish_reason` is "stop" (end of turn) or "length" (hit max_new_tokens)."""
+
+    text: str
+    n_prompt_tokens: int
+    n_new_tokens: int
+    finish_reason: str
+    seed: int | None = None
+
+
+@dataclass
+class ChoiceScores:
+    """Probabilities of a fixed set of one-token answers after one forward pass.
+
+    `probs` are renormalised over the choices; `mass` is how much of the whole next-token distribution the
+    choices held (a low mass means the model wanted to say something else).
+    """
+
+    probs: list[float]
+    mass: float
+
+    @property
+    def best(self) -> int:
+        return max(range(len(self.probs)), key=self.probs.__getitem__)
+
+    def expected(self, values: Sequence[float]) -> float:
+        return sum(p * v for p, v in zip(self.probs, values))
+
+
+@dataclass
+class GenerationStats:
+    """Counters a backend keeps so that scripts can report throughput honestly."""
+
+    prompt_tokens: int = 0
+    new_tokens: int = 0  # useful tokens: up to and including the end-of-turn token
+    padded_tokens: int = 0  # rows x steps actually computed during decoding
+    seconds: float = 0.0
+    batches: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def request_seed(seed: int, key: str) -> int:
+    """A per-request seed derived from the job seed and a stable request key.
+
+    Sampling with it makes a request's output independent of batch composition and order, so a resumed or
+    resharded job draws the same random numbers for the same comment.
+    """
+    digest = hashlib.blake2b(f"{seed}:{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+class Backend(ABC):
+    """One interface over generation engines (`hf` in-process; more later)."""
+
+    name: str  # the model as the user named it (provenance)
+    stats: GenerationStats
+
+    @abstractmethod
+    def generate(
+        self,
+        chats: Sequence[Chat],
+        params: GenerationParams,
+        keys: Sequence[str] | None = None,
+        progress: Progress | None = None,
+    ) -> list[Completion]:
+        """Answer each chat. `keys` name the requests for per-request seeding (default: their index)."""
+
+    @abstractmethod
+    def score_choices(self, chats: Sequence[Chat], choices: Sequence[str]) -> list[ChoiceScores]:
+        """Probabilities of each one-token choice as the first token of the assistant's answer."""
+
+    @abstractmethod
+    def perplexity(self, texts: Sequence[str]) -> list[float]:
+        """Perplexity of each plain text under the model (a fluency signal)."""
+
+    def describe(self) -> dict:
+        """Provenance: what produced the outputs."""
+        return {"backend": type(self).__name__, "model": self.name}

@@ -1,0 +1,247 @@
+"""The normness-distillation job: find the data, pick this run's comments, rewrite and rate them in chunks,
+write as it goes, and summarise. `generate_synthetic_data.py` is a thin front end to `run_norm_job`."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from statistics import mean
+
+from . import __version__
+from .errors import InputError
+from .io import JsonlWriter, atomic_write_json, meta_path, read_records, select_range, shard_path
+from .llm import GenerationParams, load_backend
+from .norms import LEVELS, FilterSettings, NormRewriter, Rater
+from .prompts import load_dimension
+from .runner import GracefulStop, run_chunks
+
+log = logging.getLogger(__name__)
+INPUT_EXTENSIONS = (".jsonl", ".csv", ".parquet", ".pkl")
+INFERENCE_IDS = "inference_sample_ids.txt"
+
+
+@dataclass
+class NormJobConfig:
+    subreddit: str
+    dimension: str
+    data_dir: Path = Path("data")
+    output_dir: Path = Path("output")
+    input: Path | None = None  # overrides <data_dir>/<subreddit>.<ext>
+    upvote_dir: Path | None = None
+    model: str = "embedded"
+    backend: str = "hf"
+    quantization: int | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int = 16  # comments per chunk (written together)
+    sub_batch_size: int = 64  # sequences per forward batch
+    max_batch_tokens: int = 65536
+    start_idx: int = 0
+    end_idx: int | None = None
+    shard: tuple[int, int] | None = None
+    params: GenerationParams = field(default_factory=GenerationParams)
+    levels: tuple[int, ...] = LEVELS
+    rating_method: str = "logits"
+    allow_pickle: bool = False
+    skip_bad_rows: bool = False
+    filters: FilterSettings = field(default_factory=FilterSettings)
+    embedding_model: str | None = "embedded"
+    command: str = ""
+
+
+def find_input(data_dir: Path, subreddit: str, allow_pickle: bool) -> Path:
+    """`<data_dir>/<subreddit>.jsonl` (or .csv, .parquet; .pkl only with --allow-pickle)."""
+    for ext in INPUT_EXTENSIONS:
+        path = data_dir / f"{subreddit}{ext}"
+        if path.exists():
+            if ext == ".pkl" and not allow_pickle:
+                raise InputError("found only a pickle file; pickle can run code, pass --allow-pickle to read it", path=path)
+            return path
+    raise InputError(
+        f"no data for subreddit {subreddit!r}: looked for {', '.join(subreddit + e for e in INPUT_EXTENSIONS)} "
+        f"(make one with: socialsynth prepare --input RAW.jsonl -o {data_dir / (subreddit + '.jsonl')})",
+        path=data_dir,
+    )
+
+
+def inference_ids(upvote_dir: Path | None) -> set[str] | None:
+    """The ids held out from upvote-model training, if that list exists (only those are rewritten)."""
+    if upvote_dir is None:
+        return None
+    path = Path(upvote_dir) / INFERENCE_IDS
+    if not path.exists():
+        log.info("%s not found: rewriting every comment", path)
+        return None
+    return {line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}
+
+
+def output_path(cfg: NormJobConfig, dim_name: str) -> Path:
+    return shard_path(Path(cfg.output_dir) / f"{cfg.subreddit}_{dim_name}.jsonl", cfg.shard)
+
+
+def _versions() -> dict:
+    import torch
+    import transformers
+
+    return {"socialsynth": __version__, "python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__}
+
+
+def run_norm_job(cfg: NormJobConfig) -> dict:
+    """Run (or resume) the job; return the summary. Raises InputError for bad input, Interrupted on SIGTERM."""
+    dim = load_dimension(cfg.dimension)
+    bad = [lv for lv in cfg.levels if lv not in LEVELS]
+    if bad or not cfg.levels:
+        raise InputError(f"levels must be among 1-5, got {list(cfg.levels)}", field="--levels")
+    path = cfg.input or find_input(Path(cfg.data_dir), cfg.subreddit, cfg.allow_pickle)
+    data = read_records(path, allow_pickle=cfg.allow_pickle, required=("id", "comment"), nonempty=("comment",),
+                        on_bad_row="skip" if cfg.skip_bad_rows else "error")
+    skipped = Counter(data.skipped)
+    rows = data.records
+    wanted = inference_ids(cfg.upvote_dir)
+    if wanted is not None:
+        before = len(rows)
+        rows = [r for r in rows if str(r["id"]) in wanted]
+        skipped["not in inference_sample_ids.txt"] += before - len(rows)
+    selected = select_range(rows, cfg.start_idx, cfg.end_idx, cfg.shard)
+    out = output_path(cfg, dim.name)
+    meta_file = meta_path(out)
+    t_start = time.perf_counter()
+    stop = GracefulStop()
+    with stop, JsonlWriter(out) as writer:
+        todo = [(i, r) for i, r in selected if str(r["id"]) not in writer.done]
+        log.info("%s: %d comments selected, %d already written, %d to do -> %s",
+                 path, len(selected), len(selected) - len(todo), len(todo), out)
+        backend = embedder = None
+        meta = {
+            "command": cfg.command, "input": str(path), "output": str(out), "dimension": dim.name,
+            "dimension_source": dim.source, "config": _jsonable(asdict(cfg)), "versions": _versions(),
+            "n_input_rows": len(data.records), "skipped": dict(skipped), "n_selected": len(selected),
+            "shard": list(cfg.shard) if cfg.shard else None, "complete": False,
+        }
+        counts = None
+        try:
+            if todo:
+                backend = load_backend(cfg.backend, cfg.model, quantization=cfg.quantization, device=cfg.device,
+                                       dtype=cfg.dtype, max_batch_size=cfg.sub_batch_size,
+                                       max_batch_tokens=cfg.max_batch_tokens)
+                if cfg.embedding_model:
+                    from .embeddings import Embedder
+
+                    embedder = Embedder(cfg.embedding_model, device=cfg.device)
+                rater = Rater(backend, dim, cfg.rating_method)
+                job = NormRewriter(backend, dim, rater, cfg.params, tuple(cfg.levels), embedder, cfg.filters)
+                meta["provenance"] = job.provenance()
+                counts = run_chunks(todo, job.process, writer, cfg.batch_size, stop, desc="comments",
+                                    resume_hint=f"rerun the same command to resume: {cfg.command}")
+                meta["rating_fallbacks"] = rater.fallbacks
+        finally:
+            meta["n_written"] = len(writer.done)
+            meta["complete"] = all(str(r["id"]) in writer.done for _, r in selected)
+            meta["seconds"] = round(time.perf_counter() - t_start, 2)
+            if backend is not None:
+                st = backend.stats
+                meta["throughput"] = {
+                    "generation_seconds": round(st.seconds, 2), "new_tokens": st.new_tokens,
+                    "padded_tokens": st.padded_tokens, "prompt_tokens": st.prompt_tokens,
+                    "new_tokens_per_second": round(st.new_tokens / st.seconds, 1) if st.seconds else None,
+                    "comments_this_run": counts.done if counts else None,
+                    "comments_per_second": round(counts.done / counts.seconds, 3) if counts and counts.seconds else None,
+                }
+            meta["summary"] = summarise(out, cfg.levels)
+            atomic_write_json(meta_file, meta)
+    summary = meta["summary"]
+    summary.update(output=str(out), meta=str(meta_file), skipped=dict(skipped), throughput=meta.get("throughput"),
+                   n_selected=len(selected))
+    summary["plot"] = plot_shift(summary, out.with_suffix(".shift.png"), dim.name)
+    return summary
+
+
+def summarise(path: Path, levels) -> dict:
+    """Mean rating per target level and filter pass rates over everything written so far."""
+    records = read_records(path).records if Path(path).exists() and Path(path).stat().st_size else []
+    by_level: dict[str, list[float]] = {str(lv): [] for lv in levels}
+    passed: dict[str, list[bool]] = {str(lv): [] for lv in levels}
+    flag_counts: Counter = Counter()
+    originals = []
+    for rec in records:
+        originals.append(rec.get("original_rating_detail", {}).get("expected", rec.get("original_rating")))
+        for lv in map(str, levels):
+            value = (rec.get("rewrite_ratings_expected") or {}).get(lv)
+            if value is not None:
+                by_level[lv].append(value)
+            flags = (rec.get("filters") or {}).get(lv)
+            if flags:
+                passed[lv].append(bool(flags.get("passed")))
+                flag_counts.update(k for k, v in flags.items() if v is True and k != "passed")
+    n_rewrites = sum(len(v) for v in passed.values())
+    return {
+        "n_records": len(records),
+        "mean_original_rating": round(mean(originals), 3) if originals else None,
+        "mean_rating_by_level": {lv: (round(mean(v), 3) if v else None) for lv, v in by_level.items()},
+        "pass_rate_by_level": {lv: (round(sum(v) / len(v), 3) if v else None) for lv, v in passed.items()},
+        "flag_rates": {k: round(v / n_rewrites, 3) for k, v in sorted(flag_counts.items())} if n_rewrites else {},
+    }
+
+
+def plot_shift(summary: dict, path: Path, dim_name: str) -> str | None:
+    """Norm shift at a glance: mean rating of rewrites against the level asked for."""
+    points = [(int(k), v) for k, v in summary["mean_rating_by_level"].items() if v is not None]
+    if not points:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.plot([1, 5], [1, 5], ls="--", c="grey", lw=1, label="perfect shift")
+    ax.plot(*zip(*points), marker="o", label="rewrites")
+    if summary.get("mean_original_rating") is not None:
+        ax.axhline(summary["mean_original_rating"], c="tab:red", lw=1, label="originals")
+    ax.set(xlabel="target level", ylabel="mean rating (expected)", title=f"{dim_name}: rating by target level",
+           xlim=(0.5, 5.5), ylim=(0.5, 5.5))
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return str(path)
+
+
+def format_summary(summary: dict) -> str:
+    lines = [f"records in output: {summary['n_records']} (selected this run: {summary['n_selected']})"]
+    if summary.get("skipped"):
+        lines.append("skipped input rows: " + ", ".join(f"{k}: {v}" for k, v in summary["skipped"].items()))
+    lines.append(f"mean rating of originals: {summary['mean_original_rating']}")
+    lines.append("target level | mean rating | filter pass rate")
+    for lv, value in summary["mean_rating_by_level"].items():
+        lines.append(f"{lv:>12} | {value!s:>11} | {summary['pass_rate_by_level'][lv]}")
+    if summary["flag_rates"]:
+        lines.append("flag rates: " + ", ".join(f"{k} {v:.0%}" for k, v in summary["flag_rates"].items()))
+    tp = summary.get("throughput")
+    if tp:
+        lines.append(f"throughput: {tp['comments_per_second']} comments/s, {tp['new_tokens_per_second']} new tokens/s")
+    lines.append(f"output: {summary['output']}")
+    lines.append(f"meta:   {summary['meta']}")
+    if summary.get("plot"):
+        lines.append(f"plot:   {summary['plot']}")
+    return "\n".join(lines)
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def command_line() -> str:
+    return " ".join([Path(sys.argv[0]).name if sys.argv[0].endswith(".py") else sys.argv[0], *sys.argv[1:]])

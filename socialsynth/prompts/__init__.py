@@ -1,0 +1,125 @@
+"""Prompt templates and norm-dimension definitions, kept as data (YAML) beside this file.
+
+A dimension file (see dimensions/README.md) names five levels from low to high, a rubric for each and a few
+rated examples. Templates are format strings; their hash goes into every record's provenance so a changed
+prompt is visible in the output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from ..errors import InputError
+
+HERE = Path(__file__).resolve().parent
+DIMENSIONS_DIR = HERE / "dimensions"
+TEMPLATES_DIR = HERE / "templates"
+N_LEVELS = 5
+
+
+@dataclass(frozen=True)
+class Level:
+    name: str
+    rubric: str
+
+
+@dataclass(frozen=True)
+class Example:
+    level: int
+    title: str
+    comment: str
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One norm dimension: five ordered levels with rubrics, and few-shot examples for the judge."""
+
+    name: str
+    description: str
+    levels: tuple[Level, ...]
+    examples: tuple[Example, ...]
+    source: str
+
+    @property
+    def level_names(self) -> list[str]:
+        return [lv.name for lv in self.levels]
+
+    def definitions(self) -> str:
+        """The rubric block shown to the model: one line per level."""
+        return "\n".join(f"{i}. {lv.name}: {lv.rubric}" for i, lv in enumerate(self.levels, 1))
+
+    def fingerprint(self) -> str:
+        blob = json.dumps([self.name, self.description, self.levels, self.examples], default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Template:
+    """A chat template: system and user format strings (and, for few-shot turns, an assistant one)."""
+
+    name: str
+    system: str
+    user: str
+    assistant: str = ""
+
+    @property
+    def hash(self) -> str:
+        blob = json.dumps([self.system, self.user, self.assistant])
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def known_dimensions() -> list[str]:
+    return sorted(p.stem for p in DIMENSIONS_DIR.glob("*.yaml"))
+
+
+def load_dimension(name_or_path: str) -> Dimension:
+    """Load a dimension by name (a file in prompts/dimensions/) or by the path of a YAML file."""
+    path = Path(name_or_path)
+    if not (path.suffix in (".yaml", ".yml") and path.exists()):
+        path = DIMENSIONS_DIR / f"{name_or_path}.yaml"
+        if not path.exists():
+            raise InputError(
+                f"unknown norm dimension {name_or_path!r}; known: {', '.join(known_dimensions())} "
+                f"(or give the path of a YAML file, see socialsynth/prompts/dimensions/README.md)"
+            )
+    return _parse_dimension(path)
+
+
+@lru_cache(maxsize=None)
+def _parse_dimension(path: Path) -> Dimension:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise InputError(f"not a valid YAML dimension file ({str(e).splitlines()[0]})", path=path) from e
+    if not isinstance(data, dict):
+        raise InputError("a dimension file must be a mapping with name, levels, examples", path=path)
+    levels = data.get("levels")
+    if not isinstance(levels, list) or len(levels) != N_LEVELS:
+        raise InputError(f"needs exactly {N_LEVELS} levels, ordered low to high", path=path, field="levels")
+    parsed = []
+    for i, lv in enumerate(levels, 1):
+        if not isinstance(lv, dict) or not str(lv.get("name", "")).strip() or not str(lv.get("rubric", "")).strip():
+            raise InputError(f"level {i} needs a name and a rubric", path=path, field="levels")
+        parsed.append(Level(str(lv["name"]).strip(), " ".join(str(lv["rubric"]).split())))
+    examples = []
+    for ex in data.get("examples") or []:
+        try:
+            level = int(ex["level"])
+            if not 1 <= level <= N_LEVELS:
+                raise ValueError
+            examples.append(Example(level, str(ex.get("title", "")), str(ex["comment"])))
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputError(f"bad example {ex!r}: needs level 1-{N_LEVELS} and comment", path=path, field="examples") from e
+    return Dimension(str(data.get("name") or path.stem), str(data.get("description", "")), tuple(parsed), tuple(examples), str(path))
+
+
+@lru_cache(maxsize=None)
+def load_template(name: str) -> Template:
+    data = yaml.safe_load((TEMPLATES_DIR / f"{name}.yaml").read_text(encoding="utf-8"))
+    return Template(data["name"], data["system"].strip(), data["user"].strip(), str(data.get("assistant", "")).strip())
