@@ -74,31 +74,58 @@ def prefill(model, suffixes: Sequence[Sequence[int]], prefix: PrefixKV | None, p
     return out.logits[:, -1, :].float(), cache, mask, next_pos
 
 
-def _filter_logits(logits: torch.Tensor, params: GenerationParams, history: torch.Tensor | None) -> torch.Tensor:
-    if history is not None and history.numel() and params.repetition_penalty != 1.0:
-        seen = logits.gather(1, history)
-        seen = torch.where(seen > 0, seen / params.repetition_penalty, seen * params.repetition_penalty)
-        logits = logits.scatter(1, history, seen)
-    if params.temperature <= 0:
+NUCLEUS_CANDIDATES = 256  # top-p is searched among this many best tokens first (exact fallback below)
+
+
+def _penalise_repeats(logits: torch.Tensor, history: torch.Tensor, penalty: float) -> torch.Tensor:
+    """The CTRL repetition penalty on tokens this row has already generated."""
+    if history.numel() == 0 or penalty == 1.0:
         return logits
+    seen = logits.gather(1, history)
+    seen = torch.where(seen > 0, seen / penalty, seen * penalty)
+    return logits.scatter(1, history, seen)
+
+
+def _nucleus(probs: torch.Tensor, top_p: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Candidate tokens and their probabilities after top-p filtering: ([rows, k] ids, [rows, k] probs).
+
+    Sorting 49k-token vocabularies every step is the slow part of sampling; the nucleus almost always lies
+    within the best few hundred tokens, so sort those and fall back to the full sort only when it does not.
+    """
+    k = min(NUCLEUS_CANDIDATES, probs.shape[-1])
+    top, ids = torch.topk(probs, k, dim=-1)
+    if k < probs.shape[-1] and bool((top.sum(-1) < top_p).any()):
+        top, ids = torch.sort(probs, descending=True, dim=-1)
+    before = top.cumsum(-1) - top
+    top = top.masked_fill(before >= top_p, 0.0)  # keep the token that crosses top_p
+    return ids, top
+
+
+def next_tokens(
+    logits: torch.Tensor, params: GenerationParams, generators: list[torch.Generator], history: torch.Tensor
+) -> torch.Tensor:
+    """Pick each row's next token: greedy at temperature 0, else seeded sampling with top-k / top-p.
+
+    Each row draws one uniform number from its own generator and inverts the cumulative distribution, so
+    rows are sampled independently of each other while the arithmetic stays batched.
+    """
+    logits = _penalise_repeats(logits, history, params.repetition_penalty)
+    if params.temperature <= 0:
+        return logits.argmax(-1)
     logits = logits / params.temperature
     if params.top_k and params.top_k < logits.shape[-1]:
         kth = torch.topk(logits, params.top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = logits.softmax(-1)
     if 0 < params.top_p < 1:
-        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
-        cumulative = sorted_logits.softmax(-1).cumsum(-1)
-        drop = cumulative - sorted_logits.softmax(-1) > params.top_p  # keep the token that crosses top_p
-        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
-        logits = torch.full_like(logits, float("-inf")).scatter(1, order, sorted_logits)
-    return logits
-
-
-def _choose(logits: torch.Tensor, params: GenerationParams, generators: list[torch.Generator]) -> torch.Tensor:
-    if params.temperature <= 0:
-        return logits.argmax(-1)
-    probs = logits.softmax(-1).cpu()
-    return torch.stack([torch.multinomial(probs[i], 1, generator=g)[0] for i, g in enumerate(generators)]).to(logits.device)
+        ids, probs = _nucleus(probs, params.top_p)
+    else:
+        ids = None
+    cdf = probs.cumsum(-1)
+    u = torch.cat([torch.rand(1, generator=g) for g in generators]).to(cdf.device, cdf.dtype)
+    target = (u * cdf[:, -1]).clamp(min=1e-12).unsqueeze(-1)  # never land on a zero-probability token
+    pick = torch.searchsorted(cdf, target).clamp(max=cdf.shape[-1] - 1)
+    return pick.squeeze(-1) if ids is None else ids.gather(1, pick).squeeze(-1)
 
 
 @torch.inference_mode()
@@ -126,7 +153,7 @@ def decode(
     history = torch.empty((n, 0), dtype=torch.long, device=device)
     padded_steps = 0
     for step in range(params.max_new_tokens):
-        tokens = _choose(_filter_logits(logits, params, history), params, [generators[i] for i in active])
+        tokens = next_tokens(logits, params, [generators[i] for i in active], history)
         padded_steps += len(active)
         done_now = torch.isin(tokens, eos) & ~finished
         tok_list = tokens.tolist()
