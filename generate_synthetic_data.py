@@ -42,6 +42,9 @@ def build_parser():
     add_range_args(p)
     add_model_args(p)
     add_sampling_args(p)
+    job.add_argument("--rewrite-template", default="norm_rewrite",
+                     help="rewrite prompt: norm_rewrite (compact, for small models), norm_rewrite_full (the research "
+                          "code's prompt with all definitions and the post title), or a YAML file")
     rate = p.add_argument_group("rating and quality filters")
     rate.add_argument("--rating-method", choices=["logits", "generate"], default="logits",
                       help="logits: one forward pass, probabilities of levels 1-5; generate: answer and parse (the seed's way)")
@@ -89,7 +92,8 @@ def main(argv=None) -> int:
         quantization=args.quantization, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
         sub_batch_size=args.sub_batch_size, max_batch_tokens=args.max_batch_tokens, start_idx=args.start_idx,
         end_idx=args.end_idx, shard=parse_shard(args.shard), params=params, levels=parse_levels(args.levels),
-        rating_method=args.rating_method, allow_pickle=args.allow_pickle, skip_bad_rows=args.skip_bad_rows,
+        rating_method=args.rating_method, rewrite_template=args.rewrite_template,
+        allow_pickle=args.allow_pickle, skip_bad_rows=args.skip_bad_rows,
         filters=FilterSettings(args.min_similarity, args.max_perplexity),
         embedding_model=None if args.embedding_model == "none" else args.embedding_model,
         command="python " + " ".join(sys.argv) if argv is None else "python generate_synthetic_data.py " + " ".join(argv),

@@ -17,7 +17,7 @@ from .errors import InputError
 from .io import JsonlWriter, atomic_write_json, meta_path, read_records, select_range, shard_path
 from .llm import GenerationParams, load_backend
 from .norms import LEVELS, FilterSettings, NormRewriter, Rater
-from .prompts import load_dimension
+from .prompts import load_dimension, load_template
 from .runner import GracefulStop, run_chunks
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,7 @@ class NormJobConfig:
     params: GenerationParams = field(default_factory=GenerationParams)
     levels: tuple[int, ...] = LEVELS
     rating_method: str = "logits"
+    rewrite_template: str = "norm_rewrite"
     allow_pickle: bool = False
     skip_bad_rows: bool = False
     filters: FilterSettings = field(default_factory=FilterSettings)
@@ -135,7 +136,8 @@ def run_norm_job(cfg: NormJobConfig) -> dict:
 
                     embedder = Embedder(cfg.embedding_model, device=cfg.device)
                 rater = Rater(backend, dim, cfg.rating_method)
-                job = NormRewriter(backend, dim, rater, cfg.params, tuple(cfg.levels), embedder, cfg.filters)
+                job = NormRewriter(backend, dim, rater, cfg.params, tuple(cfg.levels), embedder, cfg.filters,
+                                   load_template(cfg.rewrite_template))
                 meta["provenance"] = job.provenance()
                 counts = run_chunks(todo, job.process, writer, cfg.batch_size, stop, desc="comments",
                                     resume_hint=f"rerun the same command to resume: {cfg.command}")

@@ -14,7 +14,7 @@ PREAMBLE = re.compile(
     r"^\s*(?:(?:sure|okay|ok|certainly|of course|absolutely)[!,.]?\s*)?"
     r"(?:here(?:'s| is| are)\b[^\n:]{0,80}:|"
     r"(?:the\s+)?(?:rewritten|rephrased|revised|changed|new|modified)\s+(?:comment|post|text|version)\s*:|"
-    r"rewrite\s*:|comment\s*:)\s*",
+    r"rewrite\b[^\n:]{0,60}:|comment\s*:)\s*",
     re.IGNORECASE,
 )
 TRAILING_NOTE = re.compile(

@@ -119,7 +119,21 @@ def _parse_dimension(path: Path) -> Dimension:
     return Dimension(str(data.get("name") or path.stem), str(data.get("description", "")), tuple(parsed), tuple(examples), str(path))
 
 
+def known_templates() -> list[str]:
+    return sorted(p.stem for p in TEMPLATES_DIR.glob("*.yaml"))
+
+
 @lru_cache(maxsize=None)
-def load_template(name: str) -> Template:
-    data = yaml.safe_load((TEMPLATES_DIR / f"{name}.yaml").read_text(encoding="utf-8"))
-    return Template(data["name"], data["system"].strip(), data["user"].strip(), str(data.get("assistant", "")).strip())
+def load_template(name_or_path: str) -> Template:
+    """Load a chat template by name (a file in prompts/templates/) or by the path of a YAML file."""
+    path = Path(name_or_path)
+    if not (path.suffix in (".yaml", ".yml") and path.exists()):
+        path = TEMPLATES_DIR / f"{name_or_path}.yaml"
+        if not path.exists():
+            raise InputError(f"unknown template {name_or_path!r}; known: {', '.join(known_templates())} (or a YAML file)")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return Template(str(data.get("name") or path.stem), str(data["system"]).strip(), str(data["user"]).strip(),
+                        str(data.get("assistant", "")).strip())
+    except (yaml.YAMLError, KeyError, TypeError, AttributeError) as e:
+        raise InputError(f"a template needs 'system' and 'user' format strings ({e})", path=path) from e
