@@ -3,6 +3,7 @@ write as it goes, and summarise. `generate_synthetic_data.py` is a thin front en
 
 from __future__ import annotations
 
+import json
 import logging
 import platform
 import sys
@@ -119,12 +120,13 @@ def run_norm_job(cfg: NormJobConfig) -> dict:
         log.info("%s: %d comments selected, %d already written, %d to do -> %s",
                  path, len(selected), len(selected) - len(todo), len(todo), out)
         backend = embedder = None
-        meta = {
+        meta = _previous_meta(meta_file)  # a resumed run keeps what earlier runs recorded
+        meta.update({
             "command": cfg.command, "input": str(path), "output": str(out), "dimension": dim.name,
             "dimension_source": dim.source, "config": _jsonable(asdict(cfg)), "versions": _versions(),
             "n_input_rows": len(data.records), "skipped": dict(skipped), "n_selected": len(selected),
             "shard": list(cfg.shard) if cfg.shard else None, "complete": False,
-        }
+        })
         counts = None
         try:
             if todo:
@@ -155,6 +157,10 @@ def run_norm_job(cfg: NormJobConfig) -> dict:
                     "comments_this_run": counts.done if counts else None,
                     "comments_per_second": round(counts.done / counts.seconds, 3) if counts and counts.seconds else None,
                 }
+                meta.setdefault("runs", []).append({
+                    "command": cfg.command, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    "comments": counts.done if counts else 0, "provenance": meta.get("provenance"),
+                })
             meta["summary"] = summarise(out, cfg.levels)
             atomic_write_json(meta_file, meta)
     summary = meta["summary"]
@@ -162,6 +168,13 @@ def run_norm_job(cfg: NormJobConfig) -> dict:
                    n_selected=len(selected))
     summary["plot"] = plot_shift(summary, out.with_suffix(".shift.png"), dim.name)
     return summary
+
+
+def _previous_meta(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
 
 
 def summarise(path: Path, levels) -> dict:

@@ -91,7 +91,7 @@ def parse_rating(text: str, dim: Dimension) -> tuple[int, bool]:
         return 3, True
     if "no rating" in lowered:
         return 3, True
-    m = re.search(r"(?<![\d.])([1-5])(?![\d.])", text)
+    m = re.search(r"(?<![\d.])([1-5])(?!\d|\.\d)", text)  # "4" or "4." but not "4.5" or "10"
     if m:
         return int(m.group(1)), True
     return 3, False

@@ -10,20 +10,26 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+_WHAT = r"(?:rewrit\w*|rephras\w*|revis\w*|edited|version|comment|post|text|response|reply)"
 PREAMBLE = re.compile(
     r"^\s*(?:(?:sure|okay|ok|certainly|of course|absolutely)[!,.]?\s*)?"
-    r"(?:here(?:'s| is| are)\b[^\n:]{0,80}:|"
+    rf"(?:here(?:'s| is| are)\b[^\n:]{{0,60}}\b{_WHAT}\b[^\n:]{{0,30}}:|"
     r"(?:the\s+)?(?:rewritten|rephrased|revised|changed|new|modified)\s+(?:comment|post|text|version)\s*:|"
     r"rewrite\b[^\n:]{0,60}:|comment\s*:)\s*",
     re.IGNORECASE,
 )
 TRAILING_NOTE = re.compile(
-    r"\n\s*(?:note|explanation|changes made|i (?:changed|made|rewrote|kept))\b[^\n]*(?:\n.*)*\Z",
+    r"(?:\n\s*\(?(?:note|explanation|changes made)\s*[:\-]"  # "Note: ...", "(Explanation - ..."
+    r"|\n\s*\n\s*i (?:changed|made|rewrote|kept|replaced|removed|added|used)\b"  # a paragraph about the edit
+    r"(?=[^\n]*\b(?:tone|style|slang|formal\w*|casual\w*|wording|language|comment|text|original)\b))"
+    r"[^\n]*(?:\n.*)*\Z",
     re.IGNORECASE,
 )
 REFUSAL = re.compile(
-    r"\b(?:i(?:'m| am) (?:sorry|unable|not able)|i can(?:no|')t (?:help|assist|rewrite|do|comply|provide|fulfil)|"
-    r"as an ai\b|i (?:cannot|won't|will not) (?:rewrite|create|generate|write))",
+    r"\b(?:i(?:'m| am) sorry,? but i (?:can(?:no|')t|won't|will not|am unable|'m unable|am not able)|"
+    r"i(?:'m| am) (?:unable|not able) to (?:help|assist|rewrite|do|comply|provide|fulfil)|"
+    r"i can(?:no|')t (?:help|assist|rewrite|comply|provide|fulfil)|"
+    r"as an ai\b|as a language model\b|i (?:cannot|won't|will not) (?:rewrite|create|generate|write))",
     re.IGNORECASE,
 )
 ECHO_MARKERS = (
@@ -47,8 +53,8 @@ def clean_generation(text: str, echo_markers: tuple[str, ...] = ECHO_MARKERS) ->
     notes = []
     out = text.strip()
     m = PREAMBLE.match(out)
-    if m and m.end() < len(out):
-        out = out[m.end():].lstrip()
+    if m:
+        out = out[m.end():].lstrip()  # an answer that is only a preamble becomes empty (and is flagged so)
         notes.append("preamble")
     lowered = out.lower()
     cut = min((i for i in (lowered.find(mk) for mk in echo_markers) if i > 0), default=-1)

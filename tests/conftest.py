@@ -7,6 +7,9 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# One intra-op thread: on a 2-core machine shared with other jobs, OpenMP's spinning threads make every small
+# tensor op up to 1000x slower when oversubscribed. Subprocesses started by the tests inherit this too.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import sys
 from pathlib import Path
@@ -19,7 +22,9 @@ DATA = REPO / "data"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from socialsynth.llm.base import Backend, ChoiceScores, Completion, GenerationParams, GenerationStats  # noqa: E402
+from socialsynth.llm.base import (  # noqa: E402
+    Backend, ChoiceScores, Completion, GenerationParams, GenerationStats, request_seed,
+)
 
 
 def pytest_configure(config):
@@ -62,6 +67,29 @@ def tiny_backend(tiny_model_dir):
     from socialsynth.llm.hf import HFBackend
 
     return HFBackend(model=str(tiny_model_dir), device="cpu", dtype="fp32")
+
+
+@pytest.fixture(scope="session")
+def sharp_backend(tiny_model_dir):
+    """The tiny model with its residual branches and final norm scaled up.
+
+    Freshly initialised weights (std 0.02) leave the residual stream dominated by the input embedding, so with
+    tied embeddings the plain tiny model greedily repeats the last prompt token and spreads its next-token
+    probability almost uniformly: a padding or position bug would not change its answers. Scaling the
+    attention/MLP output projections makes the predictions depend on the whole context, and scaling the final
+    norm sharpens them, so comparisons against a reference computation can actually fail.
+    """
+    import torch
+
+    from socialsynth.llm.hf import HFBackend
+
+    backend = HFBackend(model=str(tiny_model_dir), device="cpu", dtype="fp32")
+    with torch.no_grad():
+        for layer in backend.model.model.layers:
+            layer.self_attn.o_proj.weight.mul_(30.0)
+            layer.mlp.down_proj.weight.mul_(30.0)
+        backend.model.model.norm.weight.mul_(4.0)
+    return backend
 
 
 @pytest.fixture(scope="session")
@@ -108,7 +136,7 @@ class FakeBackend(Backend):
         out = []
         for chat, key in zip(chats, keys):
             text = self.reply(chat, key)
-            out.append(Completion(text, 10, len(text.split()), self.finish_reason, seed=hash(key) & 0xFFFF))
+            out.append(Completion(text, 10, len(text.split()), self.finish_reason, seed=request_seed(params.seed, key)))
         return out
 
     def score_choices(self, chats, choices: Sequence[str]) -> list[ChoiceScores]:

@@ -53,3 +53,27 @@ def common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
         if n == 0:
             break
     return n
+
+
+def group_by_prefix(sequences: Sequence[Sequence[int]], min_shared: int) -> list[list[int]]:
+    """Split request indices into groups whose members share at least `min_shared` leading tokens.
+
+    A job mixes prompt families (rewrite prompts, rating prompts with few-shot turns); each family has its
+    own long shared head, and the head is only worth caching within a family. Sequences are sorted so that
+    members of a family sit next to each other; a group ends where the shared head would drop below the
+    threshold. Indices that share nothing with their neighbours form groups of one.
+    """
+    order = sorted(range(len(sequences)), key=lambda i: tuple(sequences[i]))
+    groups: list[list[int]] = []
+    shared = 0
+    for i in order:
+        if groups:
+            first = sequences[groups[-1][0]]
+            k = common_prefix_length([first, sequences[i]])
+            if min(shared, k) >= min_shared:
+                groups[-1].append(i)
+                shared = min(shared, k)
+                continue
+        groups.append([i])
+        shared = len(sequences[i])
+    return groups

@@ -11,8 +11,8 @@ from typing import Sequence
 import torch
 
 from .base import Backend, Chat, ChoiceScores, Completion, GenerationParams, GenerationStats, Progress, request_seed
-from .batching import common_prefix_length, plan_batches
-from .decode import PrefixKV, compute_prefix, decode
+from .batching import common_prefix_length, group_by_prefix, plan_batches
+from .decode import PrefixKV, compute_prefix, decode, prefill
 from .embedded import EMBEDDED_HF_ID, EMBEDDED_NAME, embedded_checkpoint
 
 log = logging.getLogger(__name__)
@@ -100,22 +100,35 @@ class HFBackend(Backend):
         text = "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in chat) + "\n\nAssistant:"
         return self.tokenizer(text)["input_ids"]
 
-    def _split_prefix(self, prompts: list[list[int]]) -> tuple[PrefixKV | None, list[list[int]]]:
-        """Find the head all prompts share, cache its key/values, and return the remaining suffixes."""
-        p = common_prefix_length(prompts)
-        p = min(p, min(len(x) for x in prompts) - 1) if prompts else 0  # every row keeps at least one token
-        if p < MIN_SHARED_PREFIX:
-            return None, prompts
-        key = tuple(prompts[0][:p])
+    def _prefix_kv(self, ids: Sequence[int]) -> PrefixKV:
+        key = tuple(ids)
         prefix = self._prefixes.get(key)
         if prefix is None:
-            prefix = compute_prefix(self.model, key)
-            self._prefixes[key] = prefix
-            while len(self._prefixes) > 4:
+            prefix = self._prefixes[key] = compute_prefix(self.model, key)
+            while len(self._prefixes) > 8:
                 self._prefixes.popitem(last=False)
         else:
             self._prefixes.move_to_end(key)
-        return prefix, [x[p:] for x in prompts]
+        return prefix
+
+    def _plan(self, prompts: list[list[int]], extra_per_row: int) -> list[tuple[PrefixKV | None, list[int], list[list[int]]]]:
+        """Batches to run: (cached shared head or None, request indices, the prompts after the head).
+
+        Prompts are grouped by shared head (each prompt family has its own), the head's key/values are
+        computed once and reused, and each group is cut into length-sorted batches under the token budget.
+        """
+        plan = []
+        for group in group_by_prefix(prompts, MIN_SHARED_PREFIX):
+            members = [prompts[i] for i in group]
+            p = common_prefix_length(members) if len(members) > 1 else 0
+            p = min(p, min(len(x) for x in members) - 1)  # every row keeps at least one token
+            prefix = self._prefix_kv(members[0][:p]) if p >= MIN_SHARED_PREFIX else None
+            p = len(prefix) if prefix else 0
+            suffixes = [x[p:] for x in members]
+            for batch in plan_batches([len(s) for s in suffixes], self.max_batch_size, self.max_batch_tokens,
+                                      extra_per_row=p + extra_per_row):
+                plan.append((prefix, [group[b] for b in batch], [suffixes[b] for b in batch]))
+        return plan
 
     # -- the Backend interface -------------------------------------------------------------------------
     def generate(
@@ -131,16 +144,11 @@ class HFBackend(Backend):
         keys = list(keys) if keys is not None else [str(i) for i in range(len(chats))]
         seeds = [request_seed(params.seed, k) for k in keys]
         prompts = [self.encode_chat(c) for c in chats]
-        prefix, suffixes = self._split_prefix(prompts)
-        p = len(prefix) if prefix else 0
         results: list[Completion | None] = [None] * len(chats)
-        batches = plan_batches(
-            [len(s) for s in suffixes], self.max_batch_size, self.max_batch_tokens, extra_per_row=p + params.max_new_tokens
-        )
-        for batch in batches:
+        for prefix, batch, suffixes in self._plan(prompts, params.max_new_tokens):
             outs, padded = decode(
                 self.model,
-                [suffixes[i] for i in batch],
+                suffixes,
                 prefix,
                 params,
                 [seeds[i] for i in batch],
@@ -172,18 +180,14 @@ class HFBackend(Backend):
 
     @torch.inference_mode()
     def score_choices(self, chats: Sequence[Chat], choices: Sequence[str]) -> list[ChoiceScores]:
-        from .decode import prefill
-
         if not chats:
             return []
         t0 = time.perf_counter()
         choice_ids = torch.tensor(self.choice_token_ids(choices))
         prompts = [self.encode_chat(c) for c in chats]
-        prefix, suffixes = self._split_prefix(prompts)
-        p = len(prefix) if prefix else 0
         results: list[ChoiceScores | None] = [None] * len(chats)
-        for batch in plan_batches([len(s) for s in suffixes], self.max_batch_size, self.max_batch_tokens, p):
-            logits, *_ = prefill(self.model, [suffixes[i] for i in batch], prefix, self.pad_id)
+        for prefix, batch, suffixes in self._plan(prompts, 0):
+            logits, *_ = prefill(self.model, suffixes, prefix, self.pad_id)
             probs = logits.float().softmax(-1)[:, choice_ids.to(logits.device)].cpu()
             for i, row in zip(batch, probs):
                 mass = float(row.sum())
