@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 
 import torch
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 from .base import GenerationParams
 
@@ -39,11 +40,68 @@ def compute_prefix(model, ids: Sequence[int]) -> PrefixKV:
     return PrefixKV(tuple(ids), [(layer.keys, layer.values) for layer in cache.layers])
 
 
-def _expanded_cache(model, prefix: PrefixKV | None, rows: int) -> DynamicCache:
-    if prefix is None or len(prefix) == 0:
-        return DynamicCache(config=model.config)
-    data = [(k.expand(rows, -1, -1, -1).contiguous(), v.expand(rows, -1, -1, -1).contiguous()) for k, v in prefix.layers]
-    return DynamicCache(data, config=model.config)
+class PreallocatedLayer(DynamicLayer):
+    """A cache layer that writes into a buffer reserved for the whole generation and hands out views.
+
+    transformers' dynamic layer concatenates the whole cache every step (at 64 rows x 300 positions that
+    copying costs more than the matmuls on a CPU); its static layer avoids the copy but makes attention read
+    every reserved slot. Views of the filled part avoid both: 98 ms/step against 146 (dynamic) and 117
+    (static) for 64 rows at 300 positions, measured on this 2-core machine.
+    """
+
+    def __init__(self, capacity: int):
+        super().__init__()
+        self.capacity = capacity
+        self.length = 0
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        self.dtype, self.device = key_states.dtype, key_states.device
+        rows, heads, _, dim = key_states.shape
+        self._keys = torch.empty((rows, heads, self.capacity, dim), dtype=self.dtype, device=self.device)
+        self._values = torch.empty((rows, heads, self.capacity, value_states.shape[-1]), dtype=self.dtype,
+                                   device=self.device)
+        self.is_initialized = True
+
+    def _views(self):
+        self.keys = self._keys[:, :, : self.length]
+        self.values = self._values[:, :, : self.length]
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        n = key_states.shape[-2]
+        if self.length + n > self.capacity:
+            raise RuntimeError(f"cache capacity {self.capacity} exceeded")
+        self._keys[:, :, self.length : self.length + n] = key_states
+        self._values[:, :, self.length : self.length + n] = value_states
+        self.length += n
+        self._views()
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self.length
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        if self.is_initialized:
+            self._keys, self._values = self._keys[indices], self._values[indices]
+            self._views()
+
+
+def _new_cache(model, prefix: PrefixKV | None, rows: int, capacity: int | None) -> DynamicCache:
+    """A cache for `rows` sequences that starts with a copy of the shared head; with `capacity` (decoding),
+    preallocated for that many positions."""
+    layers = prefix.layers if prefix is not None and len(prefix) else []
+    if capacity is None:
+        data = [(k.expand(rows, -1, -1, -1).contiguous(), v.expand(rows, -1, -1, -1).contiguous()) for k, v in layers]
+        return DynamicCache(data or None, config=model.config)
+    cache = DynamicCache(config=model.config)
+    if any(type(layer) is not DynamicLayer for layer in cache.layers):  # sliding-window models: keep theirs
+        data = [(k.expand(rows, -1, -1, -1).contiguous(), v.expand(rows, -1, -1, -1).contiguous()) for k, v in layers]
+        return DynamicCache(data or None, config=model.config)
+    cache.layers = [PreallocatedLayer(capacity) for _ in cache.layers]
+    for layer, (k, v) in zip(cache.layers, layers):
+        layer.update(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1))
+    return cache
 
 
 def _left_pad(suffixes: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,15 +116,19 @@ def _left_pad(suffixes: Sequence[Sequence[int]], pad_id: int, device) -> tuple[t
 
 
 @torch.inference_mode()
-def prefill(model, suffixes: Sequence[Sequence[int]], prefix: PrefixKV | None, pad_id: int):
-    """Run the prompts through the model; return (last-position logits, cache, attention mask, next positions)."""
+def prefill(model, suffixes: Sequence[Sequence[int]], prefix: PrefixKV | None, pad_id: int, capacity: int | None = None):
+    """Run the prompts through the model; return (last-position logits, cache, attention mask, next positions).
+
+    `capacity` (positions to reserve for decoding) selects a preallocated cache; None suits a single pass."""
     device = model.device
     ids, suffix_mask = _left_pad(suffixes, pad_id, device)
     rows = ids.shape[0]
     p = len(prefix) if prefix is not None else 0
     mask = torch.cat([torch.ones((rows, p), dtype=torch.long, device=device), suffix_mask], dim=1)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, p:]
-    cache = _expanded_cache(model, prefix, rows)
+    if capacity is not None:
+        capacity = max(capacity, mask.shape[1] + 1)
+    cache = _new_cache(model, prefix, rows, capacity)
     out = model(
         input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True, logits_to_keep=1
     )
@@ -142,7 +204,8 @@ def decode(
 ) -> tuple[list[tuple[list[int], str]], int]:
     """Generate for one batch. Returns ([(new token ids, finish reason)] in input order, padded row-steps)."""
     n = len(suffixes)
-    logits, cache, mask, pos = prefill(model, suffixes, prefix, pad_id)
+    width = (len(prefix) if prefix is not None else 0) + max(len(x) for x in suffixes)
+    logits, cache, mask, pos = prefill(model, suffixes, prefix, pad_id, capacity=width + params.max_new_tokens)
     device = logits.device
     generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
     eos = torch.tensor(sorted(set(eos_ids)), device=device)
