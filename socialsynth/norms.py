@@ -43,6 +43,7 @@ def rating_chat(dim: Dimension, template: Template, title: str, comment: str, sh
     """A rating prompt with the dimension's examples as earlier turns (a 135M judge needs them)."""
     common = dict(dimension=dim.name, definitions=dim.definitions(), level3_name=dim.levels[2].name)
     chat: Chat = [{"role": "system", "content": _fill(template.system, **common)}]
+    shots = dim.rating_shots if shots is None else shots
     examples = dim.examples if shots is None else dim.examples[:shots]
     for ex in examples:
         chat.append({"role": "user", "content": _fill(template.user, title=ex.title or "(no title)", comment=ex.comment, **common)})

@@ -45,6 +45,7 @@ class Dimension:
     levels: tuple[Level, ...]
     examples: tuple[Example, ...]
     source: str
+    rating_shots: int | None = None  # how many examples the judge sees (None: all)
 
     @property
     def level_names(self) -> list[str]:
@@ -116,7 +117,11 @@ def _parse_dimension(path: Path) -> Dimension:
             examples.append(Example(level, str(ex.get("title", "")), str(ex["comment"])))
         except (KeyError, TypeError, ValueError) as e:
             raise InputError(f"bad example {ex!r}: needs level 1-{N_LEVELS} and comment", path=path, field="examples") from e
-    return Dimension(str(data.get("name") or path.stem), str(data.get("description", "")), tuple(parsed), tuple(examples), str(path))
+    shots = data.get("rating_shots")
+    if shots is not None and (not isinstance(shots, int) or shots < 0):
+        raise InputError("rating_shots must be a whole number >= 0", path=path, field="rating_shots")
+    return Dimension(str(data.get("name") or path.stem), str(data.get("description", "")), tuple(parsed),
+                     tuple(examples), str(path), shots)
 
 
 def known_templates() -> list[str]:
