@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from socialsynth.cli import (add_model_args, add_range_args, add_sampling_args, default_dir, make_parser, run_main,
@@ -48,6 +49,9 @@ def build_parser():
     rate = p.add_argument_group("rating and quality filters")
     rate.add_argument("--rating-method", choices=["logits", "generate"], default="logits",
                       help="logits: one forward pass, probabilities of levels 1-5; generate: answer and parse (the seed's way)")
+    rate.add_argument("--rating-template", default="norm_rating",
+                      help="rating prompt: norm_rating (few-shot, answer starts with the level digit), norm_rating_seed "
+                           "(the research code's prompt, for --rating-method generate), or a YAML file")
     rate.add_argument("--min-similarity", type=float, default=0.5,
                       help="flag rewrites whose embedding cosine to the original is below this (content preservation)")
     rate.add_argument("--max-perplexity", type=float, default=1000.0,
@@ -92,7 +96,7 @@ def main(argv=None) -> int:
         quantization=args.quantization, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
         sub_batch_size=args.sub_batch_size, max_batch_tokens=args.max_batch_tokens, start_idx=args.start_idx,
         end_idx=args.end_idx, shard=parse_shard(args.shard), params=params, levels=parse_levels(args.levels),
-        rating_method=args.rating_method, rewrite_template=args.rewrite_template,
+        rating_method=args.rating_method, rewrite_template=args.rewrite_template, rating_template=args.rating_template,
         allow_pickle=args.allow_pickle, skip_bad_rows=args.skip_bad_rows,
         filters=FilterSettings(args.min_similarity, args.max_perplexity),
         embedding_model=None if args.embedding_model == "none" else args.embedding_model,
@@ -108,13 +112,15 @@ def run_judge(args, params) -> int:
     from socialsynth.judge import format_report, judge_agreement, load_pairs
     from socialsynth.llm import load_backend
     from socialsynth.norms import Rater
+    from socialsynth.prompts import load_template
 
     topics = [t.strip() for t in args.judge_topics.split(",")] if args.judge_topics else None
     rows, dims = load_pairs(args.judge_agreement, topics)
     backend = load_backend(args.backend, args.model, quantization=args.quantization, device=args.device,
                            dtype=args.dtype, max_batch_size=args.sub_batch_size, max_batch_tokens=args.max_batch_tokens)
-    rating_params = GenerationParamsFor(params)
-    report = judge_agreement(lambda dim: Rater(backend, dim, args.rating_method, params=rating_params), rows, dims)
+    rating_params = replace(params, temperature=0.0, max_new_tokens=12)  # answers, not prose: greedy and brief
+    template = load_template(args.rating_template)
+    report = judge_agreement(lambda dim: Rater(backend, dim, args.rating_method, template, rating_params), rows, dims)
     print(f"{len(rows)} pairs from {args.judge_agreement}; model {args.model}; rating method {args.rating_method}")
     print(format_report(report))
     out = Path(args.output_dir) / f"judge_agreement_{Path(args.judge_agreement).stem}_{args.rating_method}.json"
@@ -122,13 +128,6 @@ def run_judge(args, params) -> int:
                             "rating_method": args.rating_method, "report": report.to_dict()})
     print(f"written: {out}")
     return 0
-
-
-def GenerationParamsFor(params):
-    """Ratings are answers, not prose: decode greedily and briefly, whatever the rewrite sampling is."""
-    from dataclasses import replace
-
-    return replace(params, temperature=0.0, max_new_tokens=12)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,7 @@ class NormJobConfig:
     levels: tuple[int, ...] = LEVELS
     rating_method: str = "logits"
     rewrite_template: str = "norm_rewrite"
+    rating_template: str = "norm_rating"
     allow_pickle: bool = False
     skip_bad_rows: bool = False
     filters: FilterSettings = field(default_factory=FilterSettings)
@@ -137,7 +138,7 @@ def run_norm_job(cfg: NormJobConfig) -> dict:
                     from .embeddings import Embedder
 
                     embedder = Embedder(cfg.embedding_model, device=cfg.device)
-                rater = Rater(backend, dim, cfg.rating_method)
+                rater = Rater(backend, dim, cfg.rating_method, load_template(cfg.rating_template))
                 job = NormRewriter(backend, dim, rater, cfg.params, tuple(cfg.levels), embedder, cfg.filters,
                                    load_template(cfg.rewrite_template))
                 meta["provenance"] = job.provenance()
@@ -165,7 +166,7 @@ def run_norm_job(cfg: NormJobConfig) -> dict:
             atomic_write_json(meta_file, meta)
     summary = meta["summary"]
     summary.update(output=str(out), meta=str(meta_file), skipped=dict(skipped), throughput=meta.get("throughput"),
-                   n_selected=len(selected))
+                   n_selected=len(selected), rating_fallbacks=meta.get("rating_fallbacks"))
     summary["plot"] = plot_shift(summary, out.with_suffix(".shift.png"), dim.name)
     return summary
 
@@ -236,6 +237,8 @@ def format_summary(summary: dict) -> str:
     lines.append("target level | mean rating | filter pass rate")
     for lv, value in summary["mean_rating_by_level"].items():
         lines.append(f"{lv:>12} | {value!s:>11} | {summary['pass_rate_by_level'][lv]}")
+    if summary.get("rating_fallbacks"):
+        lines.append(f"warning: {summary['rating_fallbacks']} generated ratings could not be parsed and were set to 3")
     if summary["flag_rates"]:
         lines.append("flag rates: " + ", ".join(f"{k} {v:.0%}" for k, v in summary["flag_rates"].items()))
     tp = summary.get("throughput")

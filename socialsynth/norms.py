@@ -45,6 +45,8 @@ def rating_chat(dim: Dimension, template: Template, title: str, comment: str, sh
     chat: Chat = [{"role": "system", "content": _fill(template.system, **common)}]
     shots = dim.rating_shots if shots is None else shots
     examples = dim.examples if shots is None else dim.examples[:shots]
+    if not template.assistant:  # a template without an answer format takes no examples
+        examples = ()
     for ex in examples:
         chat.append({"role": "user", "content": _fill(template.user, title=ex.title or "(no title)", comment=ex.comment, **common)})
         chat.append(

@@ -57,3 +57,17 @@ def test_tiny_backend_describes_itself(tiny_backend, tiny_model_dir):
     assert info["model"] == str(tiny_model_dir)
     assert info["device"] == "cpu"
     assert info["dtype"] == "float32"
+
+
+@pytest.mark.parametrize("bits, layer_class", [(4, "Linear4bit"), (8, "Linear8bitLt")])
+def test_quantized_loading_replaces_linear_layers_and_still_generates(tiny_model_dir, bits, layer_class):
+    """-q 4 / -q 8 go through bitsandbytes (it runs on CPU too): the linear layers are swapped and the model answers."""
+    pytest.importorskip("bitsandbytes")
+    from socialsynth.llm.base import GenerationParams
+    from socialsynth.llm.hf import HFBackend
+
+    backend = HFBackend(model=str(tiny_model_dir), quantization=bits, device="cpu")
+    mlp = backend.model.model.layers[0].mlp.up_proj
+    assert type(mlp).__name__ == layer_class
+    out = backend.generate([[{"role": "user", "content": "Say hi."}]], GenerationParams(temperature=0, max_new_tokens=4))
+    assert out[0].n_new_tokens >= 1 and backend.describe()["quantization"] == bits

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import warnings
 from collections import OrderedDict
 from typing import Sequence
 
@@ -19,6 +20,7 @@ log = logging.getLogger(__name__)
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 MIN_SHARED_PREFIX = 16  # shorter shared heads are not worth a separate cache
+PERPLEXITY_BATCH_TOKENS = 8192
 
 
 def resolve_device(device: str) -> str:
@@ -203,7 +205,9 @@ class HFBackend(Backend):
         encoded = [self.tokenizer.encode(t, add_special_tokens=True)[:1024] for t in texts]
         bos = self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self.pad_id
         encoded = [e if e and e[0] == bos else [bos] + e for e in encoded]
-        for batch in plan_batches([len(e) for e in encoded], self.max_batch_size, self.max_batch_tokens):
+        # Full-vocabulary logits at every position: bound the batch so they stay near 1.6 GB (49k vocab, fp32).
+        budget = min(self.max_batch_tokens, PERPLEXITY_BATCH_TOKENS)
+        for batch in plan_batches([len(e) for e in encoded], self.max_batch_size, budget):
             width = max(len(encoded[i]) for i in batch)
             ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
             mask = torch.zeros_like(ids)
@@ -266,5 +270,7 @@ def _bnb_config(bits: int, compute_dtype: torch.dtype):
             bnb_4bit_compute_dtype=compute_dtype,
         )
     if bits == 8:
+        # bitsandbytes warns once per layer and call that it casts bf16 inputs to fp16; that is expected here.
+        warnings.filterwarnings("ignore", message="MatMul8bitLt: inputs will be cast")
         return BitsAndBytesConfig(load_in_8bit=True)
     raise ValueError(f"quantization must be 4 or 8, not {bits}")
