@@ -90,17 +90,14 @@ class PreallocatedLayer(DynamicLayer):
 def _new_cache(model, prefix: PrefixKV | None, rows: int, capacity: int | None) -> DynamicCache:
     """A cache for `rows` sequences that starts with a copy of the shared head; with `capacity` (decoding),
     preallocated for that many positions."""
-    layers = prefix.layers if prefix is not None and len(prefix) else []
-    if capacity is None:
-        data = [(k.expand(rows, -1, -1, -1).contiguous(), v.expand(rows, -1, -1, -1).contiguous()) for k, v in layers]
-        return DynamicCache(data or None, config=model.config)
+    layers = [(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)) for k, v in (prefix.layers if prefix else [])]
     cache = DynamicCache(config=model.config)
-    if any(type(layer) is not DynamicLayer for layer in cache.layers):  # sliding-window models: keep theirs
-        data = [(k.expand(rows, -1, -1, -1).contiguous(), v.expand(rows, -1, -1, -1).contiguous()) for k, v in layers]
-        return DynamicCache(data or None, config=model.config)
+    # Sliding-window and hybrid models bring their own layer types: keep those (and their copying).
+    if capacity is None or any(type(layer) is not DynamicLayer for layer in cache.layers):
+        return DynamicCache([(k.contiguous(), v.contiguous()) for k, v in layers] or None, config=model.config)
     cache.layers = [PreallocatedLayer(capacity) for _ in cache.layers]
     for layer, (k, v) in zip(cache.layers, layers):
-        layer.update(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1))
+        layer.update(k, v)
     return cache
 
 
