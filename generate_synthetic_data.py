@@ -38,6 +38,8 @@ def build_parser():
                      help="allow the research code's .pkl input (pickle can run code: only for files you trust)")
     job.add_argument("--skip-bad-rows", action="store_true",
                      help="count and skip malformed input rows instead of stopping at the first")
+    job.add_argument("--max-comment-chars", type=int, default=10_000,
+                     help="skip (and count) comments longer than this; 10,000 is Reddit's own limit")
     job.add_argument("--levels", default="1,2,3,4,5", help="target levels to rewrite to, e.g. 1,5")
     job.add_argument("--max-batch-tokens", type=int, default=65536, help="token budget of one forward batch")
     add_range_args(p)
@@ -97,7 +99,7 @@ def main(argv=None) -> int:
         sub_batch_size=args.sub_batch_size, max_batch_tokens=args.max_batch_tokens, start_idx=args.start_idx,
         end_idx=args.end_idx, shard=parse_shard(args.shard), params=params, levels=parse_levels(args.levels),
         rating_method=args.rating_method, rewrite_template=args.rewrite_template, rating_template=args.rating_template,
-        allow_pickle=args.allow_pickle, skip_bad_rows=args.skip_bad_rows,
+        allow_pickle=args.allow_pickle, skip_bad_rows=args.skip_bad_rows, max_comment_chars=args.max_comment_chars,
         filters=FilterSettings(args.min_similarity, args.max_perplexity),
         embedding_model=None if args.embedding_model == "none" else args.embedding_model,
         command="python " + " ".join(sys.argv) if argv is None else "python generate_synthetic_data.py " + " ".join(argv),

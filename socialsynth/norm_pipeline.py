@@ -51,6 +51,7 @@ class NormJobConfig:
     rewrite_template: str = "norm_rewrite"
     rating_template: str = "norm_rating"
     allow_pickle: bool = False
+    max_comment_chars: int = 10_000  # Reddit's own limit; longer texts would not fit small models' context
     skip_bad_rows: bool = False
     filters: FilterSettings = field(default_factory=FilterSettings)
     embedding_model: str | None = "embedded"
@@ -104,8 +105,12 @@ def run_norm_job(cfg: NormJobConfig) -> dict:
     path = cfg.input or find_input(Path(cfg.data_dir), cfg.subreddit, cfg.allow_pickle)
     data = read_records(path, allow_pickle=cfg.allow_pickle, required=("id", "comment"), nonempty=("comment",),
                         on_bad_row="skip" if cfg.skip_bad_rows else "error")
+    if not data.records and not data.skipped:
+        raise InputError("the file has no records", path=path)
     skipped = Counter(data.skipped)
-    rows = data.records
+    rows = [r for r in data.records if len(r["comment"]) <= cfg.max_comment_chars]
+    if len(rows) < len(data.records):
+        skipped[f"comment longer than {cfg.max_comment_chars} characters"] += len(data.records) - len(rows)
     wanted = inference_ids(cfg.upvote_dir)
     if wanted is not None:
         before = len(rows)

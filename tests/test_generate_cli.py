@@ -262,6 +262,24 @@ def test_cli_empty_comment_is_a_counted_skip(tmp_path, tiny_model_dir):
     assert meta["complete"] is True
 
 
+def test_cli_overlong_comment_is_a_counted_skip(tmp_path, tiny_model_dir):
+    long = json.dumps({"id": "long1", "comment": "word " * 3000, "submission_title": "t"})
+    data = data_dir_with(tmp_path, [ASKMEN_LINES[0], long])
+    out = tmp_path / "out"
+    proc = run(job_args(data, out, tiny_model_dir, "--max-comment-chars", "5000"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "comment longer than 5000 characters: 1" in proc.stdout
+    assert [r["id"] for r in read_output(out / "askmen_formality.jsonl")] == ASKMEN_IDS[:1]
+
+
+def test_cli_empty_input_file_is_a_one_line_error(tmp_path, tiny_model_dir):
+    data = data_dir_with(tmp_path, [])
+    proc = run(job_args(data, tmp_path / "out", tiny_model_dir))
+    assert proc.returncode == 2
+    assert "askmen.jsonl: the file has no records" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def test_cli_skip_bad_rows_counts_broken_json(tmp_path, tiny_model_dir):
     data = data_dir_with(tmp_path, [ASKMEN_LINES[0], ASKMEN_LINES[1], '{"id": "a", "comment": '])
     out = tmp_path / "out"
