@@ -12,8 +12,15 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from socialsynth.cli import (add_model_args, add_range_args, add_sampling_args, default_dir, make_parser, run_main,
-                             setup_logging)
+from socialsynth.cli import (
+    add_model_args,
+    add_range_args,
+    add_sampling_args,
+    default_dir,
+    make_parser,
+    run_main,
+    setup_logging,
+)
 from socialsynth.errors import InputError
 from socialsynth.prompts import known_dimensions
 
@@ -22,47 +29,116 @@ def build_parser():
     p = make_parser(__doc__)
     job = p.add_argument_group("job (the research code's flags)")
     job.add_argument("-r", "--subreddit", help="subreddit to rewrite; reads <data_dir>/<subreddit>.jsonl|.csv|.parquet")
-    job.add_argument("-n", "--norm_dimension", "--norm-dimension", dest="norm_dimension",
-                     help=f"dimension to vary: {', '.join(known_dimensions())}, or a YAML file defining one")
-    job.add_argument("-d", "--data_dir", "--data-dir", dest="data_dir", type=Path, default=default_dir("data"),
-                     help="folder of processed comment files")
+    job.add_argument(
+        "-n",
+        "--norm_dimension",
+        "--norm-dimension",
+        dest="norm_dimension",
+        help=f"dimension to vary: {', '.join(known_dimensions())}, or a YAML file defining one",
+    )
+    job.add_argument(
+        "-d",
+        "--data_dir",
+        "--data-dir",
+        dest="data_dir",
+        type=Path,
+        default=default_dir("data"),
+        help="folder of processed comment files",
+    )
     job.add_argument("-o", "--output_dir", "--output-dir", dest="output_dir", type=Path, default=default_dir("output"))
-    job.add_argument("-u", "--upvote_dir", "--upvote-dir", dest="upvote_dir", type=Path, default=None,
-                     help="upvote-model folder; if it has inference_sample_ids.txt, only those ids are rewritten")
-    job.add_argument("-b", "--batch_size", "--batch-size", dest="batch_size", type=int, default=16,
-                     help="comments per chunk: generated together and written together")
-    job.add_argument("-sb", "--sub_batch_size", "--sub-batch-size", dest="sub_batch_size", type=int, default=64,
-                     help="most sequences in one forward batch")
+    job.add_argument(
+        "-u",
+        "--upvote_dir",
+        "--upvote-dir",
+        dest="upvote_dir",
+        type=Path,
+        default=None,
+        help="upvote-model folder; if it has inference_sample_ids.txt, only those ids are rewritten",
+    )
+    job.add_argument(
+        "-b",
+        "--batch_size",
+        "--batch-size",
+        dest="batch_size",
+        type=int,
+        default=16,
+        help="comments per chunk: generated together and written together",
+    )
+    job.add_argument(
+        "-sb",
+        "--sub_batch_size",
+        "--sub-batch-size",
+        dest="sub_batch_size",
+        type=int,
+        default=64,
+        help="most sequences in one forward batch",
+    )
     job.add_argument("--input", type=Path, default=None, help="read this file instead of <data_dir>/<subreddit>.*")
-    job.add_argument("--allow-pickle", "--allow_pickle", action="store_true",
-                     help="allow the research code's .pkl input (pickle can run code: only for files you trust)")
-    job.add_argument("--skip-bad-rows", action="store_true",
-                     help="count and skip malformed input rows instead of stopping at the first")
-    job.add_argument("--max-comment-chars", type=int, default=10_000,
-                     help="skip (and count) comments longer than this; 10,000 is Reddit's own limit")
+    job.add_argument(
+        "--allow-pickle",
+        "--allow_pickle",
+        action="store_true",
+        help="allow the research code's .pkl input (pickle can run code: only for files you trust)",
+    )
+    job.add_argument(
+        "--skip-bad-rows",
+        action="store_true",
+        help="count and skip malformed input rows instead of stopping at the first",
+    )
+    job.add_argument(
+        "--max-comment-chars",
+        type=int,
+        default=10_000,
+        help="skip (and count) comments longer than this; 10,000 is Reddit's own limit",
+    )
     job.add_argument("--levels", default="1,2,3,4,5", help="target levels to rewrite to, e.g. 1,5")
     job.add_argument("--max-batch-tokens", type=int, default=65536, help="token budget of one forward batch")
     add_range_args(p)
     add_model_args(p)
     add_sampling_args(p)
-    job.add_argument("--rewrite-template", default="norm_rewrite",
-                     help="rewrite prompt: norm_rewrite (compact, for small models), norm_rewrite_full (the research "
-                          "code's prompt with all definitions and the post title), or a YAML file")
+    job.add_argument(
+        "--rewrite-template",
+        default="norm_rewrite",
+        help="rewrite prompt: norm_rewrite (compact, for small models), norm_rewrite_full (the research "
+        "code's prompt with all definitions and the post title), or a YAML file",
+    )
     rate = p.add_argument_group("rating and quality filters")
-    rate.add_argument("--rating-method", choices=["logits", "generate"], default="logits",
-                      help="logits: one forward pass, probabilities of levels 1-5; generate: answer and parse (the seed's way)")
-    rate.add_argument("--rating-template", default="norm_rating",
-                      help="rating prompt: norm_rating (few-shot, answer starts with the level digit), norm_rating_seed "
-                           "(the research code's prompt, for --rating-method generate), or a YAML file")
-    rate.add_argument("--min-similarity", type=float, default=0.5,
-                      help="flag rewrites whose embedding cosine to the original is below this (content preservation)")
-    rate.add_argument("--max-perplexity", type=float, default=1000.0,
-                      help="flag rewrites whose perplexity under the generating model is above this (fluency)")
-    rate.add_argument("--embedding-model", default="embedded",
-                      help="sentence-transformers model for the content check ('embedded' = all-MiniLM-L6-v2; 'none' = skip)")
+    rate.add_argument(
+        "--rating-method",
+        choices=["logits", "generate"],
+        default="logits",
+        help="logits: one forward pass, probabilities of levels 1-5; generate: answer and parse (the seed's way)",
+    )
+    rate.add_argument(
+        "--rating-template",
+        default="norm_rating",
+        help="rating prompt: norm_rating (few-shot, answer starts with the level digit), norm_rating_seed "
+        "(the research code's prompt, for --rating-method generate), or a YAML file",
+    )
+    rate.add_argument(
+        "--min-similarity",
+        type=float,
+        default=0.5,
+        help="flag rewrites whose embedding cosine to the original is below this (content preservation)",
+    )
+    rate.add_argument(
+        "--max-perplexity",
+        type=float,
+        default=1000.0,
+        help="flag rewrites whose perplexity under the generating model is above this (fluency)",
+    )
+    rate.add_argument(
+        "--embedding-model",
+        default="embedded",
+        help="sentence-transformers model for the content check ('embedded' = all-MiniLM-L6-v2; 'none' = skip)",
+    )
     judge = p.add_argument_group("judge agreement")
-    judge.add_argument("--judge-agreement", type=Path, metavar="FILE",
-                       help="rate both comments of each human-labelled pair and report agreement per dimension")
+    judge.add_argument(
+        "--judge-agreement",
+        type=Path,
+        metavar="FILE",
+        help="rate both comments of each human-labelled pair and report agreement per dimension",
+    )
     judge.add_argument("--judge-topics", default=None, help="only pairs of these topics, e.g. askscience,finance")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
@@ -82,9 +158,14 @@ def main(argv=None) -> int:
     from socialsynth.io import parse_shard
     from socialsynth.llm import GenerationParams
 
-    params = GenerationParams(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
-                              repetition_penalty=args.repetition_penalty, max_new_tokens=args.max_new_tokens,
-                              seed=args.seed)
+    params = GenerationParams(
+        temperature=args.temperature,
+        top_p=args.top_p,
+        top_k=args.top_k,
+        repetition_penalty=args.repetition_penalty,
+        max_new_tokens=args.max_new_tokens,
+        seed=args.seed,
+    )
     if args.judge_agreement:
         return run_judge(args, params)
     if not args.subreddit or not args.norm_dimension:
@@ -93,16 +174,36 @@ def main(argv=None) -> int:
     from socialsynth.norms import FilterSettings
 
     cfg = NormJobConfig(
-        subreddit=args.subreddit, dimension=args.norm_dimension, data_dir=args.data_dir, output_dir=args.output_dir,
-        input=args.input, upvote_dir=args.upvote_dir, model=args.model, backend=args.backend,
-        quantization=args.quantization, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
-        sub_batch_size=args.sub_batch_size, max_batch_tokens=args.max_batch_tokens, start_idx=args.start_idx,
-        end_idx=args.end_idx, shard=parse_shard(args.shard), params=params, levels=parse_levels(args.levels),
-        rating_method=args.rating_method, rewrite_template=args.rewrite_template, rating_template=args.rating_template,
-        allow_pickle=args.allow_pickle, skip_bad_rows=args.skip_bad_rows, max_comment_chars=args.max_comment_chars,
+        subreddit=args.subreddit,
+        dimension=args.norm_dimension,
+        data_dir=args.data_dir,
+        output_dir=args.output_dir,
+        input=args.input,
+        upvote_dir=args.upvote_dir,
+        model=args.model,
+        backend=args.backend,
+        quantization=args.quantization,
+        device=args.device,
+        dtype=args.dtype,
+        batch_size=args.batch_size,
+        sub_batch_size=args.sub_batch_size,
+        max_batch_tokens=args.max_batch_tokens,
+        start_idx=args.start_idx,
+        end_idx=args.end_idx,
+        shard=parse_shard(args.shard),
+        params=params,
+        levels=parse_levels(args.levels),
+        rating_method=args.rating_method,
+        rewrite_template=args.rewrite_template,
+        rating_template=args.rating_template,
+        allow_pickle=args.allow_pickle,
+        skip_bad_rows=args.skip_bad_rows,
+        max_comment_chars=args.max_comment_chars,
         filters=FilterSettings(args.min_similarity, args.max_perplexity),
         embedding_model=None if args.embedding_model == "none" else args.embedding_model,
-        command="python " + " ".join(sys.argv) if argv is None else "python generate_synthetic_data.py " + " ".join(argv),
+        command="python " + " ".join(sys.argv)
+        if argv is None
+        else "python generate_synthetic_data.py " + " ".join(argv),
     )
     summary = run_norm_job(cfg)
     print(format_summary(summary))
@@ -118,16 +219,31 @@ def run_judge(args, params) -> int:
 
     topics = [t.strip() for t in args.judge_topics.split(",")] if args.judge_topics else None
     rows, dims = load_pairs(args.judge_agreement, topics)
-    backend = load_backend(args.backend, args.model, quantization=args.quantization, device=args.device,
-                           dtype=args.dtype, max_batch_size=args.sub_batch_size, max_batch_tokens=args.max_batch_tokens)
+    backend = load_backend(
+        args.backend,
+        args.model,
+        quantization=args.quantization,
+        device=args.device,
+        dtype=args.dtype,
+        max_batch_size=args.sub_batch_size,
+        max_batch_tokens=args.max_batch_tokens,
+    )
     rating_params = replace(params, temperature=0.0, max_new_tokens=12)  # answers, not prose: greedy and brief
     template = load_template(args.rating_template)
     report = judge_agreement(lambda dim: Rater(backend, dim, args.rating_method, template, rating_params), rows, dims)
     print(f"{len(rows)} pairs from {args.judge_agreement}; model {args.model}; rating method {args.rating_method}")
     print(format_report(report))
     out = Path(args.output_dir) / f"judge_agreement_{Path(args.judge_agreement).stem}_{args.rating_method}.json"
-    atomic_write_json(out, {"input": str(args.judge_agreement), "topics": topics, "model": backend.describe(),
-                            "rating_method": args.rating_method, "report": report.to_dict()})
+    atomic_write_json(
+        out,
+        {
+            "input": str(args.judge_agreement),
+            "topics": topics,
+            "model": backend.describe(),
+            "rating_method": args.rating_method,
+            "report": report.to_dict(),
+        },
+    )
     print(f"written: {out}")
     return 0
 

@@ -45,10 +45,16 @@ def seed_way(model, tokenizer, chats, params: GenerationParams, eos_ids) -> tupl
     texts = [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in chats]
     enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
     torch.manual_seed(params.seed)
-    out = model.generate(**enc, do_sample=True, temperature=params.temperature, top_p=params.top_p,
-                         max_new_tokens=params.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                         eos_token_id=eos_ids)
-    new = out[:, enc["input_ids"].shape[1]:]
+    out = model.generate(
+        **enc,
+        do_sample=True,
+        temperature=params.temperature,
+        top_p=params.top_p,
+        max_new_tokens=params.max_new_tokens,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=eos_ids,
+    )
+    new = out[:, enc["input_ids"].shape[1] :]
     useful = 0
     for row in new.tolist():
         n = next((i + 1 for i, t in enumerate(row) if t in eos_ids), len(row))
@@ -72,8 +78,10 @@ def main() -> int:
     params = GenerationParams(temperature=1.0, top_p=1.0, repetition_penalty=1.0, max_new_tokens=args.max_new_tokens)
     ours = HFBackend(max_batch_size=args.batch_size)  # bf16
     fp32 = HFBackend(dtype="fp32")
-    print(f"threads: {torch.get_num_threads()}, model: embedded SmolLM2-135M-Instruct, sampling T=1 top-p=1, "
-          f"max {args.max_new_tokens} new tokens")
+    print(
+        f"threads: {torch.get_num_threads()}, model: embedded SmolLM2-135M-Instruct, sampling T=1 top-p=1, "
+        f"max {args.max_new_tokens} new tokens"
+    )
 
     # -- the research code's way -------------------------------------------------------------------------
     useful = padded = 0
@@ -83,8 +91,10 @@ def main() -> int:
         useful, padded = useful + u, padded + p
     seed_s = time.perf_counter() - t0
     seed_tps = useful / seed_s
-    print(f"seed way : {args.seed_comments} comments, {useful} useful / {padded} computed new tokens in "
-          f"{seed_s:.1f} s = {seed_tps:.1f} useful tok/s")
+    print(
+        f"seed way : {args.seed_comments} comments, {useful} useful / {padded} computed new tokens in "
+        f"{seed_s:.1f} s = {seed_tps:.1f} useful tok/s"
+    )
 
     # -- ours --------------------------------------------------------------------------------------------
     chats = [c for row in rows[: args.comments] for c in six_prompts(dim, row)]
@@ -97,8 +107,10 @@ def main() -> int:
     ours_useful = sum(c.n_new_tokens for c in comps)
     assert ours_useful == ours.stats.new_tokens - before
     ours_tps = ours_useful / ours_s
-    print(f"ours     : {args.comments} comments, {ours_useful} useful new tokens in {ours_s:.1f} s = "
-          f"{ours_tps:.1f} useful tok/s")
+    print(
+        f"ours     : {args.comments} comments, {ours_useful} useful new tokens in {ours_s:.1f} s = "
+        f"{ours_tps:.1f} useful tok/s"
+    )
     print(f"speed-up : {ours_tps / seed_tps:.1f}x")
 
     # -- rating: one forward pass vs generate-and-parse --------------------------------------------------
@@ -116,14 +128,19 @@ def main() -> int:
     for title, comment in items[:n_seed]:
         seed_way(fp32.model, fp32.tokenizer, [rating_chat(dim, seed_tpl, title, comment)], params, fp32.eos_ids)
     seed_gen_s = (time.perf_counter() - t0) / n_seed * len(items)
-    print(f"rating   : forward pass {len(items) / fwd_s:.1f} comments/s; research code's generate-and-parse "
-          f"{len(items) / seed_gen_s:.2f}/s ({seed_gen_s / fwd_s:.1f}x slower); our batched generate-and-parse "
-          f"(same prompt as the forward pass, greedy, 12 tokens) {len(items) / gen_s:.1f}/s ({gen_s / fwd_s:.1f}x slower)")
+    print(
+        f"rating   : forward pass {len(items) / fwd_s:.1f} comments/s; research code's generate-and-parse "
+        f"{len(items) / seed_gen_s:.2f}/s ({seed_gen_s / fwd_s:.1f}x slower); our batched generate-and-parse "
+        f"(same prompt as the forward pass, greedy, 12 tokens) {len(items) / gen_s:.1f}/s ({gen_s / fwd_s:.1f}x slower)"
+    )
 
     results = json.loads(Path(args.results).read_text()) if Path(args.results).exists() else {}
     results["generation"] = {
-        "seed_way_useful_tok_s": round(seed_tps, 1), "ours_useful_tok_s": round(ours_tps, 1),
-        "speedup": round(ours_tps / seed_tps, 2), "seed_comments": args.seed_comments, "comments": args.comments,
+        "seed_way_useful_tok_s": round(seed_tps, 1),
+        "ours_useful_tok_s": round(ours_tps, 1),
+        "speedup": round(ours_tps / seed_tps, 2),
+        "seed_comments": args.seed_comments,
+        "comments": args.comments,
         "rating_forward_per_s": round(len(items) / fwd_s, 2),
         "rating_generate_batched_per_s": round(len(items) / gen_s, 2),
         "rating_generate_seed_way_per_s": round(len(items) / seed_gen_s, 3),

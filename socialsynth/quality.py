@@ -54,7 +54,7 @@ def clean_generation(text: str, echo_markers: tuple[str, ...] = ECHO_MARKERS) ->
     out = text.strip()
     m = PREAMBLE.match(out)
     if m:
-        out = out[m.end():].lstrip()  # an answer that is only a preamble becomes empty (and is flagged so)
+        out = out[m.end() :].lstrip()  # an answer that is only a preamble becomes empty (and is flagged so)
         notes.append("preamble")
     lowered = out.lower()
     cut = min((i for i in (lowered.find(mk) for mk in echo_markers) if i > 0), default=-1)

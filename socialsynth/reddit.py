@@ -46,7 +46,9 @@ def filter_reason(row: dict) -> str | None:
         return "single_link"
     if row.get("submission_has_media") in (True, "true", "True", 1):
         return "media_post"
-    created_c, created_s, retrieved = (_num(row.get(k)) for k in ("created_comment", "created_submission", "retrieved_on"))
+    created_c, created_s, retrieved = (
+        _num(row.get(k)) for k in ("created_comment", "created_submission", "retrieved_on")
+    )
     if created_c is not None and created_s is not None and created_c - created_s > DAY:
         return "late_comment"
     if retrieved is not None and created_c is not None and retrieved - created_c < DAY:

@@ -40,7 +40,9 @@ class GracefulStop:
             raise KeyboardInterrupt
         self.signum = signum
         name = signal.Signals(signum).name
-        print(f"\n{name} received: finishing the chunk in flight, then stopping (send again to stop now)", file=sys.stderr)
+        print(
+            f"\n{name} received: finishing the chunk in flight, then stopping (send again to stop now)", file=sys.stderr
+        )
 
     def __enter__(self):
         for s in self.SIGNALS:

@@ -23,7 +23,12 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from socialsynth.llm.base import (  # noqa: E402
-    Backend, ChoiceScores, Completion, GenerationParams, GenerationStats, request_seed,
+    Backend,
+    ChoiceScores,
+    Completion,
+    GenerationParams,
+    GenerationStats,
+    request_seed,
 )
 
 

@@ -69,5 +69,7 @@ def test_quantized_loading_replaces_linear_layers_and_still_generates(tiny_model
     backend = HFBackend(model=str(tiny_model_dir), quantization=bits, device="cpu")
     mlp = backend.model.model.layers[0].mlp.up_proj
     assert type(mlp).__name__ == layer_class
-    out = backend.generate([[{"role": "user", "content": "Say hi."}]], GenerationParams(temperature=0, max_new_tokens=4))
+    out = backend.generate(
+        [[{"role": "user", "content": "Say hi."}]], GenerationParams(temperature=0, max_new_tokens=4)
+    )
     assert out[0].n_new_tokens >= 1 and backend.describe()["quantization"] == bits

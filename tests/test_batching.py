@@ -25,7 +25,9 @@ CASES = [
 rng = random.Random(1234)
 for _ in range(30):
     n = rng.randint(1, 60)
-    CASES.append(([rng.randint(1, 300) for _ in range(n)], rng.randint(1, 16), rng.randint(50, 4000), rng.randint(0, 64)))
+    CASES.append(
+        ([rng.randint(1, 300) for _ in range(n)], rng.randint(1, 16), rng.randint(50, 4000), rng.randint(0, 64))
+    )
 
 
 @pytest.mark.parametrize("lengths,max_rows,budget,extra", CASES)

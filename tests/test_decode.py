@@ -52,7 +52,7 @@ def reference_greedy(backend, chat, max_new_tokens, eos_ids):
                 eos_token_id=list(backend.eos_ids),
                 pad_token_id=backend.pad_id,
             )
-        _REFERENCES[key] = out[0, len(ids):].tolist()
+        _REFERENCES[key] = out[0, len(ids) :].tolist()
     new = _REFERENCES[key]
     for k, tok in enumerate(new):
         if tok in eos_ids:

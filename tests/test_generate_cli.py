@@ -30,8 +30,26 @@ def cli_env(**extra) -> dict:
 
 def job_args(data_dir, out_dir, model_dir, *extra, batch="2") -> list[str]:
     return [
-        sys.executable, SCRIPT, "-r", "askmen", "-n", "formality", "-d", str(data_dir), "-o", str(out_dir),
-        "-m", str(model_dir), "--embedding-model", "none", "--max-new-tokens", "8", "-b", batch, "--device", "cpu",
+        sys.executable,
+        SCRIPT,
+        "-r",
+        "askmen",
+        "-n",
+        "formality",
+        "-d",
+        str(data_dir),
+        "-o",
+        str(out_dir),
+        "-m",
+        str(model_dir),
+        "--embedding-model",
+        "none",
+        "--max-new-tokens",
+        "8",
+        "-b",
+        batch,
+        "--device",
+        "cpu",
         *extra,
     ]
 
@@ -80,8 +98,9 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> s
 
 
 def start(args, env=None) -> subprocess.Popen:
-    return subprocess.Popen(args, cwd=REPO, env=env or cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    return subprocess.Popen(
+        args, cwd=REPO, env=env or cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def wait_for_lines(proc: subprocess.Popen, path: Path, n: int, timeout: float = 180.0) -> None:
@@ -302,8 +321,14 @@ def test_cli_shards_then_merge(tmp_path, tiny_model_dir):
     second = read_output(out / "askmen_formality.shard-1-of-2.jsonl")
     assert {len(first), len(second)} == {2, 3}
     assert not set(r["id"] for r in first) & set(r["id"] for r in second)
-    merged = subprocess.run([sys.executable, "-m", "socialsynth.io", "merge", str(out / "askmen_formality.jsonl")],
-                            cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=120)
+    merged = subprocess.run(
+        [sys.executable, "-m", "socialsynth.io", "merge", str(out / "askmen_formality.jsonl")],
+        cwd=REPO,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert merged.returncode == 0, merged.stderr
     ids = [r["id"] for r in read_output(out / "askmen_formality.jsonl")]
     assert sorted(ids) == sorted(ASKMEN_IDS[:5]) and len(ids) == 5
@@ -339,8 +364,20 @@ def test_cli_upvote_dir_restricts_to_inference_ids(tmp_path, tiny_model_dir):
 # -- judge agreement ----------------------------------------------------------------------------------------------
 def test_cli_judge_agreement_prints_a_table_per_dimension(tmp_path, tiny_model_dir):
     out = tmp_path / "out"
-    proc = run([sys.executable, SCRIPT, "--judge-agreement", "data/judge_pairs_sample.csv", "-m", str(tiny_model_dir),
-                "-o", str(out), "--device", "cpu"])
+    proc = run(
+        [
+            sys.executable,
+            SCRIPT,
+            "--judge-agreement",
+            "data/judge_pairs_sample.csv",
+            "-m",
+            str(tiny_model_dir),
+            "-o",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
     header = next(ln for ln in lines if ln.startswith("dimension"))
@@ -361,8 +398,25 @@ def test_cli_judge_agreement_prints_a_table_per_dimension(tmp_path, tiny_model_d
 @pytest.mark.slow
 def test_cli_embedded_model_two_comments_levels_1_and_5(tmp_path):
     out = tmp_path / "out"
-    proc = run([sys.executable, SCRIPT, "-r", "askmen", "-n", "formality", "-e", "2", "--levels", "1,5",
-                "--max-new-tokens", "48", "-o", str(out)], timeout=400)
+    proc = run(
+        [
+            sys.executable,
+            SCRIPT,
+            "-r",
+            "askmen",
+            "-n",
+            "formality",
+            "-e",
+            "2",
+            "--levels",
+            "1,5",
+            "--max-new-tokens",
+            "48",
+            "-o",
+            str(out),
+        ],
+        timeout=400,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = read_output(out / "askmen_formality.jsonl")
     assert [r["id"] for r in records] == ASKMEN_IDS[:2]

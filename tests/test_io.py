@@ -48,7 +48,9 @@ def write_lines(path: Path, lines: list[bytes]) -> Path:
 
 def test_input_error_formats_one_line_and_omits_missing_parts() -> None:
     assert str(InputError("invalid JSON (x)", path="d/x.jsonl", line=7)) == "d/x.jsonl:7: invalid JSON (x)"
-    assert str(InputError("column missing", path="d/x.csv", field="comment")) == "d/x.csv: field 'comment': column missing"
+    assert (
+        str(InputError("column missing", path="d/x.csv", field="comment")) == "d/x.csv: field 'comment': column missing"
+    )
     assert str(InputError("bad\nthing")) == "bad thing"
     assert Interrupted("stopped", resume_hint="rerun it").resume_hint == "rerun it"
 
@@ -112,7 +114,9 @@ def test_broken_json_line_names_file_and_line(tmp_path: Path) -> None:
 
 
 def test_non_utf8_line_names_line_3(tmp_path: Path) -> None:
-    path = write_lines(tmp_path / "latin.jsonl", [b'{"id": 1}', b'{"id": 2}', '{"id": 3, "t": "café"}'.encode("latin-1")])
+    path = write_lines(
+        tmp_path / "latin.jsonl", [b'{"id": 1}', b'{"id": 2}', '{"id": 3, "t": "café"}'.encode("latin-1")]
+    )
     with pytest.raises(InputError, match=r"latin\.jsonl:3: .*UTF-8"):
         read_records(path)
 
@@ -315,7 +319,11 @@ def test_merge_two_shards_in_order_with_meta(tmp_path: Path) -> None:
     assert [s.n_records for s in report.per_shard] == [2, 1]
     assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["a", "b", "c"]
     merged_meta = json.loads(meta_path(out).read_text())
-    assert merged_meta == {"merged_from": ["x.shard-0-of-2.jsonl", "x.shard-1-of-2.jsonl"], "n_records": 3, "shards": metas}
+    assert merged_meta == {
+        "merged_from": ["x.shard-0-of-2.jsonl", "x.shard-1-of-2.jsonl"],
+        "n_records": 3,
+        "shards": metas,
+    }
 
 
 def test_merge_rejects_wrong_expected_total(tmp_path: Path) -> None:

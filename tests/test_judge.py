@@ -52,8 +52,13 @@ def test_judge_agreement_counts(fake_backend_cls):
     a, b = by_topic["a"], by_topic["b"]
     assert (a.agree, a.disagree, a.ties, a.skipped) == (2, 1, 0, 1)
     assert (b.agree, b.disagree, b.ties, b.skipped) == (1, 0, 1, 2)
-    assert report.to_dict()["formality"]["all"] == {"agreement": 0.75, "agree": 3, "disagree": 1, "ties": 1,
-                                                    "skipped": 3}
+    assert report.to_dict()["formality"]["all"] == {
+        "agreement": 0.75,
+        "agree": 3,
+        "disagree": 1,
+        "ties": 1,
+        "skipped": 3,
+    }
     # Each distinct (title, comment) is rated once per dimension.
     assert len(backend.score_calls) == 1
     assert len(backend.score_calls[0][0]) == 4

@@ -89,7 +89,7 @@ def test_rater_generate_parses_answers_and_counts_fallbacks(fake_backend_cls):
     assert ratings[1].raw == "banana"
     assert rater.fallbacks == 2
     # The rating prompts were sent greedily, with the caller's keys.
-    (chats, params, keys), = backend.generate_calls
+    ((chats, params, keys),) = backend.generate_calls
     assert params.temperature == 0
     assert keys == [f"k{i}" for i in range(5)]
     assert chats[0][-1]["content"].count("comment 0") == 1
@@ -153,8 +153,14 @@ def test_norm_rewriter_records_have_the_seed_fields(fake_backend_cls, askmen_row
     records = job.process(rows)
     assert len(records) == 2
     for (idx, row), rec in zip(rows, records):
-        assert list(rec)[:6] == ["id", "idx", "original_comment", "original_rating", "original_score",
-                                 "submission_title"]
+        assert list(rec)[:6] == [
+            "id",
+            "idx",
+            "original_comment",
+            "original_rating",
+            "original_score",
+            "submission_title",
+        ]
         assert rec["id"] == str(row["id"])
         assert rec["idx"] == idx
         assert rec["original_comment"] == row["comment"]
@@ -181,8 +187,10 @@ def test_norm_rewriter_records_have_the_seed_fields(fake_backend_cls, askmen_row
         assert prov["dimension"] == "formality"
         json.dumps(rec)  # serialisable as is
     # Requests are keyed by comment id and level (per-request seeds survive resumes and resharding).
-    (_, params, keys), = backend.generate_calls
-    assert keys == [f"{rows[0][1]['id']}:{lv}" for lv in range(1, 6)] + [f"{rows[1][1]['id']}:{lv}" for lv in range(1, 6)]
+    ((_, params, keys),) = backend.generate_calls
+    assert keys == [f"{rows[0][1]['id']}:{lv}" for lv in range(1, 6)] + [
+        f"{rows[1][1]['id']}:{lv}" for lv in range(1, 6)
+    ]
     assert params is job.params
 
 
@@ -238,7 +246,7 @@ def test_norm_rewriter_only_requested_levels(fake_backend_cls, askmen_rows):
         assert set(rec["rewrite_ratings"]) == {"1", "5"}
         assert set(rec["filters"]) == {"1", "5"}
         assert rec["rewrite_ratings"] == {"1": 1, "5": 5}
-    (chats, _, keys), = backend.generate_calls
+    ((chats, _, keys),) = backend.generate_calls
     assert len(chats) == 6
     assert [k.rsplit(":", 1)[1] for k in keys] == ["1", "5"] * 3
     assert "Very Casual" in chats[0][-1]["content"] and "Very Formal" in chats[1][-1]["content"]

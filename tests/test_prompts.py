@@ -66,8 +66,13 @@ def test_user_yaml_dimension_by_path(tmp_path):
     path.write_text(CUSTOM_YAML, encoding="utf-8")
     dim = load_dimension(str(path))
     assert dim.name == "bluntness"
-    assert dim.level_names == ["Very Indirect", "Somewhat Indirect", "Neutral in terms of Indirect-Blunt",
-                               "Somewhat Blunt", "Very Blunt"]
+    assert dim.level_names == [
+        "Very Indirect",
+        "Somewhat Indirect",
+        "Neutral in terms of Indirect-Blunt",
+        "Somewhat Blunt",
+        "Very Blunt",
+    ]
     assert dim.levels[4].rubric == "No softening at all."
     assert [ex.level for ex in dim.examples] == [5, 1]
     chat = rewrite_chat(dim, load_template("norm_rewrite"), "Should I quit?", "Maybe think about it.", 5)

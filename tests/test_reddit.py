@@ -34,8 +34,14 @@ def test_prepare_comments_counts_reasons_and_drops_private_fields(raw_rows, askm
 
 
 BASE = {
-    "id": "x", "parent_id": "t3_a", "link_id": "t3_a", "comment": "A fine comment.", "edited": False,
-    "submission_has_media": False, "created_submission": 1_000_000, "created_comment": 1_000_100,
+    "id": "x",
+    "parent_id": "t3_a",
+    "link_id": "t3_a",
+    "comment": "A fine comment.",
+    "edited": False,
+    "submission_has_media": False,
+    "created_submission": 1_000_000,
+    "created_comment": 1_000_100,
     "retrieved_on": 1_000_100 + 3 * 86400,
 }
 

@@ -49,8 +49,10 @@ def test_score_choices_equal_unpadded_softmax_restricted_to_choices(sharp_backen
     if shared_head:
         chats = [[{"role": "system", "content": SYSTEM}, {"role": "user", "content": c}] for c in COMMENTS]
     else:
-        chats = [[{"role": "system", "content": f"Rater number {i}. " * (i + 1)}, {"role": "user", "content": c}]
-                 for i, c in enumerate(COMMENTS)]
+        chats = [
+            [{"role": "system", "content": f"Rater number {i}. " * (i + 1)}, {"role": "user", "content": c}]
+            for i, c in enumerate(COMMENTS)
+        ]
     assert len({len(sharp_backend.encode_chat(c)) for c in chats}) == len(chats)
     scores = sharp_backend.score_choices(chats, CHOICES)
     assert len(scores) == len(chats)

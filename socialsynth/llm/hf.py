@@ -113,7 +113,9 @@ class HFBackend(Backend):
             self._prefixes.move_to_end(key)
         return prefix
 
-    def _plan(self, prompts: list[list[int]], extra_per_row: int) -> list[tuple[PrefixKV | None, list[int], list[list[int]]]]:
+    def _plan(
+        self, prompts: list[list[int]], extra_per_row: int
+    ) -> list[tuple[PrefixKV | None, list[int], list[list[int]]]]:
         """Batches to run: (cached shared head or None, request indices, the prompts after the head).
 
         Prompts are grouped by shared head (each prompt family has its own), the head's key/values are
@@ -127,8 +129,9 @@ class HFBackend(Backend):
             prefix = self._prefix_kv(members[0][:p]) if p >= MIN_SHARED_PREFIX else None
             p = len(prefix) if prefix else 0
             suffixes = [x[p:] for x in members]
-            for batch in plan_batches([len(s) for s in suffixes], self.max_batch_size, self.max_batch_tokens,
-                                      extra_per_row=p + extra_per_row):
+            for batch in plan_batches(
+                [len(s) for s in suffixes], self.max_batch_size, self.max_batch_tokens, extra_per_row=p + extra_per_row
+            ):
                 plan.append((prefix, [group[b] for b in batch], [suffixes[b] for b in batch]))
         return plan
 
@@ -258,8 +261,8 @@ def _eos_ids(model, tokenizer) -> list[int]:
 
 def _bnb_config(bits: int, compute_dtype: torch.dtype):
     try:
-        from transformers import BitsAndBytesConfig
         import bitsandbytes  # noqa: F401
+        from transformers import BitsAndBytesConfig
     except ImportError as e:
         raise RuntimeError("-q/--quantization needs bitsandbytes: pip install bitsandbytes") from e
     if bits == 4:

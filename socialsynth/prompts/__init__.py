@@ -116,12 +116,20 @@ def _parse_dimension(path: Path) -> Dimension:
                 raise ValueError
             examples.append(Example(level, str(ex.get("title", "")), str(ex["comment"])))
         except (KeyError, TypeError, ValueError) as e:
-            raise InputError(f"bad example {ex!r}: needs level 1-{N_LEVELS} and comment", path=path, field="examples") from e
+            raise InputError(
+                f"bad example {ex!r}: needs level 1-{N_LEVELS} and comment", path=path, field="examples"
+            ) from e
     shots = data.get("rating_shots")
     if shots is not None and (not isinstance(shots, int) or shots < 0):
         raise InputError("rating_shots must be a whole number >= 0", path=path, field="rating_shots")
-    return Dimension(str(data.get("name") or path.stem), str(data.get("description", "")), tuple(parsed),
-                     tuple(examples), str(path), shots)
+    return Dimension(
+        str(data.get("name") or path.stem),
+        str(data.get("description", "")),
+        tuple(parsed),
+        tuple(examples),
+        str(path),
+        shots,
+    )
 
 
 def known_templates() -> list[str]:
@@ -135,10 +143,16 @@ def load_template(name_or_path: str) -> Template:
     if not (path.suffix in (".yaml", ".yml") and path.exists()):
         path = TEMPLATES_DIR / f"{name_or_path}.yaml"
         if not path.exists():
-            raise InputError(f"unknown template {name_or_path!r}; known: {', '.join(known_templates())} (or a YAML file)")
+            raise InputError(
+                f"unknown template {name_or_path!r}; known: {', '.join(known_templates())} (or a YAML file)"
+            )
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        return Template(str(data.get("name") or path.stem), str(data["system"]).strip(), str(data["user"]).strip(),
-                        str(data.get("assistant", "")).strip())
+        return Template(
+            str(data.get("name") or path.stem),
+            str(data["system"]).strip(),
+            str(data["user"]).strip(),
+            str(data.get("assistant", "")).strip(),
+        )
     except (yaml.YAMLError, KeyError, TypeError, AttributeError) as e:
         raise InputError(f"a template needs 'system' and 'user' format strings ({e})", path=path) from e
