@@ -105,15 +105,18 @@ def build_parser():
     rate = p.add_argument_group("rating and quality filters")
     rate.add_argument(
         "--rating-method",
-        choices=["logits", "generate"],
+        choices=["logits", "likelihood", "generate"],
         default="logits",
-        help="logits: one forward pass, probabilities of levels 1-5; generate: answer and parse (the seed's way)",
+        help="logits: one forward pass, probabilities of the answers 1-5; likelihood: probability of the comment "
+        "under each level's description (5 passes, sees style far better with small models); generate: answer "
+        "in words and parse (the research code's way)",
     )
     rate.add_argument(
         "--rating-template",
-        default="norm_rating",
-        help="rating prompt: norm_rating (few-shot, answer starts with the level digit), norm_rating_seed "
-        "(the research code's prompt, for --rating-method generate), or a YAML file",
+        default=None,
+        help="rating prompt (default: the method's own): norm_rating (rubric + examples, answer starts with the "
+        "level digit), norm_likelihood, norm_rating_seed (the research code's prompt, for --rating-method "
+        "generate), or a YAML file",
     )
     rate.add_argument(
         "--min-similarity",
@@ -229,7 +232,7 @@ def run_judge(args, params) -> int:
         max_batch_tokens=args.max_batch_tokens,
     )
     rating_params = replace(params, temperature=0.0, max_new_tokens=12)  # answers, not prose: greedy and brief
-    template = load_template(args.rating_template)
+    template = load_template(args.rating_template) if args.rating_template else None
     report = judge_agreement(lambda dim: Rater(backend, dim, args.rating_method, template, rating_params), rows, dims)
     print(f"{len(rows)} pairs from {args.judge_agreement}; model {args.model}; rating method {args.rating_method}")
     print(format_report(report))

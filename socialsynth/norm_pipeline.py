@@ -49,7 +49,7 @@ class NormJobConfig:
     levels: tuple[int, ...] = LEVELS
     rating_method: str = "logits"
     rewrite_template: str = "norm_rewrite"
-    rating_template: str = "norm_rating"
+    rating_template: str | None = None  # None: the rating method's own template
     allow_pickle: bool = False
     max_comment_chars: int = 10_000  # Reddit's own limit; longer texts would not fit small models' context
     skip_bad_rows: bool = False
@@ -176,7 +176,8 @@ def run_norm_job(cfg: NormJobConfig) -> dict:
                     from .embeddings import Embedder
 
                     embedder = Embedder(cfg.embedding_model, device=cfg.device)
-                rater = Rater(backend, dim, cfg.rating_method, load_template(cfg.rating_template))
+                template = load_template(cfg.rating_template) if cfg.rating_template else None
+                rater = Rater(backend, dim, cfg.rating_method, template)
                 job = NormRewriter(
                     backend,
                     dim,

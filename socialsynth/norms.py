@@ -6,6 +6,7 @@ Prompt builders and the rating parser are pure functions; `NormRewriter` ties th
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -15,7 +16,8 @@ from .prompts import Dimension, Template, load_template
 from .quality import clean_generation, lexical_flags
 
 LEVELS = (1, 2, 3, 4, 5)
-RATING_METHODS = ("logits", "generate")
+RATING_METHODS = ("logits", "likelihood", "generate")
+DEFAULT_RATING_TEMPLATES = {"logits": "norm_rating", "likelihood": "norm_likelihood", "generate": "norm_rating"}
 
 
 # -- prompts -----------------------------------------------------------------------------------------------
@@ -66,6 +68,14 @@ def rating_chat(dim: Dimension, template: Template, title: str, comment: str, sh
     return chat
 
 
+def level_chat(dim: Dimension, template: Template, title: str, level: int) -> Chat:
+    """The request "write a comment at this level" whose answer's likelihood rates a comment (likelihood method)."""
+    lv = dim.levels[level - 1]
+    values = dict(dimension=dim.name, level=level, level_name=lv.name, level_rubric=lv.rubric, title=title or "")
+    chat: Chat = [{"role": "system", "content": _fill(template.system, **values)}] if template.system else []
+    return chat + [{"role": "user", "content": _fill(template.user, **values)}]
+
+
 # -- ratings ------------------------------------------------------------------------------------------------
 @dataclass
 class Rating:
@@ -111,8 +121,13 @@ def parse_rating(text: str, dim: Dimension) -> tuple[int, bool]:
 
 
 class Rater:
-    """Rate comments on one dimension with a backend, by one forward pass (`logits`) or by generating an
-    answer and parsing it (`generate`, the seed's method)."""
+    """Rate comments on one dimension with a backend.
+
+    Methods: `logits`, one forward pass and the probabilities of the answers 1-5 to a rating question;
+    `likelihood`, the probability of the comment itself as the answer to "write a comment at level k", one
+    teacher-forced pass per level, normalised over the five levels; `generate`, answer in words and parse
+    (the research code's method).
+    """
 
     def __init__(
         self,
@@ -125,12 +140,14 @@ class Rater:
         if method not in RATING_METHODS:
             raise ValueError(f"rating method must be one of {RATING_METHODS}")
         self.backend, self.dim, self.method = backend, dim, method
-        self.template = template or load_template("norm_rating")
+        self.template = template or load_template(DEFAULT_RATING_TEMPLATES[method])
         self.params = params or GenerationParams(temperature=0.0, max_new_tokens=12)
         self.fallbacks = 0  # generate answers that could not be parsed (defaulted to 3)
 
     def rate(self, items: Sequence[tuple[str, str]], keys: Sequence[str] | None = None) -> list[Rating]:
         """Rate (title, comment) pairs."""
+        if self.method == "likelihood":
+            return self._rate_by_likelihood(items)
         chats = [rating_chat(self.dim, self.template, t, c) for t, c in items]
         if self.method == "logits":
             scores = self.backend.score_choices(chats, [str(i) for i in LEVELS])
@@ -141,6 +158,20 @@ class Rater:
             self.fallbacks += not parsed
             out.append(Rating(level, float(level), parsed=parsed, raw=comp.text))
         return out
+
+    def _rate_by_likelihood(self, items: Sequence[tuple[str, str]]) -> list[Rating]:
+        chats = [level_chat(self.dim, self.template, t, lv) for t, _ in items for lv in LEVELS]
+        comments = [c for _, c in items for _ in LEVELS]
+        loglik = self.backend.score_continuations(chats, comments)
+        ratings = []
+        for i in range(len(items)):
+            row = loglik[i * len(LEVELS) : (i + 1) * len(LEVELS)]
+            top = max(row)
+            weights = [math.exp(v - top) for v in row]  # a uniform prior over levels
+            probs = [w / sum(weights) for w in weights]
+            best = max(range(len(LEVELS)), key=probs.__getitem__)
+            ratings.append(Rating(best + 1, sum(p * lv for p, lv in zip(probs, LEVELS)), probs))
+        return ratings
 
 
 # -- the rewrite job ----------------------------------------------------------------------------------------

@@ -120,11 +120,14 @@ def isolated_cache(tmp_path, monkeypatch) -> Path:
 class FakeBackend(Backend):
     """A Backend that answers from canned texts, for testing the logic above the model.
 
-    `reply(chat, key)` returns the text for one request; `choice_probs(chat)` the 5 level probabilities.
+    `reply(chat, key)` returns the text for one request; `choice_probs(chat)` the 5 level probabilities;
+    `loglik(chat, text)` the log-likelihood of a continuation.
     Every call is recorded.
     """
 
-    def __init__(self, reply=None, choice_probs=None, finish_reason: str = "stop", perplexity: float = 20.0):
+    def __init__(
+        self, reply=None, choice_probs=None, finish_reason: str = "stop", perplexity: float = 20.0, loglik=None
+    ):
         self.name = "fake-model"
         self.stats = GenerationStats()
         self.reply = reply or (lambda chat, key: f"rewritten {key}")
@@ -134,6 +137,8 @@ class FakeBackend(Backend):
         self.generate_calls: list[tuple[list, GenerationParams, list[str]]] = []
         self.score_calls: list[tuple[list, list[str]]] = []
         self.perplexity_calls: list[list[str]] = []
+        self.loglik = loglik or (lambda chat, text: 0.0)
+        self.continuation_calls: list[tuple[list, list[str]]] = []
 
     def generate(self, chats, params, keys=None, progress=None) -> list[Completion]:
         keys = list(keys) if keys is not None else [str(i) for i in range(len(chats))]
@@ -147,6 +152,10 @@ class FakeBackend(Backend):
     def score_choices(self, chats, choices: Sequence[str]) -> list[ChoiceScores]:
         self.score_calls.append((list(chats), list(choices)))
         return [ChoiceScores(list(self.choice_probs(c)), 0.9) for c in chats]
+
+    def score_continuations(self, chats, continuations) -> list[float]:
+        self.continuation_calls.append((list(chats), list(continuations)))
+        return [self.loglik(c, t) for c, t in zip(chats, continuations)]
 
     def perplexity(self, texts) -> list[float]:
         self.perplexity_calls.append(list(texts))

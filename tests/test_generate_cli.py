@@ -427,3 +427,17 @@ def test_cli_embedded_model_two_comments_levels_1_and_5(tmp_path):
         assert rec["original_rating"] in (1, 2, 3, 4, 5)
         assert rec["provenance"]["model"] == "embedded"
     assert "mean rating" in proc.stdout
+
+
+def test_cli_likelihood_rating_method(tmp_path, tiny_model_dir):
+    data = data_dir_with(tmp_path, ASKMEN_LINES[:2])
+    out = tmp_path / "out"
+    proc = run(job_args(data, out, tiny_model_dir, "--rating-method", "likelihood", "--levels", "1,5"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = read_output(out / "askmen_formality.jsonl")
+    assert [r["id"] for r in records] == ASKMEN_IDS[:2]
+    detail = records[0]["original_rating_detail"]
+    assert len(detail["probs"]) == 5 and abs(sum(detail["probs"]) - 1) < 1e-3
+    assert 1 <= records[0]["rewrite_ratings_expected"]["5"] <= 5
+    assert records[0]["provenance"]["rating_method"] == "likelihood"
+    assert records[0]["provenance"]["rating_template"].startswith("norm_likelihood@")

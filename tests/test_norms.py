@@ -259,3 +259,43 @@ def test_norm_rewriter_uses_submission_score_when_no_label(fake_backend_cls):
     assert rec["id"] == "7"
     assert rec["original_score"] == 12
     assert rec["submission_title"] == ""
+
+
+def test_likelihood_rater_turns_level_loglikelihoods_into_probabilities(fake_backend_cls):
+    """The level whose description makes the comment most likely wins; probabilities are a softmax over levels."""
+    from socialsynth.norms import Rater
+    from socialsynth.prompts import load_dimension
+
+    dim = load_dimension("formality")
+
+    def loglik(chat, text):  # "formal" texts are likeliest under level 5, others under level 1
+        level = next(i for i, lv in enumerate(dim.levels, 1) if lv.name in chat[-1]["content"])
+        target = 5 if "advisable" in text else 1
+        return -abs(level - target) * 2.0
+
+    backend = fake_backend_cls(loglik=loglik)
+    ratings = Rater(backend, dim, "likelihood").rate([("t", "It is advisable to wait."), ("t", "lol nah")])
+    assert [r.level for r in ratings] == [5, 1]
+    assert ratings[0].expected > 4.5 > 1.5 > ratings[1].expected
+    assert abs(sum(ratings[0].probs) - 1) < 1e-9 and ratings[0].probs[3] > ratings[0].probs[2]
+    chats, texts = backend.continuation_calls[0]
+    assert len(chats) == 10 and texts[:5] == ["It is advisable to wait."] * 5
+    assert all(dim.levels[i].name in chats[i][-1]["content"] for i in range(5))
+
+
+def test_score_continuations_matches_an_unbatched_forward_pass(sharp_backend):
+    """The likelihood method's scorer: batched, prefix-cached sums equal a plain forward pass per sequence."""
+    import torch
+
+    system = "You write Reddit comments in many different styles for a research project on norms. " * 2
+    chats = [[{"role": "system", "content": system}, {"role": "user", "content": f"Write a {w} comment."}]
+             for w in ("very casual", "very formal", "neutral")]
+    texts = ["lol ok", "It is advisable to consider this carefully.", "I think that works."]
+    got = sharp_backend.score_continuations(chats, texts)
+    for chat, text, value in zip(chats, texts, got):
+        prompt = sharp_backend.encode_chat(chat)
+        cont = sharp_backend.tokenizer.encode(text, add_special_tokens=False)
+        with torch.inference_mode():
+            logp = sharp_backend.model(input_ids=torch.tensor([prompt + cont])).logits[0].float().log_softmax(-1)
+        expected = sum(logp[len(prompt) - 1 + t, cont[t]].item() for t in range(len(cont)))
+        assert abs(value - expected) < 1e-3 * max(1.0, abs(expected))

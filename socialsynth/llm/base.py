@@ -99,6 +99,10 @@ class Backend(ABC):
         """Probabilities of each one-token choice as the first token of the assistant's answer."""
 
     @abstractmethod
+    def score_continuations(self, chats: Sequence[Chat], continuations: Sequence[str]) -> list[float]:
+        """Log-probability (summed over tokens) of each continuation as the assistant's answer to its chat."""
+
+    @abstractmethod
     def perplexity(self, texts: Sequence[str]) -> list[float]:
         """Perplexity of each plain text under the model (a fluency signal)."""
 

@@ -141,6 +141,39 @@ def prefill(
     return out.logits[:, -1, :].float(), cache, mask, next_pos
 
 
+@torch.inference_mode()
+def continuation_logprobs(
+    model, sequences: Sequence[Sequence[int]], cont_lengths: Sequence[int], prefix: PrefixKV | None, pad_id: int
+) -> list[float]:
+    """Sum of log-probabilities of the last `cont_lengths[i]` tokens of each sequence, given what precedes them.
+
+    One teacher-forced pass; rows are left-padded so every continuation ends in the last column, and only the
+    last max(cont_lengths) + 1 positions are projected to the vocabulary.
+    """
+    device = model.device
+    ids, suffix_mask = _left_pad(sequences, pad_id, device)
+    rows = ids.shape[0]
+    p = len(prefix) if prefix is not None else 0
+    mask = torch.cat([torch.ones((rows, p), dtype=torch.long, device=device), suffix_mask], dim=1)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, p:]
+    keep = max(cont_lengths) + 1
+    out = model(
+        input_ids=ids,
+        attention_mask=mask,
+        position_ids=positions,
+        past_key_values=_new_cache(model, prefix, rows, None),
+        use_cache=True,
+        logits_to_keep=keep,
+    )
+    logits = out.logits  # [rows, keep, vocab]; position j predicts column width - keep + j + 1
+    sums = []
+    for i, c in enumerate(cont_lengths):
+        targets = ids[i, ids.shape[1] - c :]
+        row = logits[i, keep - c - 1 : keep - 1].float().log_softmax(-1)
+        sums.append(float(row.gather(1, targets[:, None]).sum()))
+    return sums
+
+
 NUCLEUS_CANDIDATES = 256  # top-p is searched among this many best tokens first (exact fallback below)
 
 

@@ -13,7 +13,7 @@ import torch
 
 from .base import Backend, Chat, ChoiceScores, Completion, GenerationParams, GenerationStats, Progress, request_seed
 from .batching import common_prefix_length, group_by_prefix, plan_batches
-from .decode import PrefixKV, compute_prefix, decode, prefill
+from .decode import PrefixKV, compute_prefix, continuation_logprobs, decode, prefill
 from .embedded import EMBEDDED_HF_ID, EMBEDDED_NAME, embedded_checkpoint
 
 log = logging.getLogger(__name__)
@@ -114,24 +114,29 @@ class HFBackend(Backend):
         return prefix
 
     def _plan(
-        self, prompts: list[list[int]], extra_per_row: int
+        self,
+        prompts: list[list[int]],
+        extra_per_row: int,
+        keep_tail: Sequence[int] | None = None,
+        max_batch_tokens: int | None = None,
     ) -> list[tuple[PrefixKV | None, list[int], list[list[int]]]]:
         """Batches to run: (cached shared head or None, request indices, the prompts after the head).
 
         Prompts are grouped by shared head (each prompt family has its own), the head's key/values are
         computed once and reused, and each group is cut into length-sorted batches under the token budget.
+        `keep_tail[i]` trailing tokens of prompt i stay out of the head (tokens that are to be scored).
         """
         plan = []
+        tails = keep_tail or [1] * len(prompts)  # every row keeps at least one token
         for group in group_by_prefix(prompts, MIN_SHARED_PREFIX):
             members = [prompts[i] for i in group]
             p = common_prefix_length(members) if len(members) > 1 else 0
-            p = min(p, min(len(x) for x in members) - 1)  # every row keeps at least one token
+            p = min(p, min(len(prompts[i]) - max(1, tails[i]) for i in group))
             prefix = self._prefix_kv(members[0][:p]) if p >= MIN_SHARED_PREFIX else None
             p = len(prefix) if prefix else 0
             suffixes = [x[p:] for x in members]
-            for batch in plan_batches(
-                [len(s) for s in suffixes], self.max_batch_size, self.max_batch_tokens, extra_per_row=p + extra_per_row
-            ):
+            budget = max_batch_tokens or self.max_batch_tokens
+            for batch in plan_batches([len(s) for s in suffixes], self.max_batch_size, budget, p + extra_per_row):
                 plan.append((prefix, [group[b] for b in batch], [suffixes[b] for b in batch]))
         return plan
 
@@ -201,6 +206,25 @@ class HFBackend(Backend):
             self.stats.prompt_tokens += sum(len(prompts[i]) for i in batch)
         self.stats.seconds += time.perf_counter() - t0
         return results  # type: ignore[return-value]
+
+    def score_continuations(self, chats: Sequence[Chat], continuations: Sequence[str]) -> list[float]:
+        if not chats:
+            return []
+        t0 = time.perf_counter()
+        conts = [self.tokenizer.encode(c, add_special_tokens=False) or [self.pad_id] for c in continuations]
+        sequences = [self.encode_chat(chat) + cont for chat, cont in zip(chats, conts)]
+        results: list[float] = [0.0] * len(chats)
+        # Full-vocabulary logits over each continuation: bound the batch like perplexity does.
+        budget = min(self.max_batch_tokens, PERPLEXITY_BATCH_TOKENS)
+        # Score the whole continuation: every token of it needs a token before it in the row, so keep one more.
+        tails = [len(c) + 1 for c in conts]
+        for prefix, batch, suffixes in self._plan(sequences, 0, keep_tail=tails, max_batch_tokens=budget):
+            lengths = [len(conts[i]) for i in batch]
+            for i, value in zip(batch, continuation_logprobs(self.model, suffixes, lengths, prefix, self.pad_id)):
+                results[i] = value
+            self.stats.prompt_tokens += sum(len(sequences[i]) for i in batch)
+        self.stats.seconds += time.perf_counter() - t0
+        return results
 
     @torch.inference_mode()
     def perplexity(self, texts: Sequence[str]) -> list[float]:
