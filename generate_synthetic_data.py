@@ -105,11 +105,11 @@ def build_parser():
     rate = p.add_argument_group("rating and quality filters")
     rate.add_argument(
         "--rating-method",
-        choices=["logits", "likelihood", "generate"],
-        default="logits",
-        help="logits: one forward pass, probabilities of the answers 1-5; likelihood: probability of the comment "
-        "under each level's description (5 passes, sees style far better with small models); generate: answer "
-        "in words and parse (the research code's way)",
+        choices=["likelihood", "logits", "generate"],
+        default="likelihood",
+        help="likelihood: probability of the comment under each level's description (5 teacher-forced passes; "
+        "the embedded model sees style shifts this way); logits: one forward pass, probabilities of the answers "
+        "1-5 to a rating question; generate: answer in words and parse (the research code's way)",
     )
     rate.add_argument(
         "--rating-template",

@@ -47,7 +47,7 @@ class NormJobConfig:
     shard: tuple[int, int] | None = None
     params: GenerationParams = field(default_factory=GenerationParams)
     levels: tuple[int, ...] = LEVELS
-    rating_method: str = "logits"
+    rating_method: str = "likelihood"
     rewrite_template: str = "norm_rewrite"
     rating_template: str | None = None  # None: the rating method's own template
     allow_pickle: bool = False
