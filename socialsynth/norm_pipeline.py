@@ -207,6 +207,7 @@ def run_norm_job(cfg: NormJobConfig) -> dict:
                 st = backend.stats
                 meta["throughput"] = {
                     "generation_seconds": round(st.seconds, 2),
+                    "rating_seconds": round(st.scoring_seconds, 2),
                     "new_tokens": st.new_tokens,
                     "padded_tokens": st.padded_tokens,
                     "prompt_tokens": st.prompt_tokens,
@@ -316,7 +317,10 @@ def format_summary(summary: dict) -> str:
         lines.append("flag rates: " + ", ".join(f"{k} {v:.0%}" for k, v in summary["flag_rates"].items()))
     tp = summary.get("throughput")
     if tp:
-        lines.append(f"throughput: {tp['comments_per_second']} comments/s, {tp['new_tokens_per_second']} new tokens/s")
+        lines.append(
+            f"throughput: {tp['comments_per_second']} comments/s overall; generation {tp['new_tokens_per_second']} "
+            f"new tokens/s ({tp['generation_seconds']} s), rating {tp['rating_seconds']} s"
+        )
     lines.append(f"output: {summary['output']}")
     lines.append(f"meta:   {summary['meta']}")
     if summary.get("plot"):

@@ -63,7 +63,8 @@ class GenerationStats:
     prompt_tokens: int = 0
     new_tokens: int = 0  # useful tokens: up to and including the end-of-turn token
     padded_tokens: int = 0  # rows x steps actually computed during decoding
-    seconds: float = 0.0
+    seconds: float = 0.0  # spent generating
+    scoring_seconds: float = 0.0  # spent in forward-pass scoring (ratings)
     batches: int = 0
     extra: dict = field(default_factory=dict)
 

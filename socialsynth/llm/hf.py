@@ -204,7 +204,7 @@ class HFBackend(Backend):
                 norm = (row / mass).tolist() if mass > 0 else [1.0 / len(choices)] * len(choices)
                 results[i] = ChoiceScores(norm, mass)
             self.stats.prompt_tokens += sum(len(prompts[i]) for i in batch)
-        self.stats.seconds += time.perf_counter() - t0
+        self.stats.scoring_seconds += time.perf_counter() - t0
         return results  # type: ignore[return-value]
 
     def score_continuations(self, chats: Sequence[Chat], continuations: Sequence[str]) -> list[float]:
@@ -223,7 +223,7 @@ class HFBackend(Backend):
             for i, value in zip(batch, continuation_logprobs(self.model, suffixes, lengths, prefix, self.pad_id)):
                 results[i] = value
             self.stats.prompt_tokens += sum(len(sequences[i]) for i in batch)
-        self.stats.seconds += time.perf_counter() - t0
+        self.stats.scoring_seconds += time.perf_counter() - t0
         return results
 
     @torch.inference_mode()
