@@ -183,14 +183,8 @@ def main(argv=None) -> int:
         output_dir=args.output_dir,
         input=args.input,
         upvote_dir=args.upvote_dir,
-        model=args.model,
-        backend=args.backend,
-        quantization=args.quantization,
-        device=args.device,
-        dtype=args.dtype,
+        engine=engine_spec(args),
         batch_size=args.batch_size,
-        sub_batch_size=args.sub_batch_size,
-        max_batch_tokens=args.max_batch_tokens,
         start_idx=args.start_idx,
         end_idx=args.end_idx,
         shard=parse_shard(args.shard),
@@ -213,24 +207,23 @@ def main(argv=None) -> int:
     return 0
 
 
+def engine_spec(args):
+    from socialsynth.llm import BackendSpec
+
+    return BackendSpec(
+        args.backend, args.model, args.quantization, args.device, args.dtype, args.sub_batch_size, args.max_batch_tokens
+    )
+
+
 def run_judge(args, params) -> int:
     from socialsynth.io import atomic_write_json
     from socialsynth.judge import format_report, judge_agreement, load_pairs
-    from socialsynth.llm import load_backend
     from socialsynth.norms import Rater
     from socialsynth.prompts import load_template
 
     topics = [t.strip() for t in args.judge_topics.split(",")] if args.judge_topics else None
     rows, dims = load_pairs(args.judge_agreement, topics)
-    backend = load_backend(
-        args.backend,
-        args.model,
-        quantization=args.quantization,
-        device=args.device,
-        dtype=args.dtype,
-        max_batch_size=args.sub_batch_size,
-        max_batch_tokens=args.max_batch_tokens,
-    )
+    backend = engine_spec(args).load()
     rating_params = replace(params, temperature=0.0, max_new_tokens=12)  # answers, not prose: greedy and brief
     template = load_template(args.rating_template) if args.rating_template else None
     report = judge_agreement(lambda dim: Rater(backend, dim, args.rating_method, template, rating_params), rows, dims)

@@ -16,7 +16,7 @@ from statistics import mean
 from . import __version__
 from .errors import InputError
 from .io import JsonlWriter, atomic_write_json, meta_path, read_records, select_range, shard_path
-from .llm import GenerationParams, load_backend
+from .llm import BackendSpec, GenerationParams
 from .norms import LEVELS, FilterSettings, NormRewriter, Rater
 from .prompts import load_dimension, load_template
 from .runner import GracefulStop, run_chunks
@@ -34,14 +34,8 @@ class NormJobConfig:
     output_dir: Path = Path("output")
     input: Path | None = None  # overrides <data_dir>/<subreddit>.<ext>
     upvote_dir: Path | None = None
-    model: str = "embedded"
-    backend: str = "hf"
-    quantization: int | None = None
-    device: str = "auto"
-    dtype: str = "auto"
+    engine: BackendSpec = field(default_factory=BackendSpec)  # model, backend, device, batch limits
     batch_size: int = 16  # comments per chunk (written together)
-    sub_batch_size: int = 64  # sequences per forward batch
-    max_batch_tokens: int = 65536
     start_idx: int = 0
     end_idx: int | None = None
     shard: tuple[int, int] | None = None
@@ -163,19 +157,11 @@ def run_norm_job(cfg: NormJobConfig) -> dict:
         counts = None
         try:
             if todo:
-                backend = load_backend(
-                    cfg.backend,
-                    cfg.model,
-                    quantization=cfg.quantization,
-                    device=cfg.device,
-                    dtype=cfg.dtype,
-                    max_batch_size=cfg.sub_batch_size,
-                    max_batch_tokens=cfg.max_batch_tokens,
-                )
+                backend = cfg.engine.load()
                 if cfg.embedding_model:
                     from .embeddings import Embedder
 
-                    embedder = Embedder(cfg.embedding_model, device=cfg.device)
+                    embedder = Embedder(cfg.embedding_model, device=cfg.engine.device)
                 template = load_template(cfg.rating_template) if cfg.rating_template else None
                 rater = Rater(backend, dim, cfg.rating_method, template)
                 job = NormRewriter(

@@ -102,6 +102,15 @@ def _new_cache(model, prefix: PrefixKV | None, rows: int, capacity: int | None) 
     return cache
 
 
+def _batch_inputs(suffixes: Sequence[Sequence[int]], prefix: PrefixKV | None, pad_id: int, device):
+    """Left-padded ids of the suffixes, the attention mask over head + suffixes, and the suffixes' positions."""
+    ids, suffix_mask = _left_pad(suffixes, pad_id, device)
+    p = len(prefix) if prefix is not None else 0
+    mask = torch.cat([torch.ones((ids.shape[0], p), dtype=torch.long, device=device), suffix_mask], dim=1)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, p:]
+    return ids, mask, positions
+
+
 def _left_pad(suffixes: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(s) for s in suffixes)
     ids = torch.full((len(suffixes), width), pad_id, dtype=torch.long)
@@ -120,15 +129,10 @@ def prefill(
     """Run the prompts through the model; return (last-position logits, cache, attention mask, next positions).
 
     `capacity` (positions to reserve for decoding) selects a preallocated cache; None suits a single pass."""
-    device = model.device
-    ids, suffix_mask = _left_pad(suffixes, pad_id, device)
-    rows = ids.shape[0]
-    p = len(prefix) if prefix is not None else 0
-    mask = torch.cat([torch.ones((rows, p), dtype=torch.long, device=device), suffix_mask], dim=1)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, p:]
+    ids, mask, positions = _batch_inputs(suffixes, prefix, pad_id, model.device)
     if capacity is not None:
         capacity = max(capacity, mask.shape[1] + 1)
-    cache = _new_cache(model, prefix, rows, capacity)
+    cache = _new_cache(model, prefix, ids.shape[0], capacity)
     out = model(
         input_ids=ids,
         attention_mask=mask,
@@ -150,18 +154,13 @@ def continuation_logprobs(
     One teacher-forced pass; rows are left-padded so every continuation ends in the last column, and only the
     last max(cont_lengths) + 1 positions are projected to the vocabulary.
     """
-    device = model.device
-    ids, suffix_mask = _left_pad(sequences, pad_id, device)
-    rows = ids.shape[0]
-    p = len(prefix) if prefix is not None else 0
-    mask = torch.cat([torch.ones((rows, p), dtype=torch.long, device=device), suffix_mask], dim=1)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, p:]
+    ids, mask, positions = _batch_inputs(sequences, prefix, pad_id, model.device)
     keep = max(cont_lengths) + 1
     out = model(
         input_ids=ids,
         attention_mask=mask,
         position_ids=positions,
-        past_key_values=_new_cache(model, prefix, rows, None),
+        past_key_values=_new_cache(model, prefix, ids.shape[0], None),
         use_cache=True,
         logits_to_keep=keep,
     )

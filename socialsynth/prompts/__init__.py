@@ -79,17 +79,22 @@ def known_dimensions() -> list[str]:
     return sorted(p.stem for p in DIMENSIONS_DIR.glob("*.yaml"))
 
 
+def _find_yaml(name_or_path: str, folder: Path, kind: str, hint: str) -> Path:
+    """A YAML file given by path, or by name in one of our data folders; an unknown name lists the known ones."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") and path.exists():
+        return path
+    path = folder / f"{name_or_path}.yaml"
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in folder.glob("*.yaml")))
+        raise InputError(f"unknown {kind} {name_or_path!r}; known: {known} ({hint})")
+    return path
+
+
 def load_dimension(name_or_path: str) -> Dimension:
     """Load a dimension by name (a file in prompts/dimensions/) or by the path of a YAML file."""
-    path = Path(name_or_path)
-    if not (path.suffix in (".yaml", ".yml") and path.exists()):
-        path = DIMENSIONS_DIR / f"{name_or_path}.yaml"
-        if not path.exists():
-            raise InputError(
-                f"unknown norm dimension {name_or_path!r}; known: {', '.join(known_dimensions())} "
-                f"(or give the path of a YAML file, see socialsynth/prompts/dimensions/README.md)"
-            )
-    return _parse_dimension(path)
+    hint = "or give the path of a YAML file, see socialsynth/prompts/dimensions/README.md"
+    return _parse_dimension(_find_yaml(name_or_path, DIMENSIONS_DIR, "norm dimension", hint))
 
 
 @lru_cache(maxsize=None)
@@ -139,13 +144,7 @@ def known_templates() -> list[str]:
 @lru_cache(maxsize=None)
 def load_template(name_or_path: str) -> Template:
     """Load a chat template by name (a file in prompts/templates/) or by the path of a YAML file."""
-    path = Path(name_or_path)
-    if not (path.suffix in (".yaml", ".yml") and path.exists()):
-        path = TEMPLATES_DIR / f"{name_or_path}.yaml"
-        if not path.exists():
-            raise InputError(
-                f"unknown template {name_or_path!r}; known: {', '.join(known_templates())} (or a YAML file)"
-            )
+    path = _find_yaml(name_or_path, TEMPLATES_DIR, "template", "or the path of a YAML file")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         return Template(
