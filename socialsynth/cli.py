@@ -120,7 +120,7 @@ def run_main(fn: Callable[[], int]) -> int:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Interrupted as e:
-        print(f"stopped: {e}. {e.resume_hint}".strip(), file=sys.stderr)
+        print(f"{e}; {e.resume_hint}" if e.resume_hint else str(e), file=sys.stderr)
         return getattr(e, "exit_code", EXIT_FAILURE)
     except KeyboardInterrupt:
         print("stopped at once; rerun the same command to resume", file=sys.stderr)

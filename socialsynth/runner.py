@@ -101,5 +101,7 @@ def run_chunks(
     counts.seconds = time.perf_counter() - t0
     if stop.requested:
         counts.stopped = True
-        raise Interrupted("stopped by signal", resume_hint=resume_hint, exit_code=stop.exit_code)
+        name = signal.Signals(stop.signum).name if stop.signum else "signal"
+        message = f"stopped by {name} after {counts.done} of {len(items)} items of this run, all written"
+        raise Interrupted(message, resume_hint=resume_hint, exit_code=stop.exit_code)
     return counts
