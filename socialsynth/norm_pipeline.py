@@ -11,11 +11,10 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from statistics import mean
 
 from . import __version__
 from .errors import InputError
-from .io import JsonlWriter, atomic_write_json, meta_path, read_records, select_range, shard_path
+from .io import JsonlWriter, atomic_write_json, iter_jsonl, meta_path, read_records, select_range, shard_path
 from .llm import BackendSpec, GenerationParams
 from .norms import LEVELS, FilterSettings, NormRewriter, Rater
 from .prompts import load_dimension, load_template
@@ -234,28 +233,37 @@ def _previous_meta(path: Path) -> dict:
 
 
 def summarise(path: Path, levels) -> dict:
-    """Mean rating per target level and filter pass rates over everything written so far."""
-    records = read_records(path).records if Path(path).exists() and Path(path).stat().st_size else []
-    by_level: dict[str, list[float]] = {str(lv): [] for lv in levels}
-    passed: dict[str, list[bool]] = {str(lv): [] for lv in levels}
+    """Mean rating per target level and filter pass rates over everything written so far (streamed: an output of
+    millions of records is read line by line)."""
+    keys = [str(lv) for lv in levels]
+    rating_sum, rating_n = Counter(), Counter()
+    passed, judged = Counter(), Counter()
     flag_counts: Counter = Counter()
-    originals = []
-    for rec in records:
-        originals.append(rec.get("original_rating_detail", {}).get("expected", rec.get("original_rating")))
-        for lv in map(str, levels):
+    n_records, original_sum, original_n = 0, 0.0, 0
+    records = iter_jsonl(path) if Path(path).exists() else ()
+    for _, rec in records:
+        n_records += 1
+        original = (rec.get("original_rating_detail") or {}).get("expected", rec.get("original_rating"))
+        if original is not None:
+            original_sum, original_n = original_sum + original, original_n + 1
+        for lv in keys:
             value = (rec.get("rewrite_ratings_expected") or {}).get(lv)
             if value is not None:
-                by_level[lv].append(value)
+                rating_sum[lv] += value
+                rating_n[lv] += 1
             flags = (rec.get("filters") or {}).get(lv)
             if flags:
-                passed[lv].append(bool(flags.get("passed")))
+                judged[lv] += 1
+                passed[lv] += bool(flags.get("passed"))
                 flag_counts.update(k for k, v in flags.items() if v is True and k != "passed")
-    n_rewrites = sum(len(v) for v in passed.values())
+    n_rewrites = sum(judged.values())
     return {
-        "n_records": len(records),
-        "mean_original_rating": round(mean(originals), 3) if originals else None,
-        "mean_rating_by_level": {lv: (round(mean(v), 3) if v else None) for lv, v in by_level.items()},
-        "pass_rate_by_level": {lv: (round(sum(v) / len(v), 3) if v else None) for lv, v in passed.items()},
+        "n_records": n_records,
+        "mean_original_rating": round(original_sum / original_n, 3) if original_n else None,
+        "mean_rating_by_level": {
+            lv: (round(rating_sum[lv] / rating_n[lv], 3) if rating_n[lv] else None) for lv in keys
+        },
+        "pass_rate_by_level": {lv: (round(passed[lv] / judged[lv], 3) if judged[lv] else None) for lv in keys},
         "flag_rates": {k: round(v / n_rewrites, 3) for k, v in sorted(flag_counts.items())} if n_rewrites else {},
     }
 
