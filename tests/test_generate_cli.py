@@ -441,3 +441,42 @@ def test_cli_likelihood_rating_method(tmp_path, tiny_model_dir):
     assert 1 <= records[0]["rewrite_ratings_expected"]["5"] <= 5
     assert records[0]["provenance"]["rating_method"] == "likelihood"
     assert records[0]["provenance"]["rating_template"].startswith("norm_likelihood@")
+
+
+def test_cli_reads_the_research_codes_pickle_only_when_allowed(tmp_path, tiny_model_dir):
+    import pickle
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "askmen.pkl").write_bytes(pickle.dumps([json.loads(line) for line in ASKMEN_LINES[:2]]))
+    out = tmp_path / "out"
+    refused = run(job_args(folder, out, tiny_model_dir))
+    assert refused.returncode == 2 and "--allow-pickle" in refused.stderr and "Traceback" not in refused.stderr
+    proc = run(job_args(folder, out, tiny_model_dir, "--allow-pickle"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [r["id"] for r in read_output(out / "askmen_formality.jsonl")] == ASKMEN_IDS[:2]
+
+
+def test_cli_generate_rating_with_the_research_codes_prompt(tmp_path, tiny_model_dir):
+    data = data_dir_with(tmp_path, ASKMEN_LINES[:1])
+    out = tmp_path / "out"
+    args = job_args(data, out, tiny_model_dir, "--rating-method", "generate", "--rating-template", "norm_rating_seed")
+    proc = run(args + ["--levels", "3"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (record,) = read_output(out / "askmen_formality.jsonl")
+    detail = record["original_rating_detail"]
+    assert "raw" in detail and isinstance(detail["parsed"], bool) and 1 <= detail["rating"] <= 5
+    assert record["provenance"]["rating_template"].startswith("norm_rating_seed@")
+    meta = json.loads((out / "askmen_formality.meta.json").read_text(encoding="utf-8"))
+    # Two ratings were made (the original and the level-3 rewrite); unparsed answers are counted, not hidden.
+    assert (0 if detail["parsed"] else 1) <= meta["rating_fallbacks"] <= 2
+
+
+def test_cli_judge_topics_filter_and_unknown_topic(tmp_path, tiny_model_dir):
+    base = [sys.executable, SCRIPT, "--judge-agreement", "data/judge_pairs_sample.csv", "-m", str(tiny_model_dir)]
+    base += ["-o", str(tmp_path / "out"), "--device", "cpu", "--rating-method", "logits"]
+    proc = run(base + ["--judge-topics", "sample"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "12 pairs" in proc.stdout
+    missing = run(base + ["--judge-topics", "nosuchtopic"])
+    assert missing.returncode == 2 and "nosuchtopic" in missing.stderr and "Traceback" not in missing.stderr

@@ -288,8 +288,10 @@ def test_score_continuations_matches_an_unbatched_forward_pass(sharp_backend):
     import torch
 
     system = "You write Reddit comments in many different styles for a research project on norms. " * 2
-    chats = [[{"role": "system", "content": system}, {"role": "user", "content": f"Write a {w} comment."}]
-             for w in ("very casual", "very formal", "neutral")]
+    chats = [
+        [{"role": "system", "content": system}, {"role": "user", "content": f"Write a {w} comment."}]
+        for w in ("very casual", "very formal", "neutral")
+    ]
     texts = ["lol ok", "It is advisable to consider this carefully.", "I think that works."]
     got = sharp_backend.score_continuations(chats, texts)
     for chat, text, value in zip(chats, texts, got):
