@@ -100,10 +100,11 @@ def test_yaml_with_bad_example_level_names_the_file(tmp_path):
 
 def test_rewrite_chat_contains_comment_level_and_system_prompt():
     dim = load_dimension("formality")
-    template = load_template("norm_rewrite")  # compact: no title, on purpose (see the YAML's comment)
+    template = load_template("norm_rewrite")  # compact: the title goes into the system prompt (see the YAML)
     chat = rewrite_chat(dim, template, "How do I ask for a raise?", "just ask lol", 4)
     assert [m["role"] for m in chat] == ["system", "user"]
-    assert chat[0]["content"] == template.system
+    assert chat[0]["content"].startswith("You rewrite Reddit comments")
+    assert '"How do I ask for a raise?"' in chat[0]["content"]
     user = chat[1]["content"]
     assert "just ask lol" in user
     assert "Somewhat Formal" in user
