@@ -8,7 +8,7 @@ pass. Both sides get the same prompts and sampling parameters; we count useful n
 including end of turn), not padding.
 
     python bench/generation.py                 # prints a table, updates bench/results.json
-    python bench/generation.py --seed-comments 2 --comments 40
+    python bench/generation.py --seed-comments 4 --comments 40
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(ROOT / "data" / "askmen.jsonl"))
     ap.add_argument("--dimension", default="formality")
-    ap.add_argument("--seed-comments", type=int, default=3, help="comments run the research code's way (slow)")
+    ap.add_argument("--seed-comments", type=int, default=4, help="comments run the research code's way (slow)")
     ap.add_argument("--comments", type=int, default=40, help="comments run our way")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--max-new-tokens", type=int, default=256)
