@@ -1,0 +1,238 @@
+"""Labelled texts for training and prediction: read a table, pick the text and label columns, split, mix.
+
+Every bad row is either a one-line error naming file, row and column, or (with --skip-bad-rows, and always for
+empty texts and missing labels) a counted skip that ends up in the report. Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..errors import InputError
+from ..io import read_records
+from .labels import is_missing, label_key, parse_label_list, truthy
+
+log = logging.getLogger(__name__)
+
+# A preset turns a whole record into (text, label); see socialsynth.preference.UpvotePreset.
+RowAdapter = Callable[[dict], tuple[str, Any]]
+
+
+@dataclass
+class LabelledTexts:
+    """Texts with parsed labels (None where a row has no label), stable ids and the file each row came from."""
+
+    texts: list[str]
+    labels: list[Any]
+    ids: list[str]
+    origin: list[str]
+    skipped: Counter = field(default_factory=Counter)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def subset(self, index: Sequence[int]) -> LabelledTexts:
+        return LabelledTexts(
+            [self.texts[i] for i in index],
+            [self.labels[i] for i in index],
+            [self.ids[i] for i in index],
+            [self.origin[i] for i in index],
+            Counter(),
+        )
+
+    @property
+    def has_labels(self) -> bool:
+        return bool(self.labels) and all(label is not None for label in self.labels)
+
+    @classmethod
+    def concat(cls, parts: Sequence[LabelledTexts]) -> LabelledTexts:
+        out = cls([], [], [], [], Counter())
+        for part in parts:
+            out.texts += part.texts
+            out.labels += part.labels
+            out.ids += part.ids
+            out.origin += part.origin
+            out.skipped.update(part.skipped)
+        return out
+
+
+def _parse_label(task: str, value: Any, label_sep: str) -> Any:
+    if task == "regression":
+        if isinstance(value, bool):
+            raise ValueError("expected a number, got a boolean")
+        number = float(value)
+        if math.isnan(number) or math.isinf(number):
+            raise ValueError(f"expected a finite number, got {value!r}")
+        return number
+    if task == "multilabel":
+        return parse_label_list(value, label_sep)
+    if isinstance(value, (list, dict)):
+        raise ValueError(f"expected one class, got {type(value).__name__}")
+    return label_key(value)
+
+
+def load_texts(
+    path: str | Path,
+    *,
+    task: str,
+    text_col: str = "text",
+    label_cols: Sequence[str] = ("label",),
+    id_col: str | None = None,
+    label_sep: str = ",",
+    require_labels: bool = True,
+    skip_bad_rows: bool = False,
+    allow_pickle: bool = False,
+    adapter: RowAdapter | None = None,
+    adapter_fields: Sequence[str] = (),
+) -> LabelledTexts:
+    """Read a CSV/TSV/JSONL/Parquet file into :class:`LabelledTexts`.
+
+    `label_cols` is one column (a class, a score, or a multi-label list) or, for multilabel, several 0/1 columns
+    (one per label, named after the column). With `require_labels=False` (prediction) a missing label column is
+    fine and rows without a label keep None. `adapter` (a preset) builds text and label from the whole record.
+    """
+    path = Path(path)
+    label_cols = list(label_cols)
+    if len(label_cols) > 1 and task != "multilabel":
+        raise InputError(f"several label columns ({', '.join(label_cols)}) need --task multilabel", field="--label-col")
+    on_bad = "skip" if skip_bad_rows else "error"
+    if adapter is not None:
+        data = read_records(path, allow_pickle=allow_pickle, required=tuple(adapter_fields), on_bad_row=on_bad)
+    else:
+        required = [text_col] + (label_cols if require_labels else [])
+        data = read_records(
+            path, allow_pickle=allow_pickle, required=tuple(required), nonempty=(text_col,), on_bad_row=on_bad
+        )
+    skipped = Counter(data.skipped)
+    has_label_cols = bool(data.records) and all(c in data.records[0] for c in label_cols)
+    out = LabelledTexts([], [], [], [], skipped)
+    id_field = id_col or ("id" if data.records and "id" in data.records[0] else None)
+    for record, line in zip(data.records, data.line_numbers):
+        where = {"path": path, "line": line}
+        try:
+            if adapter is not None:
+                text, raw = adapter(record)
+            else:
+                text = record[text_col]
+                raw = _raw_label(record, label_cols, task) if has_label_cols else None
+        except (ValueError, TypeError, KeyError) as exc:
+            if not skip_bad_rows:
+                raise InputError(str(exc), **where, field=label_cols[0] if adapter is None else None) from None
+            skipped["unreadable label"] += 1
+            continue
+        if not isinstance(text, str) or not text.strip():
+            skipped["empty text"] += 1
+            continue
+        label = None
+        if has_label_cols or adapter is not None:
+            if raw is None or (not isinstance(raw, list) and is_missing(raw)):
+                if require_labels:
+                    skipped["missing label"] += 1
+                    continue
+            else:
+                try:
+                    label = _parse_label(task, raw, label_sep)
+                except (ValueError, TypeError) as exc:
+                    if not skip_bad_rows:
+                        raise InputError(str(exc), **where, field=label_cols[0]) from None
+                    skipped["unreadable label"] += 1
+                    continue
+        if id_field is not None and not is_missing(record.get(id_field)):
+            row_id = label_key(record[id_field])
+        else:
+            row_id = f"{path.stem}:{line}"
+        out.texts.append(text)
+        out.labels.append(label)
+        out.ids.append(row_id)
+        out.origin.append(path.name)
+    if require_labels and not has_label_cols and adapter is None and data.records:
+        raise InputError(f"label column missing (have: {', '.join(data.records[0])})", path=path, field=label_cols[0])
+    if skipped:
+        log.info("%s: skipped %s", path, ", ".join(f"{k}: {v}" for k, v in sorted(skipped.items())))
+    return out
+
+
+def _raw_label(record: dict, label_cols: list[str], task: str) -> Any:
+    if len(label_cols) == 1:
+        return record.get(label_cols[0])
+    # one 0/1 column per label -> the names of the columns that are set
+    names = []
+    for col in label_cols:
+        value = record.get(col)
+        if is_missing(value):
+            raise ValueError(f"empty value in label column {col!r}")
+        if truthy(value):
+            names.append(col)
+    return names
+
+
+# ---------------------------------------------------------------------------------------------- splits
+
+
+def split_indices(
+    n: int, seed: int, val_fraction: float = 0.1, test_fraction: float = 0.1, stratify: Sequence | None = None
+) -> tuple[list[int], list[int], list[int]]:
+    """Seeded train/val/test split (80/10/10 by default), stratified by class when every class can be split."""
+    from sklearn.model_selection import train_test_split
+
+    index = np.arange(n)
+    held = val_fraction + test_fraction
+    if n < 3 or held <= 0:
+        return list(index), [], []
+    strat = None
+    if stratify is not None:
+        counts = Counter(stratify)
+        if min(counts.values()) >= 3:
+            strat = np.asarray(stratify)
+        else:
+            log.info("a class has fewer than 3 rows: splitting without stratification")
+    train, rest = train_test_split(index, test_size=held, random_state=seed, stratify=strat)
+    if test_fraction <= 0:
+        return sorted(train), sorted(rest), []
+    if val_fraction <= 0:
+        return sorted(train), [], sorted(rest)
+    strat_rest = strat[rest] if strat is not None and min(Counter(strat[rest]).values()) >= 2 else None
+    val, test = train_test_split(
+        rest, test_size=test_fraction / held, random_state=seed + 1, stratify=strat_rest
+    )
+    return sorted(train), sorted(val), sorted(test)
+
+
+def parse_weighted_files(specs: Sequence[str]) -> list[tuple[Path, float]]:
+    """`real.csv:1.0,synthetic.csv:0.5` (or separate arguments) -> [(path, weight)]. A missing weight is 1."""
+    out = []
+    for spec in specs:
+        for part in str(spec).split(","):
+            part = part.strip()
+            if not part:
+                continue
+            name, weight = part, 1.0
+            if ":" in part:
+                head, tail = part.rsplit(":", 1)
+                try:
+                    weight = float(tail)
+                    name = head
+                except ValueError:
+                    pass  # a colon that is part of the path
+            if weight < 0 or math.isnan(weight):
+                raise InputError(f"weight must be >= 0, got {weight}", field="--train")
+            out.append((Path(name), weight))
+    return out
+
+
+def sample_fraction(data: LabelledTexts, weight: float, seed: int) -> LabelledTexts:
+    """Use `weight` x the rows of a file: 0.5 takes a seeded half, 2.0 takes every row twice, 1.5 once plus half."""
+    if weight == 1.0:
+        return data
+    rng = np.random.default_rng(seed)
+    n = len(data)
+    whole, frac = int(weight), weight - int(weight)
+    index = list(np.tile(np.arange(n), whole)) + list(rng.choice(n, size=round(frac * n), replace=False))
+    return data.subset(sorted(index))

@@ -1,0 +1,473 @@
+"""The training job behind `train_classifier.py`: data in, model + metrics + predictions out.
+
+    files -> labelled texts -> label space (fitted on train) -> model.fit -> thresholds tuned on validation
+          -> metrics on validation and test (at 0.5 and tuned) -> model folder, metrics.json, report.txt,
+             predictions_<split>.jsonl
+
+A finished output folder is reused when the same command runs again (a --compare run that was stopped resumes
+with the runs it has not finished); a stopped transformer run resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..errors import InputError
+from ..io import atomic_write_json, atomic_write_text
+from ..runner import GracefulStop
+from .data import LabelledTexts, load_texts, parse_weighted_files, sample_fraction, split_indices
+from .labels import LabelSpace, UnseenLabel
+from .model import CARD, TextClassifier, TrainSettings, load_classifier, make_classifier, read_card
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainJob:
+    task: str
+    output_dir: Path
+    model: str = "embedded"
+    input: Path | None = None  # one file, split train/val/test
+    train: list[str] = field(default_factory=list)  # "file[:weight]" specs
+    val: Path | None = None
+    test: Path | None = None
+    synthetic: list[str] = field(default_factory=list)  # --compare: the synthetic training files
+    text_col: str = "text"
+    label_cols: list[str] = field(default_factory=lambda: ["label"])
+    id_col: str | None = None
+    label_sep: str = ","
+    positive_label: str | None = None
+    preset: str | None = None
+    with_author: bool = False
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    settings: TrainSettings = field(default_factory=TrainSettings)
+    skip_bad_rows: bool = False
+    allow_pickle: bool = False
+    overwrite: bool = False
+    command: str = ""
+
+
+# ------------------------------------------------------------------------------------------- data
+
+
+def _adapter(job: TrainJob):
+    if job.preset is None:
+        return None, ()
+    if job.preset == "upvote":
+        from ..preference import UpvotePreset
+
+        preset = UpvotePreset(with_author=job.with_author)
+        return preset.example, preset.required_fields
+    raise InputError(f"unknown preset {job.preset!r} (upvote)", field="--preset")
+
+
+def _load(job: TrainJob, path: Path, require_labels: bool = True) -> LabelledTexts:
+    adapter, fields = _adapter(job)
+    return load_texts(
+        path,
+        task=job.task,
+        text_col=job.text_col,
+        label_cols=job.label_cols,
+        id_col=job.id_col,
+        label_sep=job.label_sep,
+        require_labels=require_labels,
+        skip_bad_rows=job.skip_bad_rows,
+        allow_pickle=job.allow_pickle,
+        adapter=adapter,
+        adapter_fields=fields,
+    )
+
+
+def _stratify(job: TrainJob, data: LabelledTexts):
+    return data.labels if job.task in ("binary", "multiclass") else None
+
+
+@dataclass
+class Splits:
+    train: LabelledTexts
+    val: LabelledTexts | None
+    test: LabelledTexts | None
+    notes: dict = field(default_factory=dict)
+
+
+def load_splits(job: TrainJob, train_specs: list[str] | None = None) -> Splits:
+    """Read the training/validation/test data the job names; split what was not given separately."""
+    specs = job.train if train_specs is None else train_specs
+    seed = job.settings.seed
+    notes: dict[str, Any] = {}
+    if job.input is not None and not specs:
+        data = _load(job, job.input)
+        notes["skipped"] = dict(data.skipped)
+        if job.preset == "upvote":
+            data = _upvote_half(job, data, notes)
+        val_f = 0.0 if job.val else job.val_fraction
+        test_f = 0.0 if job.test else job.test_fraction
+        tr, va, te = split_indices(len(data), seed, val_f, test_f, _stratify(job, data))
+        notes["split"] = {"seed": seed, "train": len(tr), "val": len(va), "test": len(te), "from": str(job.input)}
+        train, val, test = data.subset(tr), data.subset(va) if va else None, data.subset(te) if te else None
+    else:
+        if not specs:
+            raise InputError("give --input FILE (split 80/10/10) or --train FILE [--val FILE --test FILE]")
+        parts = []
+        for i, (path, weight) in enumerate(parse_weighted_files(specs)):
+            part = _load(job, path)
+            notes.setdefault("skipped", {}).update({f"{path.name}: {k}": v for k, v in part.skipped.items()})
+            sampled = sample_fraction(part, weight, seed + i)
+            notes.setdefault("train_files", []).append({"file": str(path), "weight": weight, "rows": len(part),
+                                                        "used": len(sampled)})
+            parts.append(sampled)
+        train, val, test = LabelledTexts.concat(parts), None, None
+        if job.val is None:
+            tr, va, _ = split_indices(len(train), seed, job.val_fraction, 0.0, _stratify(job, train))
+            notes["split"] = {"seed": seed, "train": len(tr), "val": len(va), "from": "training files"}
+            train, val = train.subset(tr), train.subset(va)
+    if job.val is not None:
+        val = _load(job, job.val)
+    if job.test is not None:
+        test = _load(job, job.test)
+    if not len(train):
+        raise InputError("no usable training rows", path=job.input or specs[0])
+    return Splits(train, val, test, notes)
+
+
+def _upvote_half(job: TrainJob, data: LabelledTexts, notes: dict) -> LabelledTexts:
+    """Seed 000: train on a random half and rewrite the other half; both id lists go next to the model."""
+    from ..preference import INFERENCE_IDS, TRAINING_IDS, split_half
+
+    train_idx, infer_idx = split_half(len(data), job.settings.seed)
+    out = Path(job.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / TRAINING_IDS, "".join(data.ids[i] + "\n" for i in train_idx))
+    atomic_write_text(out / INFERENCE_IDS, "".join(data.ids[i] + "\n" for i in infer_idx))
+    notes["upvote_half"] = {"training": len(train_idx), "inference": len(infer_idx), "seed": job.settings.seed}
+    return data.subset(train_idx)
+
+
+def encode(space: LabelSpace, data: LabelledTexts) -> tuple[np.ndarray, np.ndarray, Counter]:
+    """Targets for the rows whose labels the model knows; returns (y, kept row index, problems counted)."""
+    ys, keep, problems = [], [], Counter()
+    for i, label in enumerate(data.labels):
+        if label is None:
+            problems["no label"] += 1
+            continue
+        if space.task == "multilabel":
+            for name in space.unknown_names(label):
+                problems[f"label not seen in training: {name}"] += 1
+        try:
+            ys.append(space.encode(label))
+        except UnseenLabel as exc:
+            problems[f"label not seen in training: {exc}"] += 1
+            continue
+        keep.append(i)
+    dtype = np.float32 if space.task in ("multilabel", "regression") else np.int64
+    y = np.asarray(ys, dtype=dtype) if ys else np.zeros((0,), dtype=dtype)
+    return y, np.asarray(keep, dtype=int), problems
+
+
+# ------------------------------------------------------------------------------------- predictions
+
+
+def prediction_records(model: TextClassifier, data: LabelledTexts, scores: np.ndarray) -> list[dict]:
+    """One JSON object per row: id, the true label (if any), the scores and the decision at the tuned threshold."""
+    names, task = model.labels.names, model.task
+    decided = model.decide(scores)
+    preset = (model.card.get("preset") or {}).get("name")
+    rows = []
+    for i, row_id in enumerate(data.ids):
+        rec: dict[str, Any] = {"id": row_id}
+        if data.labels[i] is not None:
+            rec["label"] = data.labels[i]
+        if task == "regression":
+            rec["prediction"] = round(float(scores[i]), 6)
+            if preset == "upvote":
+                from ..preference import upvotes_from_target
+
+                rec["predicted_upvotes"] = round(upvotes_from_target(float(scores[i])), 3)
+        elif task == "binary":
+            rec["score"] = round(float(scores[i]), 6)
+            rec["prediction"] = names[int(decided[i])]
+        elif task == "multiclass":
+            rec["prediction"] = names[int(decided[i])]
+            rec["probabilities"] = {n: round(float(p), 6) for n, p in zip(names, scores[i])}
+        else:
+            rec["prediction"] = [n for n, d in zip(names, decided[i]) if d]
+            rec["scores"] = {n: round(float(p), 6) for n, p in zip(names, scores[i])}
+        rows.append(rec)
+    return rows
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def evaluate_split(model: TextClassifier, data: LabelledTexts, batch_size: int) -> tuple[dict | None, list, Counter]:
+    """Scores every row; metrics over the rows whose labels the model knows (the rest are counted)."""
+    from .metrics import evaluate
+
+    scores = model.predict_scores(data.texts, batch_size)
+    rows = prediction_records(model, data, scores)
+    if not data.labels or all(label is None for label in data.labels):
+        return None, rows, Counter()
+    y, keep, problems = encode(model.labels, data)
+    if not len(keep):
+        return None, rows, problems
+    thresholds = model.thresholds or None
+    metrics = evaluate(model.task, y, scores[keep], model.labels.names, thresholds)
+    if problems:
+        metrics["excluded_rows"] = dict(problems)
+    return metrics, rows, problems
+
+
+# ------------------------------------------------------------------------------------------- train
+
+
+def _config(job: TrainJob, train_specs) -> dict:
+    """What must match for a finished output folder to count as this run's result."""
+    keep = {k: v for k, v in asdict(job).items() if k not in ("output_dir", "overwrite", "command", "synthetic")}
+    keep["train"] = list(train_specs)
+    settings = keep.pop("settings")
+    for k in ("keep_checkpoints", "resume", "device", "eval_batch_size"):
+        settings.pop(k, None)
+    keep["settings"] = settings
+    return json.loads(json.dumps(keep, default=str))
+
+
+def run_training(job: TrainJob, train_specs: list[str] | None = None, stop: GracefulStop | None = None) -> dict:
+    """Train (or reuse a finished run), evaluate, write everything; return the metrics summary."""
+    out = Path(job.output_dir)
+    specs = job.train if train_specs is None else train_specs
+    config = _config(job, specs)
+    if (out / CARD).exists() and not job.overwrite:
+        card = read_card(out)
+        if card.get("config") == config and (out / "metrics.json").exists():
+            log.info("%s already holds this run's model: reusing it (--overwrite to retrain)", out)
+            return json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+        raise InputError(
+            "holds a model trained with other settings; pass --overwrite to replace it, or choose another -o", path=out
+        )
+    t0 = time.perf_counter()
+    splits = load_splits(job, specs)
+    train = splits.train
+    space = LabelSpace.fit(
+        job.task,
+        [label for label in train.labels if label is not None],
+        positive=job.positive_label,
+        label_sep=job.label_sep,
+        name=",".join(job.label_cols),
+    )
+    label_notes = _check_label_columns(job, space)
+    y_train, keep_train, train_problems = encode(space, train)
+    train_texts = [train.texts[i] for i in keep_train]
+    val_texts, y_val = None, None
+    if splits.val is not None and len(splits.val):
+        y_val, keep_val, _ = encode(space, splits.val)
+        val_texts = [splits.val.texts[i] for i in keep_val]
+    log.info(
+        "training %s (%s, %s) on %d rows, validating on %d; labels: %s",
+        job.model,
+        job.task,
+        "output " + str(out),
+        len(train_texts),
+        len(val_texts or []),
+        ", ".join(f"{n} ({int(c)})" for n, c in zip(space.names, space.counts)) if job.task != "regression" else "-",
+    )
+    settings = job.settings
+    model = make_classifier(job.model, space, settings)
+    out.mkdir(parents=True, exist_ok=True)
+    history = model.fit(train_texts, y_train, val_texts, y_val, settings, out, stop)
+    t_train = time.perf_counter() - t0
+
+    from .metrics import format_report, headline, tune_thresholds
+
+    results: dict[str, Any] = {"task": job.task, "model": job.model, "labels": space.names}
+    if val_texts:
+        val_scores = model.predict_scores(val_texts, settings.eval_batch_size)
+        if job.task in ("binary", "multilabel"):
+            model.thresholds = tune_thresholds(job.task, y_val, val_scores)
+    card = {
+        "task": job.task,
+        "base_model": "embedded (all-MiniLM-L6-v2)" if job.model == "embedded" else job.model,
+        "max_length": settings.max_length,
+        "preset": {"name": job.preset, "with_author": job.with_author} if job.preset else None,
+        "text_col": job.text_col,
+        "label_cols": job.label_cols,
+        "config": config,
+        "socialsynth": __version__,
+        "trained": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "history": history,
+    }
+    model.card = card  # prediction_records reads the preset from it
+    for name, data in (("val", splits.val), ("test", splits.test)):
+        if data is None or not len(data):
+            continue
+        metrics, rows, problems = evaluate_split(model, data, settings.eval_batch_size)
+        _write_jsonl(out / f"predictions_{name}.jsonl", rows)
+        if metrics is not None:
+            results[name] = metrics
+    if job.task in ("binary", "multilabel") and model.thresholds:
+        results["thresholds"] = dict(zip(space.names[-1:] if job.task == "binary" else space.names, model.thresholds))
+    final = results.get("test") or results.get("val")
+    results["headline"] = headline(job.task, final) if final else {}
+    results["headline_split"] = "test" if "test" in results else ("val" if "val" in results else None)
+    results["data"] = {
+        "train_rows": len(train_texts),
+        "val_rows": len(val_texts or []),
+        "test_rows": len(splits.test) if splits.test is not None else 0,
+        "label_counts": dict(zip(space.names, space.counts)) if job.task != "regression" else None,
+        "train_excluded": dict(train_problems),
+        **splits.notes,
+        **label_notes,
+    }
+    results["seconds"] = {"train": round(t_train, 2), "total": round(time.perf_counter() - t0, 2)}
+    results["history"] = {k: v for k, v in history.items() if k != "log"}
+    card["headline"] = results["headline"]
+    model.save(out, card)
+    if hasattr(model, "cleanup"):
+        model.cleanup(settings.keep_checkpoints)
+    report = [f"# {job.model} on {job.task} ({out})"]
+    for name in ("val", "test"):
+        if name in results:
+            report.append(format_report(job.task, results[name], title=f"{name} set ({results[name].get('n')} rows)"))
+    atomic_write_text(out / "report.txt", "\n\n".join(report) + "\n")
+    atomic_write_json(out / "metrics.json", results)
+    return results
+
+
+def _check_label_columns(job: TrainJob, space: LabelSpace) -> dict:
+    """One 0/1 column per label: a column with no positive training row cannot be learned; say which."""
+    if job.task != "multilabel" or len(job.label_cols) < 2:
+        return {}
+    empty = [c for c in job.label_cols if c not in space.names]
+    if empty:
+        log.warning("label columns with no positive training row (left out of the model): %s", ", ".join(empty))
+    return {"labels_without_positive_training_rows": empty} if empty else {}
+
+
+# ---------------------------------------------------------------------------------------- compare
+
+
+def run_compare(job: TrainJob, stop: GracefulStop | None = None) -> dict:
+    """Seed 001's question: does a model trained on synthetic data score like one trained on real data?
+
+    Three runs (real, synthetic, real + synthetic) validated and tested on the same real held-out rows.
+    """
+    if not job.synthetic:
+        raise InputError("--compare needs --synthetic FILE[:weight]", field="--synthetic")
+    base = Path(job.output_dir)
+    real_specs = list(job.train)
+    if job.input is not None and not real_specs:
+        # split the real file once; every run then uses the same real val/test rows
+        split_dir = base / "real_split"
+        real_specs, job = _materialise_real_split(job, split_dir)
+    runs = {"real": real_specs, "synthetic": list(job.synthetic), "real+synthetic": real_specs + list(job.synthetic)}
+    table, results = {}, {}
+    for name, specs in runs.items():
+        sub = TrainJob(**{**asdict(job), "settings": job.settings, "output_dir": base / name.replace("+", "_plus_")})
+        sub.input = None
+        log.info("--compare: training on %s", name)
+        results[name] = run_training(sub, specs, stop)
+        table[name] = {"train_rows": results[name]["data"]["train_rows"], **results[name]["headline"]}
+    from .metrics import format_comparison
+
+    text = format_comparison(table)
+    split = next(iter(results.values())).get("headline_split")
+    summary = {"evaluated_on": split, "table": table, "runs": {k: str(base / k.replace("+", "_plus_")) for k in runs}}
+    atomic_write_json(base / "comparison.json", summary)
+    atomic_write_text(base / "comparison.txt", f"evaluated on the real {split} set\n{text}\n")
+    summary["text"] = text
+    return summary
+
+
+def _materialise_real_split(job: TrainJob, split_dir: Path) -> tuple[list[str], TrainJob]:
+    """Write the real file's seeded train/val/test parts as JSONL so the three runs share them exactly."""
+    data = _load(job, job.input)
+    tr, va, te = split_indices(len(data), job.settings.seed, job.val_fraction, job.test_fraction, _stratify(job, data))
+    split_dir.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, idx in (("train", tr), ("val", va), ("test", te)):
+        part = data.subset(idx)
+        rows = []
+        for text, label, row_id in zip(part.texts, part.labels, part.ids):
+            rows.append({"id": row_id, "text": text, "label": label})
+        paths[name] = split_dir / f"{name}.jsonl"
+        _write_jsonl(paths[name], rows)
+    # the parts are written with plain text/label columns; the synthetic files keep the user's columns
+    new = TrainJob(**{**asdict(job), "settings": job.settings})
+    new.input, new.val, new.test = None, paths["val"], paths["test"]
+    new.preset = None
+    return [str(paths["train"])], new
+
+
+# ---------------------------------------------------------------------------------------- predict
+
+
+def run_predict(
+    model_dir: Path, path: Path, output: Path, job: TrainJob, batch_size: int = 64, stop: GracefulStop | None = None
+) -> dict:
+    """Score a new file with a saved model; writes one prediction per row (resumable, keyed by id)."""
+    from ..io import JsonlWriter
+    from ..runner import run_chunks
+
+    model = load_classifier(model_dir, device=job.settings.device)
+    card = model.card
+    predict_job = TrainJob(**{**asdict(job), "settings": job.settings})
+    predict_job.task = model.task
+    preset = card.get("preset") or {}
+    predict_job.preset = preset.get("name")
+    predict_job.with_author = bool(preset.get("with_author"))
+    if job.text_col == "text" and card.get("text_col"):
+        predict_job.text_col = card["text_col"]
+    if job.label_cols == ["label"] and card.get("label_cols"):
+        predict_job.label_cols = card["label_cols"]
+    data = _load(predict_job, path, require_labels=False)
+    if len(set(data.ids)) != len(data.ids):
+        log.warning("%s: ids are not unique; using row numbers as ids", path)
+        data.ids = [f"{path.stem}:{i + 1}" for i in range(len(data))]
+    scored: dict[int, np.ndarray] = {}
+    with JsonlWriter(output) as writer:
+        todo = [i for i in range(len(data)) if data.ids[i] not in writer.done]
+
+        def process(chunk):
+            part = data.subset(chunk)
+            scores = model.predict_scores(part.texts, batch_size)
+            scored.update(zip(chunk, scores))
+            return prediction_records(model, part, scores)
+
+        counts = run_chunks(
+            todo,
+            process,
+            writer,
+            max(batch_size * 8, 256),
+            stop or GracefulStop(),
+            desc="rows",
+            resume_hint="rerun the same command to resume",
+        )
+    summary = {
+        "model": str(model_dir),
+        "rows": len(data),
+        "written_this_run": counts.done,
+        "skipped": dict(data.skipped),
+        "output": str(output),
+    }
+    if any(label is not None for label in data.labels):
+        from .metrics import evaluate
+
+        missing = [i for i in range(len(data)) if i not in scored]  # written by an earlier, interrupted run
+        if missing:
+            scored.update(zip(missing, model.predict_scores(data.subset(missing).texts, batch_size)))
+        scores = np.stack([scored[i] for i in range(len(data))])
+        y, keep, problems = encode(model.labels, data)
+        if len(keep):
+            summary["metrics"] = evaluate(model.task, y, scores[keep], model.labels.names, model.thresholds or None)
+        summary["excluded"] = dict(problems)
+    return summary
