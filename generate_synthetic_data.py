@@ -53,7 +53,9 @@ def build_parser():
         dest="upvote_dir",
         type=Path,
         default=None,
-        help="upvote-model folder; if it has inference_sample_ids.txt, only those ids are rewritten",
+        help="upvote-model folder (train_classifier.py --task regression --preset upvote -o DIR): only the ids in "
+        "its inference_sample_ids.txt are rewritten, and every rewrite gets predicted upvotes and the preference "
+        "delta (rewrite minus original)",
     )
     job.add_argument(
         "-b",

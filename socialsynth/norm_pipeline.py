@@ -79,6 +79,17 @@ def inference_ids(upvote_dir: Path | None) -> set[str] | None:
     return {line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}
 
 
+def preference_scorer(cfg: NormJobConfig):
+    """The upvote model in -u DIR, if that folder holds one (it may hold only inference_sample_ids.txt)."""
+    from .classify.model import CARD
+
+    if cfg.upvote_dir is None or not (Path(cfg.upvote_dir) / CARD).exists():
+        return None
+    from .preference import PreferenceScorer
+
+    return PreferenceScorer(cfg.upvote_dir, device=cfg.engine.device)
+
+
 def output_path(cfg: NormJobConfig, dim_name: str) -> Path:
     return shard_path(Path(cfg.output_dir) / f"{cfg.subreddit}_{dim_name}.jsonl", cfg.shard)
 
@@ -174,9 +185,17 @@ def run_norm_job(cfg: NormJobConfig) -> dict:
                     load_template(cfg.rewrite_template),
                 )
                 meta["provenance"] = job.provenance()
+                process = job.process
+                scorer = preference_scorer(cfg)
+                if scorer is not None:
+                    meta["provenance"]["upvote_model"] = scorer.model_dir
+
+                    def process(chunk):
+                        return scorer.annotate(job.process(chunk), chunk, cfg.levels)
+
                 counts = run_chunks(
                     todo,
-                    job.process,
+                    process,
                     writer,
                     cfg.batch_size,
                     stop,
@@ -222,6 +241,12 @@ def run_norm_job(cfg: NormJobConfig) -> dict:
         rating_fallbacks=meta.get("rating_fallbacks"),
     )
     summary["plot"] = plot_shift(summary, out.with_suffix(".shift.png"), dim.name)
+    if summary.get("preference_delta_by_level"):
+        from .preference import plot_deltas
+
+        summary["preference_plot"] = plot_deltas(
+            summary["preference_delta_by_level"], out.with_suffix(".preference.png"), dim.name
+        )
     return summary
 
 
@@ -239,6 +264,7 @@ def summarise(path: Path, levels) -> dict:
     rating_sum, rating_n = Counter(), Counter()
     passed, judged = Counter(), Counter()
     flag_counts: Counter = Counter()
+    deltas: dict[str, list[float]] = {lv: [] for lv in keys}
     n_records, original_sum, original_n = 0, 0.0, 0
     records = iter_jsonl(path) if Path(path).exists() else ()
     for _, rec in records:
@@ -251,13 +277,30 @@ def summarise(path: Path, levels) -> dict:
             if value is not None:
                 rating_sum[lv] += value
                 rating_n[lv] += 1
+            delta = (rec.get("preference_delta") or {}).get(lv)
+            if delta is not None:
+                deltas[lv].append(delta)
             flags = (rec.get("filters") or {}).get(lv)
             if flags:
                 judged[lv] += 1
                 passed[lv] += bool(flags.get("passed"))
                 flag_counts.update(k for k, v in flags.items() if v is True and k != "passed")
     n_rewrites = sum(judged.values())
+    summary_deltas = None
+    if any(deltas.values()):
+        from .preference import bootstrap_mean_ci
+
+        summary_deltas = {}
+        for lv in keys:
+            mean, low, high = bootstrap_mean_ci(deltas[lv])
+            summary_deltas[lv] = {
+                "mean": None if mean is None else round(mean, 4),
+                "low": None if low is None else round(low, 4),
+                "high": None if high is None else round(high, 4),
+                "n": len(deltas[lv]),
+            }
     return {
+        "preference_delta_by_level": summary_deltas,
         "n_records": n_records,
         "mean_original_rating": round(original_sum / original_n, 3) if original_n else None,
         "mean_rating_by_level": {
@@ -307,6 +350,11 @@ def format_summary(summary: dict) -> str:
         lines.append(f"{lv:>12} | {value!s:>11} | {summary['pass_rate_by_level'][lv]}")
     if summary.get("rating_fallbacks"):
         lines.append(f"warning: {summary['rating_fallbacks']} generated ratings could not be parsed and were set to 3")
+    if summary.get("preference_delta_by_level"):
+        lines.append("preference delta (predicted log2 upvotes, rewrite - original), mean [95% bootstrap CI]:")
+        for lv, d in summary["preference_delta_by_level"].items():
+            if d["mean"] is not None:
+                lines.append(f"{lv:>12} | {d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] (n={d['n']})")
     if summary["flag_rates"]:
         lines.append("flag rates: " + ", ".join(f"{k} {v:.0%}" for k, v in summary["flag_rates"].items()))
     tp = summary.get("throughput")
@@ -319,6 +367,8 @@ def format_summary(summary: dict) -> str:
     lines.append(f"meta:   {summary['meta']}")
     if summary.get("plot"):
         lines.append(f"plot:   {summary['plot']}")
+    if summary.get("preference_plot"):
+        lines.append(f"preference plot: {summary['preference_plot']}")
     return "\n".join(lines)
 
 

@@ -141,8 +141,13 @@ def _num(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _no_thresholds(thresholds: Any) -> bool:
+    """None or an empty sequence (a model that was never tuned) both mean 'no thresholds'."""
+    return thresholds is None or (not np.isscalar(thresholds) and np.asarray(thresholds).size == 0)
+
+
 def _thresholds_for(task: str, thresholds: Any, n_labels: int) -> list[float]:
-    if thresholds is None:
+    if _no_thresholds(thresholds):
         return [0.5] * n_labels
     if np.isscalar(thresholds):
         values = [float(thresholds)] * (1 if task == "binary" else n_labels)
@@ -567,8 +572,9 @@ def regression_metrics(
 def evaluate(task: str, y_true: Any, scores: Any, label_names: Sequence[str], thresholds: Any = None) -> dict:
     """All metrics of one evaluation.
 
-    binary/multilabel: {"at_0.5": metrics at 0.5, "tuned": metrics at `thresholds` (only when given), "n"}.
-    multiclass: classification_metrics + "n". regression: regression_metrics + "target" (label_names[0]).
+    binary/multilabel: {"at_0.5": metrics at 0.5, "tuned": metrics at `thresholds` (only when given, i.e. not None
+    and not empty), "n"}. multiclass: classification_metrics + "n" (thresholds ignored). regression:
+    regression_metrics + "target" (label_names[0]).
     """
     _check_task(task)
     if task == "regression":
@@ -580,7 +586,7 @@ def evaluate(task: str, y_true: Any, scores: Any, label_names: Sequence[str], th
         result["n"] = int(len(np.asarray(y_true)))
         return result
     result = {"at_0.5": classification_metrics(task, y_true, scores, label_names, None)}
-    if thresholds is not None:
+    if not _no_thresholds(thresholds):
         result["tuned"] = classification_metrics(task, y_true, scores, label_names, thresholds)
     result["n"] = int(len(np.asarray(y_true)))
     return result

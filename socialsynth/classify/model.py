@@ -95,6 +95,10 @@ class TextClassifier:
     def save_weights(self, directory: Path) -> None:
         raise NotImplementedError
 
+    def card_fields(self) -> dict:
+        """Kind-specific facts the card must carry to reload the model (e.g. a target scale)."""
+        return {}
+
     def save(self, directory: Path, card: dict) -> None:
         """Write the weights, then the card last: a folder with a card is a finished model."""
         directory = Path(directory)
@@ -102,6 +106,7 @@ class TextClassifier:
         self.save_weights(directory)
         self.card = {
             **card,
+            **self.card_fields(),
             "kind": self.kind,
             "labels": self.labels.to_dict(),
             "thresholds": [float(t) for t in self.thresholds],

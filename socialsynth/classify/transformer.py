@@ -106,6 +106,8 @@ class TransformerClassifier(TextClassifier):
         self.device = pick_device(device)
         self.model = None
         self.tokenizer = None
+        # regression targets are standardised for training (a fresh head starts near 0, log-upvotes do not)
+        self.target_scale = (0.0, 1.0)
 
     # ------------------------------------------------------------------ building
 
@@ -147,12 +149,17 @@ class TransformerClassifier(TextClassifier):
         set_seed(settings.seed)
         self._load_base()
         task, labels = self.task, self.labels
-        train = _Texts(self._encode(train_texts), list(np.asarray(y_train, dtype=np.float32)))
+        y_train = np.asarray(y_train, dtype=np.float32)
+        if task == "regression":
+            self.target_scale = (float(y_train.mean()), float(y_train.std()) or 1.0)
+        mean, std = self.target_scale
+        train = _Texts(self._encode(train_texts), list((y_train - mean) / std if task == "regression" else y_train))
         val = None
         if val_texts is not None and len(val_texts):
             order = np.argsort([len(t) for t in val_texts])  # similar lengths together: less padding
+            y_val = np.asarray(y_val, dtype=np.float32)[order]
             val = _Texts(
-                self._encode([val_texts[i] for i in order]), list(np.asarray(y_val, dtype=np.float32)[order])
+                self._encode([val_texts[i] for i in order]), list((y_val - mean) / std if task == "regression" else y_val)
             )
         metric = settings.metric or DEFAULT_METRIC[task]
         precision = pick_precision(settings.precision, self.device)
@@ -192,6 +199,8 @@ class TransformerClassifier(TextClassifier):
         def compute_metrics(prediction):
             scores = scores_from_logits(task, prediction.predictions)
             y = prediction.label_ids
+            if task == "regression":
+                scores, y = scores * std + mean, y * std + mean
             if task == "multiclass":
                 y = y.astype(int).reshape(-1)
             elif task == "binary":
@@ -284,7 +293,13 @@ class TransformerClassifier(TextClassifier):
                     return_tensors="pt",
                 ).to(self.device)
                 out[idx] = model(**batch).logits.float().cpu().numpy()
-        return scores_from_logits(self.task, out)
+        scores = scores_from_logits(self.task, out)
+        if self.task == "regression":
+            scores = scores * self.target_scale[1] + self.target_scale[0]
+        return scores
+
+    def card_fields(self) -> dict:
+        return {"target_scale": list(self.target_scale)} if self.task == "regression" else {}
 
     def save_weights(self, directory: Path) -> None:
         target = Path(directory) / WEIGHTS_DIR
@@ -299,4 +314,6 @@ class TransformerClassifier(TextClassifier):
         path = Path(directory) / WEIGHTS_DIR
         model.tokenizer = AutoTokenizer.from_pretrained(path)
         model.model = AutoModelForSequenceClassification.from_pretrained(path)
+        if card.get("target_scale"):
+            model.target_scale = tuple(card["target_scale"])
         return model
