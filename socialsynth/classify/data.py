@@ -199,9 +199,7 @@ def split_indices(
     if val_fraction <= 0:
         return sorted(train), [], sorted(rest)
     strat_rest = strat[rest] if strat is not None and min(Counter(strat[rest]).values()) >= 2 else None
-    val, test = train_test_split(
-        rest, test_size=test_fraction / held, random_state=seed + 1, stratify=strat_rest
-    )
+    val, test = train_test_split(rest, test_size=test_fraction / held, random_state=seed + 1, stratify=strat_rest)
     return sorted(train), sorted(val), sorted(test)
 
 

@@ -123,8 +123,9 @@ def load_splits(job: TrainJob, train_specs: list[str] | None = None) -> Splits:
             part = _load(job, path)
             notes.setdefault("skipped", {}).update({f"{path.name}: {k}": v for k, v in part.skipped.items()})
             sampled = sample_fraction(part, weight, seed + i)
-            notes.setdefault("train_files", []).append({"file": str(path), "weight": weight, "rows": len(part),
-                                                        "used": len(sampled)})
+            notes.setdefault("train_files", []).append(
+                {"file": str(path), "weight": weight, "rows": len(part), "used": len(sampled)}
+            )
             parts.append(sampled)
         train, val, test = LabelledTexts.concat(parts), None, None
         if job.val is None:

@@ -159,7 +159,8 @@ class TransformerClassifier(TextClassifier):
             order = np.argsort([len(t) for t in val_texts])  # similar lengths together: less padding
             y_val = np.asarray(y_val, dtype=np.float32)[order]
             val = _Texts(
-                self._encode([val_texts[i] for i in order]), list((y_val - mean) / std if task == "regression" else y_val)
+                self._encode([val_texts[i] for i in order]),
+                list((y_val - mean) / std if task == "regression" else y_val),
             )
         metric = settings.metric or DEFAULT_METRIC[task]
         precision = pick_precision(settings.precision, self.device)
