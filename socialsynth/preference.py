@@ -91,7 +91,7 @@ class UpvotePreset:
         self.with_author = with_author
 
     def example(self, record: dict) -> tuple[str, Any]:
-        score = record["label"]
+        score = record.get("label")  # absent when scoring new comments
         if score is None or (isinstance(score, str) and not score.strip()):
             return upvote_text(record, with_author=self.with_author), None
         try:

@@ -165,3 +165,169 @@ class FakeBackend(Backend):
 @pytest.fixture
 def fake_backend_cls():
     return FakeBackend
+
+
+# ------------------------------------------------------------------------------------ text classifiers
+# (tests/test_classify_train.py, tests/test_train_cli.py, tests/test_classify_labels.py)
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_dir(tmp_path_factory) -> Path:
+    """A 2-layer random BERT (hidden size 32) with the embedded all-MiniLM-L6-v2 tokenizer, for `--model`.
+
+    Nothing is downloaded: the tokenizer comes from the offline embedded MiniLM package. With lr ~3e-3 it learns
+    the keyword-separable data of :class:`SeparableTexts` in a few seconds on one CPU thread.
+    """
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from socialsynth.embeddings import embedded_model_path
+
+    path = tmp_path_factory.mktemp("tiny_bert")
+    tokenizer = AutoTokenizer.from_pretrained(embedded_model_path())
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+class SeparableTexts:
+    """Labelled texts a classifier can learn from keywords, with shared filler words in every row.
+
+    binary: 1-3 words of a toxic or a clean vocabulary (40% toxic); multiclass: 3 topics in turn; multilabel:
+    each of Age/Gender/Location present with p=0.4 (0-3 labels a row), triggered by its keywords; regression:
+    k in 0..4 times "banana", target 1.5*k + N(0, 0.3). Rows are dicts with id, text and label ("labels" is
+    the label list for multilabel).
+    """
+
+    FILLER = "the a of and to in is it that this was for on with as at by we you they".split()
+    TOXIC = "idiot stupid hate trash moron loser dumb awful".split()
+    CLEAN = "thanks lovely great helpful kind friendly wonderful nice".split()
+    TOPICS = {
+        "sports": "goal match team score player coach league ball".split(),
+        "cooking": "recipe oven bake flour sugar pan spice dinner".split(),
+        "tech": "computer software code laptop server chip python app".split(),
+    }
+    MULTILABEL = {
+        "Age": "old young years birthday teen elderly".split(),
+        "Gender": "woman man female male girl boy".split(),
+        "Location": "city london paris street country town".split(),
+    }
+
+    @classmethod
+    def _sentence(cls, rng, words: list[str]) -> str:
+        words = words + [rng.choice(cls.FILLER) for _ in range(rng.randint(3, 6))]
+        rng.shuffle(words)
+        return " ".join(words)
+
+    @classmethod
+    def binary(cls, n: int = 300, seed: int = 0, names=("clean", "toxic"), prefix: str = "b") -> list[dict]:
+        import random
+
+        rng = random.Random(seed)
+        rows = []
+        for i in range(n):
+            toxic = rng.random() < 0.4
+            vocab = cls.TOXIC if toxic else cls.CLEAN
+            text = cls._sentence(rng, [rng.choice(vocab) for _ in range(rng.randint(1, 3))])
+            rows.append({"id": f"{prefix}{i}", "text": text, "label": names[1] if toxic else names[0]})
+        return rows
+
+    @classmethod
+    def multiclass(cls, n: int = 300, seed: int = 0, prefix: str = "m") -> list[dict]:
+        import random
+
+        rng = random.Random(seed)
+        topics = list(cls.TOPICS)
+        rows = []
+        for i in range(n):
+            topic = topics[i % len(topics)]
+            text = cls._sentence(rng, [rng.choice(cls.TOPICS[topic]) for _ in range(rng.randint(1, 3))])
+            rows.append({"id": f"{prefix}{i}", "text": text, "label": topic})
+        return rows
+
+    @classmethod
+    def multilabel(cls, n: int = 300, seed: int = 0, prefix: str = "l") -> list[dict]:
+        import random
+
+        rng = random.Random(seed)
+        rows = []
+        for i in range(n):
+            labels = [name for name in cls.MULTILABEL if rng.random() < 0.4]
+            words = [rng.choice(cls.MULTILABEL[name]) for name in labels for _ in range(rng.randint(2, 3))]
+            rows.append({"id": f"{prefix}{i}", "text": cls._sentence(rng, words), "labels": labels})
+        return rows
+
+    @classmethod
+    def regression(cls, n: int = 300, seed: int = 0, prefix: str = "r") -> list[dict]:
+        import random
+
+        rng = random.Random(seed)
+        rows = []
+        for i in range(n):
+            k = rng.randint(0, 4)
+            target = round(1.5 * k + rng.gauss(0.0, 0.3), 4)
+            rows.append({"id": f"{prefix}{i}", "text": cls._sentence(rng, ["banana"] * k), "label": target})
+        return rows
+
+    @staticmethod
+    def write(path: Path, rows: list[dict], columns: Sequence[str] | None = None) -> Path:
+        """Rows as JSONL (.jsonl), or CSV/TSV (.csv/.tsv; lists are written as JSON, None as an empty cell)."""
+        import csv
+        import json
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix == ".jsonl":
+            with open(path, "w", encoding="utf-8") as handle:
+                for row in rows:
+                    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            return path
+        columns = list(columns or rows[0])
+        with open(path, "w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle, delimiter="\t" if path.suffix == ".tsv" else ",")
+            writer.writerow(columns)
+            for row in rows:
+                cells = []
+                for c in columns:
+                    value = row.get(c)
+                    cells.append("" if value is None else json.dumps(value) if isinstance(value, list) else value)
+                writer.writerow(cells)
+        return path
+
+
+@pytest.fixture(scope="session")
+def separable() -> type[SeparableTexts]:
+    return SeparableTexts
+
+
+@pytest.fixture(scope="session")
+def train_cli():
+    """Run `python train_classifier.py ARGS` in the repository (offline); returns the CompletedProcess."""
+    import subprocess
+
+    def run(*args, timeout: float = 120, check_rc: int | None = None) -> subprocess.CompletedProcess:
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+        proc = subprocess.run(
+            [sys.executable, "train_classifier.py", *map(str, args)],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check_rc is not None:
+            assert proc.returncode == check_rc, (
+                f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+            )
+        return proc
+
+    return run

@@ -1,12 +1,12 @@
 """Text classifiers for every seed task (seeds 000, 001, 003): multi-label, binary, multi-class, regression.
 
-    labels.py       label spaces: parse the label formats tables use, encode/decode, class weights
-    data.py         read labelled texts, seeded splits, weighted mixes of files
-    model.py        training settings, the saved model card, load_classifier(folder)
-    transformer.py  fine-tuning any Hugging Face encoder with the Trainer
-    tfidf.py        TF-IDF + logistic regression / MLP baselines (scikit-learn)
-    metrics.py      per-label and summary metrics, threshold tuning, pairwise ranking accuracy, reports
-    train.py        the train / compare / predict jobs behind train_classifier.py
+labels.py       label spaces: parse the label formats tables use, encode/decode, class weights
+data.py         read labelled texts, seeded splits, weighted mixes of files
+model.py        training settings, the saved model card, load_classifier(folder)
+transformer.py  fine-tuning any Hugging Face encoder with the Trainer
+tfidf.py        TF-IDF + logistic regression / MLP baselines (scikit-learn)
+metrics.py      per-label and summary metrics, threshold tuning, pairwise ranking accuracy, reports
+train.py        the train / compare / predict jobs behind train_classifier.py
 """
 
 from .model import TrainSettings, load_classifier

@@ -104,7 +104,8 @@ def load_texts(
         raise InputError(f"several label columns ({', '.join(label_cols)}) need --task multilabel", field="--label-col")
     on_bad = "skip" if skip_bad_rows else "error"
     if adapter is not None:
-        data = read_records(path, allow_pickle=allow_pickle, required=tuple(adapter_fields), on_bad_row=on_bad)
+        fields = tuple(f for f in adapter_fields if require_labels or f not in label_cols)
+        data = read_records(path, allow_pickle=allow_pickle, required=fields, on_bad_row=on_bad)
     else:
         required = [text_col] + (label_cols if require_labels else [])
         data = read_records(
@@ -132,7 +133,9 @@ def load_texts(
             continue
         label = None
         if has_label_cols or adapter is not None:
-            if raw is None or (not isinstance(raw, list) and is_missing(raw)):
+            # an empty multi-label cell means "none of the labels"; only a null/NaN is a missing label
+            empty_ok = task == "multilabel" and isinstance(raw, str)
+            if raw is None or (not isinstance(raw, list) and not empty_ok and is_missing(raw)):
                 if require_labels:
                     skipped["missing label"] += 1
                     continue
@@ -219,7 +222,8 @@ def parse_weighted_files(specs: Sequence[str]) -> list[tuple[Path, float]]:
                     name = head
                 except ValueError:
                     pass  # a colon that is part of the path
-            if weight < 0 or math.isnan(weight):
+            name = name.strip()
+            if weight < 0 or not math.isfinite(weight):
                 raise InputError(f"weight must be >= 0, got {weight}", field="--train")
             out.append((Path(name), weight))
     return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import json
+import logging
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ import numpy as np
 
 from ..errors import InputError
 
+log = logging.getLogger(__name__)
 TASKS = ("binary", "multiclass", "multilabel", "regression")
 TRUE_STRINGS = {"1", "1.0", "true", "yes", "y", "t", "pos", "positive"}
 FALSE_STRINGS = {"0", "0.0", "false", "no", "n", "f", "neg", "negative"}
@@ -58,7 +60,9 @@ def parse_label_list(value: Any, sep: str = ",") -> list[str]:
         items = list(value)
     else:
         text = str(value).strip()
-        if text.startswith("[") and text.endswith("]"):
+        if text.startswith("[") or text.endswith("]"):
+            if not (text.startswith("[") and text.endswith("]")):
+                raise ValueError(f"cannot read the label list {text[:60]!r} (an unclosed list?)")
             try:
                 items = json.loads(text)
             except ValueError:
@@ -154,6 +158,7 @@ class LabelSpace:
                 hits = [n for n in names if lowered[n] in TRUE_STRINGS]
                 positive = hits[0] if hits else names[1]
             names = [n for n in names if n != positive] + [positive]
+            log.info("binary task: positive class %r, negative %r (choose with --positive-label)", positive, names[0])
         return cls(task, names, [float(counts[n]) for n in names], label_sep, len(labels))
 
     # ------------------------------------------------------------------ encoding

@@ -23,7 +23,7 @@ class TfidfClassifier(TextClassifier):
         self.kind = kind
         self.pipeline = None
 
-    def _estimator(self, settings: TrainSettings):
+    def _estimator(self, settings: TrainSettings, n_rows: int):
         from sklearn.linear_model import LogisticRegression, Ridge
         from sklearn.multiclass import OneVsRestClassifier
         from sklearn.neural_network import MLPClassifier, MLPRegressor
@@ -31,10 +31,13 @@ class TfidfClassifier(TextClassifier):
         task = self.task
         balanced = "balanced" if settings.class_weight != "none" else None
         if self.kind == "tfidf-mlp":
+            # scikit-learn's early stopping holds out 10%: on a few hundred rows that is too few to judge by and it
+            # stops before learning, so it is used only for larger sets
             common = dict(
                 hidden_layer_sizes=tuple(settings.mlp_hidden),
-                early_stopping=True,
-                max_iter=max(int(settings.epochs * 10), 20),
+                early_stopping=n_rows >= 2000,
+                n_iter_no_change=5,
+                max_iter=max(int(settings.epochs * 10), 30),
                 random_state=settings.seed,
             )
             return MLPRegressor(**common) if task == "regression" else MLPClassifier(**common)
@@ -57,7 +60,7 @@ class TfidfClassifier(TextClassifier):
             sublinear_tf=True,
             strip_accents="unicode",
         )
-        self.pipeline = make_pipeline(vectorizer, self._estimator(settings))
+        self.pipeline = make_pipeline(vectorizer, self._estimator(settings, len(train_texts)))
         y = np.asarray(y_train)
         fit_kwargs = {}
         weights = self.labels.class_weights(settings.class_weight)

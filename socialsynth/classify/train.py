@@ -118,20 +118,35 @@ def load_splits(job: TrainJob, train_specs: list[str] | None = None) -> Splits:
     else:
         if not specs:
             raise InputError("give --input FILE (split 80/10/10) or --train FILE [--val FILE --test FILE]")
-        parts = []
-        for i, (path, weight) in enumerate(parse_weighted_files(specs)):
-            part = _load(job, path)
+        weighted = parse_weighted_files(specs)
+        parts = [_load(job, path) for path, _ in weighted]
+        n_read = [len(part) for part in parts]
+        for (path, _), part in zip(weighted, parts):
             notes.setdefault("skipped", {}).update({f"{path.name}: {k}": v for k, v in part.skipped.items()})
-            sampled = sample_fraction(part, weight, seed + i)
-            notes.setdefault("train_files", []).append(
-                {"file": str(path), "weight": weight, "rows": len(part), "used": len(sampled)}
-            )
-            parts.append(sampled)
-        train, val, test = LabelledTexts.concat(parts), None, None
+        val, test = None, None
         if job.val is None:
-            tr, va, _ = split_indices(len(train), seed, job.val_fraction, 0.0, _stratify(job, train))
+            # carve validation rows out before any up-sampling, so no copy of a training row is validated on
+            whole = LabelledTexts.concat(parts)
+            tr, va, _ = split_indices(len(whole), seed, job.val_fraction, 0.0, _stratify(job, whole))
             notes["split"] = {"seed": seed, "train": len(tr), "val": len(va), "from": "training files"}
-            train, val = train.subset(tr), train.subset(va)
+            val = whole.subset(va)
+            kept, start = set(tr), 0
+            for k, part in enumerate(parts):
+                parts[k] = part.subset([i for i in range(len(part)) if start + i in kept])
+                start += len(part)
+        sampled = []
+        for i, ((path, weight), part) in enumerate(zip(weighted, parts)):
+            sampled.append(sample_fraction(part, weight, seed + i))
+            notes.setdefault("train_files", []).append(
+                {
+                    "file": str(path),
+                    "weight": weight,
+                    "rows": n_read[i],
+                    "rows_after_validation_split": len(part),
+                    "used": len(sampled[-1]),
+                }
+            )
+        train = LabelledTexts.concat(sampled)
     if job.val is not None:
         val = _load(job, job.val)
     if job.test is not None:
@@ -364,6 +379,8 @@ def run_compare(job: TrainJob, stop: GracefulStop | None = None) -> dict:
     """
     if not job.synthetic:
         raise InputError("--compare needs --synthetic FILE[:weight]", field="--synthetic")
+    if job.preset:
+        raise InputError("--compare works on labelled text tables, not with --preset", field="--preset")
     base = Path(job.output_dir)
     real_specs = list(job.train)
     if job.input is not None and not real_specs:
@@ -397,16 +414,23 @@ def _materialise_real_split(job: TrainJob, split_dir: Path) -> tuple[list[str], 
     paths = {}
     for name, idx in (("train", tr), ("val", va), ("test", te)):
         part = data.subset(idx)
-        rows = []
-        for text, label, row_id in zip(part.texts, part.labels, part.ids):
-            rows.append({"id": row_id, "text": text, "label": label})
+        rows = [_as_row(job, row_id, text, label) for text, label, row_id in zip(part.texts, part.labels, part.ids)]
         paths[name] = split_dir / f"{name}.jsonl"
         _write_jsonl(paths[name], rows)
-    # the parts are written with plain text/label columns; the synthetic files keep the user's columns
     new = TrainJob(**{**asdict(job), "settings": job.settings})
     new.input, new.val, new.test = None, paths["val"], paths["test"]
-    new.preset = None
+    new.id_col = job.id_col or "id"
     return [str(paths["train"])], new
+
+
+def _as_row(job: TrainJob, row_id: str, text: str, label) -> dict:
+    """A labelled row in the user's own column layout, so the synthetic files and the real parts read alike."""
+    row = {job.id_col or "id": row_id, job.text_col: text}
+    if len(job.label_cols) > 1:  # one 0/1 column per label
+        row.update({col: int(col in label) for col in job.label_cols})
+    else:
+        row[job.label_cols[0]] = label
+    return row
 
 
 # ---------------------------------------------------------------------------------------- predict
@@ -420,6 +444,8 @@ def run_predict(
     from ..runner import run_chunks
 
     model = load_classifier(model_dir, device=job.settings.device)
+    if job.settings.precision != "auto" and hasattr(model, "precision"):
+        model.precision = job.settings.precision
     card = model.card
     predict_job = TrainJob(**{**asdict(job), "settings": job.settings})
     predict_job.task = model.task
@@ -430,6 +456,8 @@ def run_predict(
         predict_job.text_col = card["text_col"]
     if job.label_cols == ["label"] and card.get("label_cols"):
         predict_job.label_cols = card["label_cols"]
+    if job.label_sep == ",":
+        predict_job.label_sep = model.labels.label_sep
     data = _load(predict_job, path, require_labels=False)
     if len(set(data.ids)) != len(data.ids):
         log.warning("%s: ids are not unique; using row numbers as ids", path)

@@ -51,6 +51,8 @@ def pick_precision(precision: str, device: str) -> str:
     """bf16 where it is fast (CPUs with bf16 instructions measured 1.5-2x, Ampere+ GPUs), else fp16 on older GPUs."""
     import torch
 
+    if precision == "fp16" and not device.startswith("cuda"):
+        return "bf16"  # a model trained in fp16 on a GPU, used on a CPU
     if precision != "auto":
         return precision
     if device.startswith("cuda"):
@@ -106,6 +108,7 @@ class TransformerClassifier(TextClassifier):
         self.device = pick_device(device)
         self.model = None
         self.tokenizer = None
+        self.precision = "auto"  # inference autocast; set from the training settings and saved in the card
         # regression targets are standardised for training (a fresh head starts near 0, log-upvotes do not)
         self.target_scale = (0.0, 1.0)
 
@@ -164,6 +167,7 @@ class TransformerClassifier(TextClassifier):
             )
         metric = settings.metric or DEFAULT_METRIC[task]
         precision = pick_precision(settings.precision, self.device)
+        self.precision = settings.precision
         checkpoints = Path(work_dir) / CHECKPOINTS
         strategy = "steps" if settings.eval_steps else "epoch"
         args = TrainingArguments(
@@ -278,7 +282,7 @@ class TransformerClassifier(TextClassifier):
         if not texts:
             return np.zeros((0, *width))
         model = self.model.to(self.device).eval()
-        precision = pick_precision("auto", self.device)
+        precision = pick_precision(self.precision, self.device)
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
         order = np.argsort([len(t) for t in texts])[::-1]  # longest first: the memory peak comes at once
         out = np.zeros((len(texts), self.labels.num_outputs), dtype=np.float64)
@@ -300,7 +304,10 @@ class TransformerClassifier(TextClassifier):
         return scores
 
     def card_fields(self) -> dict:
-        return {"target_scale": list(self.target_scale)} if self.task == "regression" else {}
+        fields = {"precision": self.precision}
+        if self.task == "regression":
+            fields["target_scale"] = list(self.target_scale)
+        return fields
 
     def save_weights(self, directory: Path) -> None:
         target = Path(directory) / WEIGHTS_DIR
@@ -315,6 +322,7 @@ class TransformerClassifier(TextClassifier):
         path = Path(directory) / WEIGHTS_DIR
         model.tokenizer = AutoTokenizer.from_pretrained(path)
         model.model = AutoModelForSequenceClassification.from_pretrained(path)
+        model.precision = card.get("precision", "auto")
         if card.get("target_scale"):
             model.target_scale = tuple(card["target_scale"])
         return model
