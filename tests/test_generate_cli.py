@@ -361,6 +361,54 @@ def test_cli_upvote_dir_restricts_to_inference_ids(tmp_path, tiny_model_dir):
     assert meta["skipped"]["not in inference_sample_ids.txt"] == len(ASKMEN_IDS) - 3
 
 
+def test_cli_upvote_model_adds_predictions_and_preference_deltas(tmp_path, tiny_model_dir):
+    """-u DIR with a trained upvote model: every rewrite gets a predicted score and the delta to its original."""
+    from socialsynth.classify.model import load_classifier
+    from socialsynth.preference import upvote_text
+
+    data = data_dir_with(tmp_path, ASKMEN_LINES)
+    upvote = tmp_path / "upvote"
+    train = [
+        sys.executable,
+        "train_classifier.py",
+        "--task",
+        "regression",
+        "--preset",
+        "upvote",
+        "--input",
+        str(data / "askmen.jsonl"),
+        "-m",
+        "tfidf-logreg",
+        "-o",
+        str(upvote),
+    ]
+    proc = run(train)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    inference = (upvote / "inference_sample_ids.txt").read_text(encoding="utf-8").split()
+    assert len(inference) == 20
+    out = tmp_path / "out"
+    proc = run(job_args(data, out, tiny_model_dir, "-u", str(upvote), "-e", "3", "--levels", "1,5"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = read_output(out / "askmen_formality.jsonl")
+    assert len(records) == 3 and {r["id"] for r in records} <= set(inference)
+    model = load_classifier(upvote)
+    by_id = {json.loads(line)["id"]: json.loads(line) for line in ASKMEN_LINES}
+    for rec in records:
+        pred = rec["upvote_log_pred"]
+        # the original's prediction is the model's score of the ValueScope text of that comment
+        expected = model.predict_scores([upvote_text(by_id[rec["id"]])])[0]
+        assert abs(pred["original"] - expected) < 1e-3
+        for level in ("1", "5"):
+            if rec[level]:
+                assert rec["preference_delta"][level] == pytest.approx(pred[level] - pred["original"], abs=2e-4)
+        assert rec["provenance"]["upvote_model"] == str(upvote)
+    assert "preference delta" in proc.stdout
+    assert (out / "askmen_formality.preference.png").stat().st_size > 1000
+    meta = json.loads((out / "askmen_formality.meta.json").read_text(encoding="utf-8"))
+    by_level = meta["summary"]["preference_delta_by_level"]
+    assert by_level["1"]["low"] <= by_level["1"]["mean"] <= by_level["1"]["high"]
+
+
 # -- judge agreement ----------------------------------------------------------------------------------------------
 def test_cli_judge_agreement_prints_a_table_per_dimension(tmp_path, tiny_model_dir):
     out = tmp_path / "out"
