@@ -408,6 +408,19 @@ def _mean_defined(values: Iterable[float | None]) -> float | None:
     return float(sum(defined) / len(defined)) if defined else None
 
 
+def _per_label(names, precision, recall, f1, support) -> dict:
+    """Per-class precision/recall/F1/support as plain numbers, keyed by class name."""
+    return {
+        name: {
+            "precision": float(precision[c]),
+            "recall": float(recall[c]),
+            "f1": float(f1[c]),
+            "support": int(support[c]),
+        }
+        for c, name in enumerate(names)
+    }
+
+
 def _binary_metrics(y: np.ndarray, s: np.ndarray, names: list[str], threshold: float) -> dict:
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
@@ -429,15 +442,7 @@ def _binary_metrics(y: np.ndarray, s: np.ndarray, names: list[str], threshold: f
         "confusion": [[int(tn), int(fp)], [int(fn), int(tp)]],
         "label_names": list(names),
         # each class taken as the positive one (the negative class's row uses score < threshold)
-        "per_label": {
-            name: {
-                "precision": float(precision[c]),
-                "recall": float(recall[c]),
-                "f1": float(f1[c]),
-                "support": int(support[c]),
-            }
-            for c, name in enumerate(names)
-        },
+        "per_label": _per_label(names, precision, recall, f1, support),
     }
 
 
@@ -454,15 +459,7 @@ def _multiclass_metrics(y: np.ndarray, s: np.ndarray, names: list[str]) -> dict:
         "macro_f1": float(f1_score(y, pred, labels=labels, average="macro", zero_division=0)),
         "micro_f1": float(f1_score(y, pred, labels=labels, average="micro", zero_division=0)),
         "weighted_f1": float(f1_score(y, pred, labels=labels, average="weighted", zero_division=0)),
-        "per_label": {
-            name: {
-                "precision": float(precision[c]),
-                "recall": float(recall[c]),
-                "f1": float(f1[c]),
-                "support": int(support[c]),
-            }
-            for c, name in enumerate(names)
-        },
+        "per_label": _per_label(names, precision, recall, f1, support),
         "confusion": confusion_matrix(y, pred, labels=labels).astype(int).tolist(),
         "label_names": list(names),
     }
