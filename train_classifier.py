@@ -22,7 +22,7 @@ from socialsynth.classify.labels import TASKS
 from socialsynth.classify.model import BASELINES, TrainSettings
 from socialsynth.cli import default_dir, make_parser, run_main, setup_logging
 from socialsynth.errors import InputError
-from socialsynth.norm_pipeline import command_line
+from socialsynth.provenance import command_line
 
 
 def build_parser():

@@ -3,21 +3,18 @@ write as it goes, and summarise. `generate_synthetic_data.py` is a thin front en
 
 from __future__ import annotations
 
-import json
 import logging
-import platform
-import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import __version__
 from .errors import InputError
 from .io import JsonlWriter, atomic_write_json, iter_jsonl, meta_path, read_records, select_range, shard_path
 from .llm import BackendSpec, GenerationParams
 from .norms import LEVELS, FilterSettings, NormRewriter, Rater
 from .prompts import load_dimension, load_template
+from .provenance import jsonable, previous_meta, versions
 from .runner import GracefulStop, run_chunks
 
 log = logging.getLogger(__name__)
@@ -94,18 +91,6 @@ def output_path(cfg: NormJobConfig, dim_name: str) -> Path:
     return shard_path(Path(cfg.output_dir) / f"{cfg.subreddit}_{dim_name}.jsonl", cfg.shard)
 
 
-def _versions() -> dict:
-    import torch
-    import transformers
-
-    return {
-        "socialsynth": __version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-    }
-
-
 def run_norm_job(cfg: NormJobConfig) -> dict:
     """Run (or resume) the job; return the summary. Raises InputError for bad input, Interrupted on SIGTERM."""
     dim = load_dimension(cfg.dimension)
@@ -147,7 +132,7 @@ def run_norm_job(cfg: NormJobConfig) -> dict:
             out,
         )
         backend = embedder = None
-        meta = _previous_meta(meta_file)  # a resumed run keeps what earlier runs recorded
+        meta = previous_meta(meta_file)  # a resumed run keeps what earlier runs recorded
         meta.update(
             {
                 "command": cfg.command,
@@ -155,8 +140,8 @@ def run_norm_job(cfg: NormJobConfig) -> dict:
                 "output": str(out),
                 "dimension": dim.name,
                 "dimension_source": dim.source,
-                "config": _jsonable(asdict(cfg)),
-                "versions": _versions(),
+                "config": jsonable(asdict(cfg)),
+                "versions": versions(),
                 "n_input_rows": len(data.records),
                 "skipped": dict(skipped),
                 "n_selected": len(selected),
@@ -248,13 +233,6 @@ def run_norm_job(cfg: NormJobConfig) -> dict:
             summary["preference_delta_by_level"], out.with_suffix(".preference.png"), dim.name
         )
     return summary
-
-
-def _previous_meta(path: Path) -> dict:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
 
 
 def summarise(path: Path, levels) -> dict:
@@ -372,15 +350,3 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def command_line() -> str:
-    return " ".join([Path(sys.argv[0]).name if sys.argv[0].endswith(".py") else sys.argv[0], *sys.argv[1:]])
