@@ -348,5 +348,3 @@ def format_summary(summary: dict) -> str:
     if summary.get("preference_plot"):
         lines.append(f"preference plot: {summary['preference_plot']}")
     return "\n".join(lines)
-
-

@@ -30,7 +30,8 @@ REFUSAL = re.compile(
     r"\b(?:i(?:'m| am) sorry,? but i (?:can(?:no|')t|won't|will not|am unable|'m unable|am not able)|"
     r"i(?:'m| am) (?:unable|not able) to (?:help|assist|rewrite|do|comply|provide|fulfil)|"
     r"i can(?:no|')t (?:help|assist|rewrite|comply|provide|fulfil)|"
-    r"as an ai\b|as a language model\b|i (?:cannot|won't|will not) (?:rewrite|create|generate|write))",
+    r"as an ai\b|as a language model\b|"
+    r"i (?:cannot|can't|can’t|cant|won't|will not) (?:rewrite|create|generate|write|produce|make))",
     re.IGNORECASE,
 )
 ECHO_MARKERS = (
