@@ -17,7 +17,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from socialsynth.cli import add_model_args, add_sampling_args, default_dir, make_parser, run_main, setup_logging
+from socialsynth.cli import (
+    add_model_args,
+    add_sampling_args,
+    default_dir,
+    make_parser,
+    run_main,
+    sampling_params,
+    setup_logging,
+)
 from socialsynth.errors import InputError
 from socialsynth.provenance import command_line
 
@@ -132,7 +140,7 @@ def main(argv=None) -> int:
     def job() -> int:
         from socialsynth.augment import AugmentConfig, FilterSettings, format_summary, output_path, run_augment_job
         from socialsynth.ladder import LadderConfig, format_ladder, parse_rates, read_synthetic, run_ladder
-        from socialsynth.llm import BackendSpec, GenerationParams
+        from socialsynth.llm import BackendSpec
 
         out_dir = args.output_dir or default_dir("output") / "augment"
         rates = parse_rates(args.positive_rates) if args.positive_rates else None
@@ -160,9 +168,7 @@ def main(argv=None) -> int:
             batch_size=args.batch_size,
             template=args.template,
             engine=BackendSpec(args.backend, args.model, args.quantization, args.device, args.dtype),
-            params=GenerationParams(
-                args.temperature, args.top_p, args.top_k, args.repetition_penalty, args.max_new_tokens, args.seed
-            ),
+            params=sampling_params(args),
             filters=FilterSettings(args.min_words, args.max_words, args.near_dup, args.fidelity_threshold),
             embedding_model=None if args.embedding_model == "none" else args.embedding_model,
             fidelity_model=args.fidelity_model,

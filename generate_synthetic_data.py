@@ -19,6 +19,7 @@ from socialsynth.cli import (
     default_dir,
     make_parser,
     run_main,
+    sampling_params,
     setup_logging,
 )
 from socialsynth.errors import InputError
@@ -161,16 +162,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     from socialsynth.io import parse_shard
-    from socialsynth.llm import GenerationParams
 
-    params = GenerationParams(
-        temperature=args.temperature,
-        top_p=args.top_p,
-        top_k=args.top_k,
-        repetition_penalty=args.repetition_penalty,
-        max_new_tokens=args.max_new_tokens,
-        seed=args.seed,
-    )
+    params = sampling_params(args)
     if args.judge_agreement:
         return run_judge(args, params)
     if not args.subreddit or not args.norm_dimension:

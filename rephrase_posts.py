@@ -20,6 +20,7 @@ from socialsynth.cli import (
     default_dir,
     make_parser,
     run_main,
+    sampling_params,
     setup_logging,
 )
 
@@ -86,17 +87,10 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     from socialsynth.io import parse_shard
-    from socialsynth.llm import BackendSpec, GenerationParams
+    from socialsynth.llm import BackendSpec
     from socialsynth.rephrase import RephraseConfig, format_summary, parse_temperatures, run_rephrase_job
 
-    params = GenerationParams(
-        temperature=args.temperature,
-        top_p=args.top_p,
-        top_k=args.top_k,
-        repetition_penalty=args.repetition_penalty,
-        max_new_tokens=args.max_new_tokens,
-        seed=args.seed,
-    )
+    params = sampling_params(args)
     models = tuple(
         BackendSpec(args.backend, m, args.quantization, args.device, args.dtype, 64, args.max_batch_tokens)
         for m in (args.model or ["embedded"])

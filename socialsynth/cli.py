@@ -88,6 +88,20 @@ def add_sampling_args(parser: argparse.ArgumentParser) -> argparse._ArgumentGrou
     return g
 
 
+def sampling_params(args: argparse.Namespace):
+    """The GenerationParams that the flags of `add_sampling_args` describe."""
+    from .llm import GenerationParams
+
+    return GenerationParams(
+        temperature=args.temperature,
+        top_p=args.top_p,
+        top_k=args.top_k,
+        repetition_penalty=args.repetition_penalty,
+        max_new_tokens=args.max_new_tokens,
+        seed=args.seed,
+    )
+
+
 def add_range_args(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     g = parser.add_argument_group("which items (slicing and sharding)")
     g.add_argument(
