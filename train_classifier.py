@@ -214,7 +214,7 @@ def main(argv=None) -> int:
             summary = run_predict(args.model_dir, args.predict, output, job, job.settings.eval_batch_size, stop)
             print(json.dumps({k: v for k, v in summary.items() if k != "metrics"}, indent=1))
             if summary.get("metrics"):
-                from socialsynth.classify.metrics import format_report
+                from socialsynth.classify.report import format_report
 
                 print(format_report(summary.get("task") or _task(args.model_dir), summary["metrics"], "labelled rows"))
             return 0
@@ -224,7 +224,7 @@ def main(argv=None) -> int:
             print(f"\nevaluated on the real {summary['evaluated_on']} set; runs in {job.output_dir}")
             return 0
         results = run_training(job, stop=stop)
-    from socialsynth.classify.metrics import format_report
+    from socialsynth.classify.report import format_report
 
     for split in ("val", "test"):
         if split in results:

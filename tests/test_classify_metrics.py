@@ -13,14 +13,13 @@ from socialsynth.classify.metrics import (
     classification_metrics,
     evaluate,
     flat_metrics,
-    format_comparison,
-    format_report,
     headline,
     pairwise_ranking_accuracy,
     per_item_pairwise_accuracy,
     regression_metrics,
     tune_thresholds,
 )
+from socialsynth.classify.report import format_comparison, format_report
 
 approx = pytest.approx
 

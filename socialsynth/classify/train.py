@@ -317,7 +317,8 @@ def run_training(job: TrainJob, train_specs: list[str] | None = None, stop: Grac
     history = model.fit(train_texts, y_train, val_texts, y_val, settings, out, stop)
     t_train = time.perf_counter() - t0
 
-    from .metrics import format_report, headline, tune_thresholds
+    from .metrics import headline, tune_thresholds
+    from .report import format_report
 
     results: dict[str, Any] = {"task": job.task, "model": job.model, "labels": space.names}
     scored = {}  # split -> scores of every row; validation is scored once, for thresholds and the report
@@ -410,7 +411,7 @@ def run_compare(job: TrainJob, stop: GracefulStop | None = None) -> dict:
         log.info("--compare: training on %s", name)
         results[name] = run_training(sub, specs, stop)
         table[name] = {"train_rows": results[name]["data"]["train_rows"], **results[name]["headline"]}
-    from .metrics import format_comparison
+    from .report import format_comparison
 
     text = format_comparison(table)
     split = next(iter(results.values())).get("headline_split")
