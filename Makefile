@@ -61,13 +61,14 @@ demo: install
 test: install
 	$(OFFLINE) $(PY) -m pytest -q
 
-# Throughput benchmarks (minutes). bench-real trains on the real data sets in ../shared/data/real (about 20 min).
+# Throughput benchmarks (minutes). bench-real trains on the real data sets in ../shared/data/real (about 25 min).
 bench: install
 	$(OFFLINE) $(PY) bench/generation.py
 	$(OFFLINE) $(PY) bench/classify_speed.py
 
 bench-real: install
 	$(OFFLINE) $(PY) bench/classify_real.py
+	$(OFFLINE) $(PY) bench/augment_ladder.py
 
 lint:
 	@if [ -x $(VENV)/bin/ruff ]; then $(VENV)/bin/ruff check .; \
