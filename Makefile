@@ -29,7 +29,7 @@ help:
 	@echo "make test     set up $(VENV) and run the tests"
 	@echo "make install  only set up $(VENV) (torch CPU build, requirements, embedded models, socialsynth in editable mode)"
 	@echo "make bench    run the throughput benchmarks in bench/ (results in bench/results.json)"
-	@echo "make bench-real  train and evaluate classifiers on ../shared/data/real (about 20 min)"
+	@echo "make bench-real  train and evaluate classifiers, and the augmentation ladder, on ../shared/data/real (about 25 min)"
 	@echo "make lint     ruff, if installed"
 	@echo "make clean    remove output/ and caches (keeps $(VENV))"
 
