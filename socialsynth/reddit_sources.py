@@ -58,6 +58,35 @@ def detect_format(path: Path) -> tuple[str, str | None]:
     raise InputError(f"unsupported file type (supported: {SUPPORTED})", path=path)
 
 
+def open_binary_stream(path: Path, compression: str | None) -> IO[bytes]:
+    """A binary stream of the decompressed bytes of ``path`` (``compression``: None, "gz" or "zst").
+
+    zstd is streamed with a window large enough for Pushshift's ``--long=31`` dumps, never decompressed whole.
+    Shared with other streaming readers (e.g. ``socialsynth.bluesky.events``).
+    """
+    if compression == "gz":
+        return gzip.open(path, "rb")
+    if compression == "zst":
+        try:
+            import zstandard
+        except ImportError as exc:
+            raise InputError("reading .zst needs the zstandard package (pip install zstandard)") from exc
+        raw = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW).stream_reader(
+            open(path, "rb"), read_across_frames=True
+        )
+        return io.BufferedReader(raw, buffer_size=1 << 20)
+    return open(path, "rb")
+
+
+def stream_read_errors(compression: str | None) -> tuple[type[BaseException], ...]:
+    """The exceptions a truncated or corrupt stream from :func:`open_binary_stream` can raise while reading."""
+    if compression == "zst":
+        import zstandard
+
+        return (OSError, EOFError, zstandard.ZstdError)
+    return (OSError, EOFError)
+
+
 class RowSource:
     """One input file read row by row: ``for line, row in source`` yields dicts keyed by the file's own names.
 
@@ -110,26 +139,10 @@ class RowSource:
         return "\t" if self.format == "tsv" else ","
 
     def _open(self) -> IO[bytes]:
-        """A binary stream of the decompressed bytes; zstd is streamed, never decompressed whole."""
-        if self.compression == "gz":
-            return gzip.open(self.path, "rb")
-        if self.compression == "zst":
-            try:
-                import zstandard
-            except ImportError as exc:
-                raise InputError("reading .zst needs the zstandard package (pip install zstandard)") from exc
-            raw = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW).stream_reader(
-                open(self.path, "rb"), read_across_frames=True
-            )
-            return io.BufferedReader(raw, buffer_size=1 << 20)
-        return open(self.path, "rb")
+        return open_binary_stream(self.path, self.compression)
 
     def _read_errors(self) -> tuple[type[BaseException], ...]:
-        if self.compression == "zst":
-            import zstandard
-
-            return (OSError, EOFError, zstandard.ZstdError)
-        return (OSError, EOFError)
+        return stream_read_errors(self.compression)
 
     def _iter_jsonl(self) -> Iterator[tuple[int, dict[str, Any]]]:
         line = 0

@@ -1,0 +1,9 @@
+"""Seed 002 (BluePrint): Bluesky users from Jetstream events, clustered into personas.
+
+Modules:
+- ``events``: find input files (``<root>/DD/HH/*`` or any folder/file of JSON lines, plain/.gz/.zst) and stream
+  Jetstream envelopes as small typed :class:`~socialsynth.bluesky.events.Event` records, counting what is skipped.
+- ``users``: fold events into per-user data (posts, replies, quotes, likes, ... deletes matched by record key),
+  mergeable and JSON-serialisable, and build conversation chains.
+- ``language``, ``cluster``: language filter and user clustering (separate modules).
+"""
