@@ -5,5 +5,7 @@ Modules:
   Jetstream envelopes as small typed :class:`~socialsynth.bluesky.events.Event` records, counting what is skipped.
 - ``users``: fold events into per-user data (posts, replies, quotes, likes, ... deletes matched by record key),
   mergeable and JSON-serialisable, and build conversation chains.
-- ``language``, ``cluster``: language filter and user clustering (separate modules).
+- ``language``, ``cluster``: the English filter; user clustering with reports and a map.
+- ``ignored``, ``output``: ignored-message selection; the per-cluster files in the seed's schema.
+- ``pipeline``: the whole job behind ``cluster_users.py`` (with the parsed-users cache).
 """
