@@ -21,6 +21,7 @@ pass over all files.
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -159,8 +160,17 @@ class UserData:
         self._place(user, event.kind, item)
 
     def add_all(self, events: Iterable[Event]) -> UserData:
-        for event in events:
-            self.add(event)
+        # Every stored item is a dict the cyclic garbage collector tracks; its full collections walk the whole
+        # growing data set again and again (1M events folded 22% slower, and superlinearly). Nothing here makes
+        # reference cycles, so collection is paused while folding.
+        paused = gc.isenabled()
+        gc.disable()
+        try:
+            for event in events:
+                self.add(event)
+        finally:
+            if paused:
+                gc.enable()
         return self
 
     def _place(self, user: User, kind: str, item: dict[str, Any], later: UserData | None = None) -> None:
