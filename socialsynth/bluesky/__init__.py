@@ -8,4 +8,5 @@ Modules:
 - ``language``, ``cluster``: the English filter; user clustering with reports and a map.
 - ``ignored``, ``output``: ignored-message selection; the per-cluster files in the seed's schema.
 - ``pipeline``: the whole job behind ``cluster_users.py`` (with the parsed-users cache).
+- ``instruct``: instruction data per cluster (``build_instruct_dataset.py``).
 """
