@@ -20,16 +20,18 @@ DEMO_SUBREDDIT = askmen
 DEMO_DIM = formality
 DEMO_OUT = output/$(DEMO_SUBREDDIT)_$(DEMO_DIM)
 
-.PHONY: all help install demo test bench bench-real lint clean
+.PHONY: all help install install-llamacpp demo demo-responses test bench bench-quick lint clean
 
 all: help
 
 help:
 	@echo "make demo     set up $(VENV) and rewrite the sample subreddit (data/$(DEMO_SUBREDDIT).jsonl) with the embedded model"
+	@echo "make demo-responses  response prediction end to end on data/responses_sample (PAC-LoRA vs baselines, ~10 min)"
 	@echo "make test     set up $(VENV) and run the tests"
 	@echo "make install  only set up $(VENV) (torch CPU build, requirements, embedded models, socialsynth in editable mode)"
-	@echo "make bench    run the throughput benchmarks in bench/ (results in bench/results.json)"
-	@echo "make bench-real  train and evaluate classifiers, and the augmentation ladder, on ../shared/data/real (about 25 min)"
+	@echo "make install-llamacpp  add llama.cpp's OpenAI-compatible server to $(VENV) (compiles ~5 min once; for the --backend openai tests)"
+	@echo "make bench    run every benchmark in bench/ (about an hour; results in bench/results.json, table in bench/results.md)"
+	@echo "make bench-quick  generation and classifier-speed benchmarks only (about 20 min)"
 	@echo "make lint     ruff, if installed"
 	@echo "make clean    remove output/ and caches (keeps $(VENV))"
 
@@ -49,6 +51,20 @@ $(STAMP): requirements.txt pyproject.toml | $(PY)
 	@$(PY) -c 'import torch, transformers, sentence_transformers, socialsynth; print("installed: socialsynth", socialsynth.__version__, "| torch", torch.__version__, "| transformers", transformers.__version__)'
 	@touch $(STAMP)
 
+# llama-cpp-python's OpenAI-compatible server, which tests/test_llm_openai_server.py starts on loopback with the
+# embedded GGUF to test --backend openai against a real server (the test skips without it). It compiles llama.cpp
+# (~5 min on 2 cores) the first time; pip's wheel cache makes later installs fast. Its dependencies (fastapi,
+# uvicorn, ...) leave torch and transformers alone.
+LLAMACPP_SPEC ?= llama-cpp-python[server]==0.3.36
+LLAMACPP_STAMP = $(VENV)/.llamacpp-installed
+
+install-llamacpp: $(LLAMACPP_STAMP)
+
+$(LLAMACPP_STAMP): $(STAMP)
+	$(PIP) install "$(TORCH_SPEC)" "$(LLAMACPP_SPEC)"
+	@$(PY) -c 'import llama_cpp, llama_cpp.server; print("installed: llama-cpp-python", llama_cpp.__version__)'
+	@touch $(LLAMACPP_STAMP)
+
 demo: install
 	$(OFFLINE) $(PY) generate_synthetic_data.py -r $(DEMO_SUBREDDIT) -n $(DEMO_DIM)
 	@echo
@@ -58,17 +74,52 @@ demo: install
 	@echo "  norm-shift plot:            $(DEMO_OUT).shift.png"
 	@echo "Rerunning resumes (nothing left to do); 'make clean' removes output/ to start afresh."
 
+# Response prediction (predict_responses.py) on the bundled English sample: build the data set, extract personas
+# with the embedded model, train PAC-LoRA, plain LoRA and the two ablations for a few steps, predict the held-out
+# topics' responses (and zero-shot), and evaluate. One thread: training here is several times slower with two
+# threads fighting over two cores. The steps and lr suit a smoke run, not a study (see the README).
+RESP_OUT = output/responses_demo
+RESP = OMP_NUM_THREADS=1 $(OFFLINE) $(PY) predict_responses.py
+RESP_TRAIN = --max-steps 12 --grad-accum 1 --lr 3e-4 --warmup 2 --max-length 384
+RESP_INFER = --max-new-tokens 48 --batch-size 8
+
+demo-responses: install
+	$(RESP) build-dataset --input data/responses_sample -o $(RESP_OUT)
+	$(RESP) extract-personas -o $(RESP_OUT) --max-new-tokens 96
+	$(RESP) train -o $(RESP_OUT) --method pac-lora $(RESP_TRAIN)
+	$(RESP) train -o $(RESP_OUT) --method lora $(RESP_TRAIN)
+	$(RESP) train -o $(RESP_OUT) --method pac-lora --variant without_persona $(RESP_TRAIN)
+	$(RESP) train -o $(RESP_OUT) --method pac-lora --variant without_history $(RESP_TRAIN)
+	$(RESP) infer -o $(RESP_OUT) --adapter $(RESP_OUT)/adapters/pac-lora $(RESP_INFER)
+	$(RESP) infer -o $(RESP_OUT) --adapter $(RESP_OUT)/adapters/lora $(RESP_INFER)
+	$(RESP) infer -o $(RESP_OUT) --adapter $(RESP_OUT)/adapters/pac-lora-without_persona --variant without_persona $(RESP_INFER)
+	$(RESP) infer -o $(RESP_OUT) --adapter $(RESP_OUT)/adapters/pac-lora-without_history --variant without_history $(RESP_INFER)
+	$(RESP) infer -o $(RESP_OUT) --zero-shot $(RESP_INFER)
+	$(RESP) evaluate -o $(RESP_OUT)
+	@echo
+	@echo "Demo done: the comparison table is $(RESP_OUT)/eval/comparison.txt, plots in $(RESP_OUT)/eval/plots/."
+	@echo "Rerunning skips every finished step; 'rm -r $(RESP_OUT)' starts afresh."
+
 test: install
 	$(OFFLINE) $(PY) -m pytest -q
 
-# Throughput benchmarks (minutes). bench-real trains on the real data sets in ../shared/data/real (about 25 min).
-bench: install
-	$(OFFLINE) $(PY) bench/generation.py
-	$(OFFLINE) $(PY) bench/classify_speed.py
+# Benchmarks (not CI). `make bench` runs every script in bench/ in turn (about an hour on 2 cores), each adding
+# its figures to bench/results.json, then prints the short table (bench/results.md; `python bench/report.py
+# --readme` copies it into the README). Scripts that need the real data sets in $(REAL_DATA) are skipped when that
+# folder is absent. `make bench-quick` runs the ones that need no real data (about 20 min).
+REAL_DATA ?= ../shared/data/real
+BENCH_QUICK = generation throughput classify_speed
+BENCH_REAL = classify_real augment_ladder cluster responses_rumoureval
 
-bench-real: install
-	$(OFFLINE) $(PY) bench/classify_real.py
-	$(OFFLINE) $(PY) bench/augment_ladder.py
+bench: install
+	@set -e; for b in $(BENCH_QUICK); do echo "== bench/$$b.py"; $(OFFLINE) $(PY) bench/$$b.py; done; \
+	if [ -d "$(REAL_DATA)" ]; then for b in $(BENCH_REAL); do echo "== bench/$$b.py"; $(OFFLINE) $(PY) bench/$$b.py; done; \
+	else echo "skipped (no $(REAL_DATA)): $(BENCH_REAL)"; fi
+	$(PY) bench/report.py
+
+bench-quick: install
+	@set -e; for b in $(BENCH_QUICK); do echo "== bench/$$b.py"; $(OFFLINE) $(PY) bench/$$b.py; done
+	$(PY) bench/report.py
 
 lint:
 	@if [ -x $(VENV)/bin/ruff ]; then $(VENV)/bin/ruff check .; \

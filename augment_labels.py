@@ -79,6 +79,13 @@ def build_parser():
         help="requests per chunk, generated and written together",
     )
     gen.add_argument("--template", default="augment_fewshot", help="prompt template name or YAML file")
+    gen.add_argument(
+        "--shard",
+        default=None,
+        help="I/N: make the I-th of N parts of --n (and of --max-requests), with request numbers I, I+N, ... so "
+        "shards never repeat a request, into synthetic_<label>.shard-I-of-N.jsonl; join them with "
+        "`python -m socialsynth merge` (default: SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT)",
+    )
     add_model_args(p)
     add_sampling_args(p)
     filt = p.add_argument_group("filters (flag, never drop)")
@@ -139,8 +146,9 @@ def main(argv=None) -> int:
 
     def job() -> int:
         from socialsynth.augment import AugmentConfig, FilterSettings, format_summary, output_path, run_augment_job
+        from socialsynth.cli import backend_spec
+        from socialsynth.io import parse_shard
         from socialsynth.ladder import LadderConfig, format_ladder, parse_rates, read_synthetic, run_ladder
-        from socialsynth.llm import BackendSpec
 
         out_dir = args.output_dir or default_dir("output") / "augment"
         rates = parse_rates(args.positive_rates) if args.positive_rates else None
@@ -149,6 +157,12 @@ def main(argv=None) -> int:
             raise InputError("give --n N (examples to generate) or --synthetic FILE with --positive-rates", field="--n")
         if not generate and rates is None:
             raise InputError("--synthetic is used by the ladder: add --positive-rates", field="--synthetic")
+        shard = parse_shard(args.shard) if generate else None
+        if shard is not None and rates is not None:
+            raise InputError(
+                "a sharded run only generates: merge the shards, then run the ladder once with --synthetic MERGED",
+                field="--positive-rates",
+            )
         source = args.input or args.train
         if source is None:
             raise InputError("give --input FILE (or --train/--val/--test for the ladder)", field="--input")
@@ -167,13 +181,14 @@ def main(argv=None) -> int:
             max_requests=args.max_requests,
             batch_size=args.batch_size,
             template=args.template,
-            engine=BackendSpec(args.backend, args.model, args.quantization, args.device, args.dtype),
+            engine=backend_spec(args),
             params=sampling_params(args),
             filters=FilterSettings(args.min_words, args.max_words, args.near_dup, args.fidelity_threshold),
             embedding_model=None if args.embedding_model == "none" else args.embedding_model,
             fidelity_model=args.fidelity_model,
             skip_bad_rows=args.skip_bad_rows,
             command=command_line(),
+            shard=shard,
         )
         if generate:
             print(format_summary(run_augment_job(cfg)))

@@ -67,7 +67,7 @@ def main(argv=None, backend=None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     from socialsynth.bluesky.instruct import InstructConfig, run_instruct_job
-    from socialsynth.llm import BackendSpec
+    from socialsynth.cli import backend_spec
 
     cfg = InstructConfig(
         input_dir=args.input_dir,
@@ -76,9 +76,7 @@ def main(argv=None, backend=None) -> int:
         seed=args.seed,
         llm_fraction=args.llm_fraction,
     )
-    spec = BackendSpec(
-        backend=args.backend, model=args.model, quantization=args.quantization, device=args.device, dtype=args.dtype
-    )
+    spec = backend_spec(args)
     meta = run_instruct_job(cfg, backend=backend, params=sampling_params(args), backend_factory=spec.load)
     print(json.dumps({"output_dir": str(cfg.output_dir), "totals": meta["totals"]}))
     return 0

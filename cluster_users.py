@@ -78,6 +78,12 @@ def build_parser():
         help="'embedded' (all-MiniLM-L6-v2) or any sentence-transformers model (e5 gets 'passage: ')",
     )
     users.add_argument("--device", default="auto")
+    users.add_argument(
+        "--embed-devices",
+        default=None,
+        help="embed cache misses in one process per device: cuda:0,cuda:1 (two GPUs), cuda:all (every visible "
+        "GPU), cpu:4 (four CPU processes); worth it from a few thousand new texts (default: one process on --device)",
+    )
     clusters = p.add_argument_group("clusters")
     clusters.add_argument("--n-clusters", "--n_clusters", dest="n_clusters", type=int, default=10)
     clusters.add_argument(
@@ -122,6 +128,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     from socialsynth.bluesky.pipeline import ClusterJobConfig, format_summary, run_cluster_job
+    from socialsynth.embeddings import parse_devices
 
     cfg = ClusterJobConfig(
         data_root=args.data_root,
@@ -143,6 +150,7 @@ def main(argv=None) -> int:
         force_parse=args.force_parse,
         seed=args.seed,
         device=args.device,
+        embed_devices=parse_devices(args.embed_devices),
         command=command_line(),
     )
     print(format_summary(run_cluster_job(cfg)))

@@ -131,7 +131,7 @@ def build_parser():
         "--max-perplexity",
         type=float,
         default=1000.0,
-        help="flag rewrites whose perplexity under the generating model is above this (fluency)",
+        help="flag rewrites whose perplexity under the generating model is above this (fluency); 0 = off",
     )
     rate.add_argument(
         "--embedding-model",
@@ -203,11 +203,9 @@ def main(argv=None) -> int:
 
 
 def engine_spec(args):
-    from socialsynth.llm import BackendSpec
+    from socialsynth.cli import backend_spec
 
-    return BackendSpec(
-        args.backend, args.model, args.quantization, args.device, args.dtype, args.sub_batch_size, args.max_batch_tokens
-    )
+    return backend_spec(args)  # -sb/--sub_batch_size and --max-batch-tokens bound the hf backend's batches
 
 
 def run_judge(args, params) -> int:

@@ -86,15 +86,12 @@ def build_parser():
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
+    from socialsynth.cli import backend_spec
     from socialsynth.io import parse_shard
-    from socialsynth.llm import BackendSpec
     from socialsynth.rephrase import RephraseConfig, format_summary, parse_temperatures, run_rephrase_job
 
     params = sampling_params(args)
-    models = tuple(
-        BackendSpec(args.backend, m, args.quantization, args.device, args.dtype, 64, args.max_batch_tokens)
-        for m in (args.model or ["embedded"])
-    )
+    models = tuple(backend_spec(args, m) for m in (args.model or ["embedded"]))
     cfg = RephraseConfig(
         input=args.input,
         output_dir=args.output_dir or default_dir("output") / f"rephrase_{args.input.name.split('.')[0]}",

@@ -33,7 +33,7 @@ from .augment_text import (  # noqa: F401  (re-exported: the public names of the
 )
 from .classify.labels import is_missing, label_key
 from .errors import InputError
-from .io import JsonlWriter, atomic_write_json, atomic_write_text, iter_jsonl, meta_path, read_records
+from .io import JsonlWriter, atomic_write_json, atomic_write_text, iter_jsonl, meta_path, read_records, shard_path
 from .llm import BackendSpec, GenerationParams, request_seed
 from .prompts import load_template
 from .provenance import jsonable, previous_meta, versions
@@ -69,6 +69,9 @@ class AugmentConfig:
     fidelity_model: Path | None = None
     skip_bad_rows: bool = False
     command: str = ""
+    # (I, N): this SLURM array task's part of the job: about n/N passing examples (and max_requests/N requests),
+    # from request numbers I, I+N, I+2N, ... so no two shards share a request key or seed; see shard_share
+    shard: tuple[int, int] | None = None
 
 
 def safe_name(label: str) -> str:
@@ -76,7 +79,17 @@ def safe_name(label: str) -> str:
 
 
 def output_path(cfg: AugmentConfig) -> Path:
-    return Path(cfg.output_dir) / f"synthetic_{safe_name(cfg.target_label)}.jsonl"
+    """``<output_dir>/synthetic_<label>.jsonl``, or its ``.shard-I-of-N`` sibling for a sharded job."""
+    return shard_path(Path(cfg.output_dir) / f"synthetic_{safe_name(cfg.target_label)}.jsonl", cfg.shard)
+
+
+def shard_share(total: int, shard: tuple[int, int] | None) -> int:
+    """Shard I's part of ``total`` split over N shards as evenly as possible (the first total % N get one more)."""
+    if shard is None:
+        return total
+    index, count = shard
+    base, extra = divmod(total, count)
+    return base + (1 if index < extra else 0)
 
 
 @dataclass
@@ -260,7 +273,12 @@ def run_augment_job(cfg: AugmentConfig, backend=None, embedder=None) -> dict:
     label_value = real.raw_labels[target_rows[0]]
     out = output_path(cfg)
     meta_file = meta_path(out)
-    max_requests = cfg.max_requests if cfg.max_requests is not None else 10 * math.ceil(max(cfg.n, 1) / cfg.per_call)
+    target_n = shard_share(cfg.n, cfg.shard)  # passing examples this job (or shard) makes
+    index, count = cfg.shard or (0, 1)  # the k-th request of this shard is request number index + count * k
+    if cfg.max_requests is not None:
+        max_requests = shard_share(cfg.max_requests, cfg.shard)
+    else:
+        max_requests = 10 * math.ceil(max(target_n, 1) / cfg.per_call)
     t0 = time.perf_counter()
     stop = GracefulStop()
     with stop, JsonlWriter(out) as writer:
@@ -276,14 +294,15 @@ def run_augment_job(cfg: AugmentConfig, backend=None, embedder=None) -> dict:
             versions=versions(),
             n_real_rows=len(real.texts),
             n_target_rows=len(target_rows),
-            stopping_rule=f"until {cfg.n} passing examples or {max_requests} requests",
+            stopping_rule=f"until {target_n} passing examples or {max_requests} requests",
+            shard=list(cfg.shard) if cfg.shard else None,
             complete=False,
         )
         job = None
         counts = None
         try:
-            next_request = max(done_requests, default=-1) + 1
-            if passed < cfg.n and next_request < max_requests:
+            next_request = max(((r - index) // count for r in done_requests), default=-1) + 1  # in this shard
+            if passed < target_n and next_request < max_requests:
                 backend = backend or cfg.engine.load()
                 if embedder is None and cfg.embedding_model and cfg.filters.near_dup > 0:
                     from .embeddings import Embedder
@@ -299,13 +318,14 @@ def run_augment_job(cfg: AugmentConfig, backend=None, embedder=None) -> dict:
                 job = Augmenter(cfg, backend, template, definition, real, target_rows, dups, fidelity)
                 meta["provenance"] = job.provenance()
                 counts = 0  # requests made in this run
-                while passed + job.passed < cfg.n and next_request < max_requests:
+                while passed + job.passed < target_n and next_request < max_requests:
                     # expected passing items per request, from this run so far (at least 1/5 of what is asked)
                     per_request = (
                         cfg.per_call * max(job.passed / (counts * cfg.per_call), 0.2) if counts else cfg.per_call
                     )
-                    need = max(1, math.ceil((cfg.n - passed - job.passed) / per_request))
-                    todo = list(range(next_request, min(next_request + need, max_requests)))
+                    need = max(1, math.ceil((target_n - passed - job.passed) / per_request))
+                    local = range(next_request, min(next_request + need, max_requests))
+                    todo = [index + count * k for k in local]
                     run_chunks(
                         todo,
                         job.process,
@@ -315,7 +335,7 @@ def run_augment_job(cfg: AugmentConfig, backend=None, embedder=None) -> dict:
                         desc="requests",
                         resume_hint=f"rerun the same command to resume: {cfg.command}",
                     )
-                    next_request = todo[-1] + 1
+                    next_request = local[-1] + 1
                     counts += len(todo)
         finally:
             records = existing_records(out)
@@ -323,7 +343,7 @@ def run_augment_job(cfg: AugmentConfig, backend=None, embedder=None) -> dict:
             meta["n_requests"] = len({rec["generation"]["request"] for rec in records})
             meta["n_generated"] = sum(rec.get("status") == "ok" for rec in records)
             meta["n_passed"] = n_passed
-            meta["complete"] = n_passed >= cfg.n
+            meta["complete"] = n_passed >= target_n
             meta["seconds"] = round(time.perf_counter() - t0, 2)
             if job is not None:
                 st = job.backend.stats
@@ -345,7 +365,7 @@ def run_augment_job(cfg: AugmentConfig, backend=None, embedder=None) -> dict:
         output=str(out),
         csv=str(csv_path),
         meta=str(meta_file),
-        target=cfg.n,
+        target=target_n,
         max_requests=max_requests,
         complete=meta["complete"],
         seconds=meta["seconds"],

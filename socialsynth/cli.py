@@ -49,7 +49,13 @@ def add_model_args(
         )
     else:
         g.add_argument(*names, dest="model", default="embedded", help=help_text)
-    g.add_argument("--backend", default="hf", choices=["hf"], help="generation engine")
+    g.add_argument(
+        "--backend",
+        default="hf",
+        choices=["hf", "openai", "vllm"],
+        help="generation engine: hf (transformers in this process), openai (any OpenAI-compatible server: vLLM, "
+        "SGLang, llama.cpp server, a hosted API; needs --api-base), vllm (vLLM in this process, CUDA only)",
+    )
     g.add_argument(
         "-q",
         "--quantization",
@@ -65,7 +71,85 @@ def add_model_args(
         choices=["auto", "bf16", "fp16", "fp32"],
         help="weights dtype (auto: bf16, or fp16 on GPUs without bf16)",
     )
+    server = parser.add_argument_group("server (--backend openai) and vLLM (--backend vllm)")
+    server.add_argument(
+        "--api-base",
+        "--api_base",
+        dest="api_base",
+        default=os.environ.get("OPENAI_BASE_URL") or None,
+        help="URL of the OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (default: $OPENAI_BASE_URL); "
+        "with -m embedded the model the server serves is used",
+    )
+    server.add_argument(
+        "--api-key-env",
+        "--api_key_env",
+        dest="api_key_env",
+        default="OPENAI_API_KEY",
+        help="environment variable that holds the API key (a local server needs none); the key is never written",
+    )
+    server.add_argument("--concurrency", type=int, default=16, help="requests in flight at once")
+    server.add_argument(
+        "--request-timeout",
+        "--request_timeout",
+        dest="request_timeout",
+        type=float,
+        default=600.0,
+        help="seconds one request may take before it is retried",
+    )
+    server.add_argument(
+        "--max-retries",
+        "--max_retries",
+        dest="max_retries",
+        type=int,
+        default=5,
+        help="retries per request on 408/409/429/5xx, timeouts and refused connections (exponential backoff, "
+        "Retry-After honoured); after that the job stops and a rerun resumes",
+    )
+    server.add_argument(
+        "--tensor-parallel",
+        "--tensor_parallel",
+        dest="tensor_parallel",
+        type=int,
+        default=1,
+        help="--backend vllm: number of GPUs to split the model over",
+    )
     return g
+
+
+def backend_spec(args: argparse.Namespace, model: str | None = None):
+    """The BackendSpec that the flags of `add_model_args` (and a script's batch limits, when it has them) describe.
+    `model` overrides `args.model` (scripts that take several -m build one spec per model)."""
+    from .llm import BackendSpec
+
+    if args.backend == "openai" and not args.api_base:
+        raise InputError(
+            "--backend openai needs the server's URL: --api-base http://HOST:PORT/v1 (or set OPENAI_BASE_URL)",
+            field="--api-base",
+        )
+    for name in ("concurrency", "tensor_parallel"):
+        if getattr(args, name, 1) < 1:
+            raise InputError(f"must be at least 1, got {getattr(args, name)}", field="--" + name.replace("_", "-"))
+    if getattr(args, "max_retries", 0) < 0:
+        raise InputError(f"must be 0 or more, got {args.max_retries}", field="--max-retries")
+    batch = {}
+    for flag, field in (("sub_batch_size", "max_batch_size"), ("max_batch_tokens", "max_batch_tokens")):
+        if getattr(args, flag, None) is not None:
+            batch[field] = getattr(args, flag)
+    return BackendSpec(
+        backend=args.backend,
+        model=model if model is not None else args.model,
+        quantization=args.quantization,
+        device=args.device,
+        dtype=args.dtype,
+        api_base=args.api_base,
+        api_key_env=args.api_key_env,
+        concurrency=args.concurrency,
+        request_timeout=args.request_timeout,
+        max_retries=args.max_retries,
+        tensor_parallel=args.tensor_parallel,
+        seed=getattr(args, "seed", 0),
+        **batch,
+    )
 
 
 def add_sampling_args(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
@@ -126,7 +210,16 @@ def add_range_args(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
 
 def setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "urllib3", "filelock", "huggingface_hub", "transformers", "sentence_transformers"):
+    for noisy in (
+        "httpx",
+        "httpx2",
+        "openai",
+        "urllib3",
+        "filelock",
+        "huggingface_hub",
+        "transformers",
+        "sentence_transformers",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

@@ -149,7 +149,7 @@ def run_norm_job(cfg: NormJobConfig) -> dict:
                 "complete": False,
             }
         )
-        counts = None
+        counts = rater = job = None
         try:
             if todo:
                 backend = cfg.engine.load()
@@ -192,6 +192,10 @@ def run_norm_job(cfg: NormJobConfig) -> dict:
             meta["n_written"] = len(writer.done)
             meta["complete"] = all(str(r["id"]) in writer.done for _, r in selected)
             meta["seconds"] = round(time.perf_counter() - t_start, 2)
+            if job is not None:  # the backend may have made the rater switch method (or the fluency filter off)
+                meta["rating_method_used"] = rater.method
+                meta["rating_method_notes"] = rater.method_notes
+                meta["provenance"] = job.provenance()
             if backend is not None:
                 st = backend.stats
                 meta["throughput"] = {

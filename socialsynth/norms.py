@@ -6,18 +6,22 @@ Prompt builders and the rating parser are pure functions; `NormRewriter` ties th
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from .llm.base import Backend, Chat, GenerationParams
+from .llm.base import Backend, Chat, GenerationParams, Unsupported
 from .prompts import Dimension, Template, load_template
 from .quality import clean_generation, lexical_flags
 
+log = logging.getLogger(__name__)
 LEVELS = (1, 2, 3, 4, 5)
 RATING_METHODS = ("logits", "likelihood", "generate")
 DEFAULT_RATING_TEMPLATES = {"logits": "norm_rating", "likelihood": "norm_likelihood", "generate": "norm_rating"}
+# What a rater switches to when its backend cannot do a method (e.g. a server without prompt logprobs).
+RATING_FALLBACK = {"likelihood": "logits", "logits": "generate"}
 
 
 # -- prompts -----------------------------------------------------------------------------------------------
@@ -143,9 +147,27 @@ class Rater:
         self.template = template or load_template(DEFAULT_RATING_TEMPLATES[method])
         self.params = params or GenerationParams(temperature=0.0, max_new_tokens=12)
         self.fallbacks = 0  # generate answers that could not be parsed (defaulted to 3)
+        self.requested_method = method
+        self.method_notes: list[str] = []  # why the method changed (backend could not do it), for the run's meta
 
     def rate(self, items: Sequence[tuple[str, str]], keys: Sequence[str] | None = None) -> list[Rating]:
-        """Rate (title, comment) pairs."""
+        """Rate (title, comment) pairs. When the backend cannot do the method (`Unsupported`), switch for good to
+        the next one (likelihood -> logits -> generate), with a warning and a note in `method_notes`."""
+        while True:
+            try:
+                return self._rate(items, keys)
+            except Unsupported as e:
+                nxt = RATING_FALLBACK.get(self.method)
+                if nxt is None:
+                    raise
+                note = f"rating method {self.method} not available ({e.message}); using {nxt}"
+                log.warning(note)
+                self.method_notes.append(note)
+                if DEFAULT_RATING_TEMPLATES[nxt] != DEFAULT_RATING_TEMPLATES[self.method]:
+                    self.template = load_template(DEFAULT_RATING_TEMPLATES[nxt])
+                self.method = nxt
+
+    def _rate(self, items: Sequence[tuple[str, str]], keys: Sequence[str] | None = None) -> list[Rating]:
         if self.method == "likelihood":
             return self._rate_by_likelihood(items)
         chats = [rating_chat(self.dim, self.template, t, c) for t, c in items]
@@ -224,7 +246,7 @@ class NormRewriter:
         for (_, row), start in zip(rows, range(0, len(cleaned), len(self.levels))):
             to_rate.extend((_title(row), cl.text or row["comment"]) for cl in cleaned[start : start + len(self.levels)])
         ratings = self.rater.rate(to_rate, keys=[f"rate:{i}" for i in range(len(to_rate))])
-        perplexities = self.backend.perplexity([c.text or " " for c in cleaned])
+        perplexities = self._perplexities([c.text or " " for c in cleaned])
         originals = [row["comment"] for _, row in rows for _ in self.levels]
         similarity = (
             self.embedder.pair_similarity(originals, [c.text for c in cleaned]).tolist() if self.embedder else None
@@ -251,9 +273,9 @@ class NormRewriter:
                 rating = ratings[len(rows) + k]
                 flags = lexical_flags(text, row["comment"])
                 sim = None if similarity is None else round(float(similarity[k]), 4)
-                ppl = round(perplexities[k], 2) if text else None
+                ppl = round(perplexities[k], 2) if text and perplexities[k] is not None else None
                 flags["low_similarity"] = sim is not None and sim < self.filters.min_similarity
-                flags["disfluent"] = ppl is None or ppl > self.filters.max_perplexity
+                flags["disfluent"] = not text or (ppl is not None and ppl > self.filters.max_perplexity)
                 flags["truncated"] = completions[k].finish_reason == "length"
                 filters[str(level)] = {
                     **flags,
@@ -274,10 +296,30 @@ class NormRewriter:
             record["original_rating_detail"] = orig_rating.to_dict()
             record["filters"] = filters
             record["generation"] = generation
-            record["status"] = "ok"
+            failed = [
+                f"level {lv}: {completions[r * n + j].error}"
+                for j, lv in enumerate(self.levels)
+                if completions[r * n + j].finish_reason == "error"
+            ]
+            record["status"] = "error" if failed else "ok"
+            if failed:
+                record["error"] = "; ".join(failed)
             record["provenance"] = provenance
             records.append(record)
         return records
+
+    def _perplexities(self, texts: list[str]) -> list[float | None]:
+        """Perplexities for the fluency filter; none when it is off (--max-perplexity 0) or when the backend
+        cannot compute them (a server without prompt logprobs: warned once, then the filter stays off)."""
+        if self.filters.max_perplexity <= 0:
+            return [None] * len(texts)
+        try:
+            return self.backend.perplexity(texts)
+        except Unsupported as e:
+            log.warning("fluency filter off: %s", e.message)
+            self.filters.max_perplexity = 0.0
+            self.rater.method_notes.append(f"fluency filter off: {e.message}")
+            return [None] * len(texts)
 
 
 def _title(row: dict) -> str:

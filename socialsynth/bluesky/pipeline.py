@@ -51,6 +51,7 @@ class ClusterJobConfig:
     force_parse: bool = False
     seed: int = 42
     device: str = "auto"
+    embed_devices: list[str] | None = None  # several devices: a multi-process embedding pool (--embed-devices)
     command: str = ""
 
 
@@ -152,7 +153,9 @@ def run_cluster_job(cfg: ClusterJobConfig) -> dict:
             path=cfg.data_root,
         )
     t1 = time.perf_counter()
-    embedder = Embedder(cfg.embedding_model, device=cfg.device, cache_dir=Path(cfg.cache_dir) / "embeddings")
+    embedder = Embedder(
+        cfg.embedding_model, device=cfg.device, cache_dir=Path(cfg.cache_dir) / "embeddings", devices=cfg.embed_devices
+    )
     X, texts_by_user = user_vectors(data, users, embedder)
     timings["embed_users"] = round(time.perf_counter() - t1, 2)
     t2 = time.perf_counter()
@@ -196,6 +199,7 @@ def run_cluster_job(cfg: ClusterJobConfig) -> dict:
             ignored[c] = result.pairs
             ignored_counts[c] = result.to_dict()
         timings["ignored"] = round(time.perf_counter() - t3, 2)
+    embedder.close()  # stops the embedding worker processes, if any
 
     out = Path(cfg.output_dir) / f"processed_{k}_clusters"
     written = write_cluster_files(out, labels_by_user, data, chains, ignored)
@@ -219,7 +223,11 @@ def run_cluster_job(cfg: ClusterJobConfig) -> dict:
         "cluster_sizes": dict(sorted(Counter(labels_by_user.values()).items())),
         "written": written,
         "ignored": ignored_counts or None,
-        "embedding": {"model": cfg.embedding_model, "encoded": getattr(embedder, "encoded", None)},
+        "embedding": {
+            "model": cfg.embedding_model,
+            "encoded": getattr(embedder, "encoded", None),
+            "encoded_by_pool": getattr(embedder, "pool_encoded", None),
+        },
         "timings": timings,
         "plot": plot,
     }

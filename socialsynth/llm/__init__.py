@@ -4,17 +4,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import Backend, Chat, ChoiceScores, Completion, GenerationParams, GenerationStats, request_seed
+from .base import (
+    Backend,
+    BackendUnavailable,
+    Chat,
+    ChoiceScores,
+    Completion,
+    GenerationParams,
+    GenerationStats,
+    Unsupported,
+    request_seed,
+)
 from .embedded import EMBEDDED_NAME
 
-BACKENDS = ("hf",)
+BACKENDS = ("hf", "openai", "vllm")
 
 
 @dataclass(frozen=True)
 class BackendSpec:
-    """Which engine and model to load and how: what `--backend -m -q --device --dtype` and the batch limits say.
+    """Which engine and model to load and how: what `--backend -m -q --device --dtype`, the server flags
+    (`--api-base --api-key-env --concurrency --request-timeout --max-retries`), `--tensor-parallel` and the batch
+    limits say. Options an engine does not use are ignored by it.
 
-    Scripts build one from their flags and pass it around; `load()` makes the backend."""
+    Scripts build one from their flags (`cli.backend_spec`) and pass it around; `load()` makes the backend. It
+    holds the *name* of the key's environment variable, never the key."""
 
     backend: str = "hf"
     model: str = EMBEDDED_NAME
@@ -23,30 +36,61 @@ class BackendSpec:
     dtype: str = "auto"
     max_batch_size: int = 64
     max_batch_tokens: int = 65536
+    api_base: str | None = None  # openai
+    api_key_env: str = "OPENAI_API_KEY"  # openai
+    concurrency: int = 16  # openai: requests in flight
+    request_timeout: float = 600.0  # openai: seconds per request
+    max_retries: int = 5  # openai: retries per request
+    tensor_parallel: int = 1  # vllm: GPUs the model is split over
+    seed: int = 0  # vllm: engine seed
 
     def load(self) -> Backend:
-        return load_backend(
-            self.backend,
-            self.model,
-            quantization=self.quantization,
-            device=self.device,
-            dtype=self.dtype,
-            max_batch_size=self.max_batch_size,
-            max_batch_tokens=self.max_batch_tokens,
-        )
+        if self.backend == "openai":
+            options = dict(
+                api_base=self.api_base,
+                api_key_env=self.api_key_env,
+                concurrency=self.concurrency,
+                request_timeout=self.request_timeout,
+                max_retries=self.max_retries,
+            )
+        elif self.backend == "vllm":
+            options = dict(
+                quantization=self.quantization, dtype=self.dtype, tensor_parallel=self.tensor_parallel, seed=self.seed
+            )
+        else:
+            options = dict(
+                quantization=self.quantization,
+                device=self.device,
+                dtype=self.dtype,
+                max_batch_size=self.max_batch_size,
+                max_batch_tokens=self.max_batch_tokens,
+            )
+        return load_backend(self.backend, self.model, **options)
 
 
 def load_backend(backend: str = "hf", model: str = EMBEDDED_NAME, **options) -> Backend:
-    """Build a backend by name. `options` go to the backend (quantization, device, dtype, batch limits)."""
+    """Build a backend by name. `options` go to the backend (hf: quantization, device, dtype, batch limits;
+    openai: api_base, api_key_env, concurrency, request_timeout, max_retries; vllm: quantization, dtype,
+    tensor_parallel, seed). The engines are imported only when asked for."""
     if backend == "hf":
         from .hf import HFBackend
 
         return HFBackend(model, **options)
+    if backend == "openai":
+        from .openai_api import OpenAIBackend
+
+        return OpenAIBackend(model, **options)
+    if backend == "vllm":
+        from .vllm_backend import VLLMBackend
+
+        return VLLMBackend(model, **options)
     raise ValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
 
 
 __all__ = [
     "Backend",
+    "BackendUnavailable",
+    "Unsupported",
     "Chat",
     "ChoiceScores",
     "Completion",

@@ -7,6 +7,8 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
+from ..errors import EXIT_FAILURE, InputError, Interrupted
+
 Chat = list[dict[str, str]]  # [{"role": "system"|"user"|"assistant", "content": str}, ...]
 Progress = Callable[[int], None]  # called with the number of finished requests
 
@@ -28,13 +30,15 @@ class GenerationParams:
 
 @dataclass
 class Completion:
-    """One generated answer. `finish_reason` is "stop" (end of turn) or "length" (hit max_new_tokens)."""
+    """One generated answer. `finish_reason` is "stop" (end of turn), "length" (hit max_new_tokens) or "error"
+    (a remote server refused this one request, e.g. prompt too long; `error` says why and `text` is empty)."""
 
     text: str
     n_prompt_tokens: int
     n_new_tokens: int
     finish_reason: str
     seed: int | None = None
+    error: str | None = None
 
 
 @dataclass
@@ -69,6 +73,21 @@ class GenerationStats:
     extra: dict = field(default_factory=dict)
 
 
+class Unsupported(InputError):
+    """The backend cannot do what was asked (e.g. a hosted API that returns no log-probabilities).
+
+    Callers that have another way (the rater falls back from `likelihood` to `logits` to `generate`) catch it;
+    otherwise it reaches the script as one line naming the flag to use instead (exit 2)."""
+
+
+class BackendUnavailable(Interrupted):
+    """A remote server did not answer after every retry. The job stops (exit 1); what was written stays, and
+    rerunning the same command resumes where it stopped."""
+
+    def __init__(self, message: str, resume_hint: str = "rerun the same command to resume"):
+        super().__init__(message, resume_hint=resume_hint, exit_code=EXIT_FAILURE)
+
+
 def request_seed(seed: int, key: str) -> int:
     """A per-request seed derived from the job seed and a stable request key.
 
@@ -80,7 +99,7 @@ def request_seed(seed: int, key: str) -> int:
 
 
 class Backend(ABC):
-    """One interface over generation engines (`hf` in-process; more later)."""
+    """One interface over generation engines (`hf` and `vllm` in-process, `openai` over HTTP)."""
 
     name: str  # the model as the user named it (provenance)
     stats: GenerationStats

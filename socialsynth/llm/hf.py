@@ -113,6 +113,18 @@ class HFBackend(Backend):
             self._prefixes.move_to_end(key)
         return prefix
 
+    def _groups(self, prompts: list[list[int]], tails: Sequence[int]) -> list[tuple[PrefixKV | None, list[int]]]:
+        """Requests grouped by shared head (each prompt family has its own), with the head's cached keys/values.
+
+        `tails[i]` trailing tokens of prompt i stay out of the head (tokens that are to be scored)."""
+        groups = []
+        for group in group_by_prefix(prompts, MIN_SHARED_PREFIX):
+            members = [prompts[i] for i in group]
+            p = common_prefix_length(members) if len(members) > 1 else 0
+            p = min(p, min(len(prompts[i]) - max(1, tails[i]) for i in group))
+            groups.append((self._prefix_kv(members[0][:p]) if p >= MIN_SHARED_PREFIX else None, group))
+        return groups
+
     def _plan(
         self,
         prompts: list[list[int]],
@@ -120,25 +132,20 @@ class HFBackend(Backend):
         keep_tail: Sequence[int] | None = None,
         max_batch_tokens: int | None = None,
     ) -> list[tuple[PrefixKV | None, list[int], list[list[int]]]]:
-        """Batches to run: (cached shared head or None, request indices, the prompts after the head).
-
-        Prompts are grouped by shared head (each prompt family has its own), the head's key/values are
-        computed once and reused, and each group is cut into length-sorted batches under the token budget.
-        `keep_tail[i]` trailing tokens of prompt i stay out of the head (tokens that are to be scored).
-        """
+        """Batches for one forward pass each: (cached shared head or None, request indices, prompts after the head),
+        cut by length under the token budget."""
         plan = []
-        tails = keep_tail or [1] * len(prompts)  # every row keeps at least one token
-        for group in group_by_prefix(prompts, MIN_SHARED_PREFIX):
-            members = [prompts[i] for i in group]
-            p = common_prefix_length(members) if len(members) > 1 else 0
-            p = min(p, min(len(prompts[i]) - max(1, tails[i]) for i in group))
-            prefix = self._prefix_kv(members[0][:p]) if p >= MIN_SHARED_PREFIX else None
+        for prefix, group in self._groups(prompts, keep_tail or [1] * len(prompts)):
             p = len(prefix) if prefix else 0
-            suffixes = [x[p:] for x in members]
+            suffixes = [prompts[i][p:] for i in group]
             budget = max_batch_tokens or self.max_batch_tokens
             for batch in plan_batches([len(s) for s in suffixes], self.max_batch_size, budget, p + extra_per_row):
                 plan.append((prefix, [group[b] for b in batch], [suffixes[b] for b in batch]))
         return plan
+
+    def rows_for(self, longest_prompt: int, max_new_tokens: int) -> int:
+        """How many sequences to decode together: the batch size, within the token budget."""
+        return max(1, min(self.max_batch_size, self.max_batch_tokens // (longest_prompt + max_new_tokens)))
 
     # -- the Backend interface -------------------------------------------------------------------------
     def generate(
@@ -155,20 +162,24 @@ class HFBackend(Backend):
         seeds = [request_seed(params.seed, k) for k in keys]
         prompts = [self.encode_chat(c) for c in chats]
         results: list[Completion | None] = [None] * len(chats)
-        for prefix, batch, suffixes in self._plan(prompts, params.max_new_tokens):
-            outs, padded = decode(
+        for prefix, group in self._groups(prompts, [1] * len(prompts)):
+            p = len(prefix) if prefix else 0
+            suffixes = [prompts[i][p:] for i in group]
+            rows = self.rows_for(p + max(len(x) for x in suffixes), params.max_new_tokens)
+            outs, computed = decode(
                 self.model,
                 suffixes,
                 prefix,
                 params,
-                [seeds[i] for i in batch],
+                [seeds[i] for i in group],
                 self.eos_ids,
                 self.pad_id,
+                max_rows=rows,
                 on_finish=(lambda _i: progress(1)) if progress else None,
             )
-            self.stats.padded_tokens += padded
+            self.stats.padded_tokens += computed
             self.stats.batches += 1
-            for i, (ids, reason) in zip(batch, outs):
+            for i, (ids, reason) in zip(group, outs):
                 text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
                 results[i] = Completion(text, len(prompts[i]), len(ids), reason, seeds[i])
                 self.stats.prompt_tokens += len(prompts[i])

@@ -1,0 +1,152 @@
+#!/usr/bin/env python
+"""The short table of bench/results.json: one line per figure a reader cares about, ours against the baseline
+measured in the same process. Written to bench/results.md and, with --readme, between the README's
+`<!-- bench:start -->` and `<!-- bench:end -->` markers.
+
+    python bench/report.py            # print, write bench/results.md
+    python bench/report.py --readme   # also refresh the README's table
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from socialsynth.io import atomic_write_text  # noqa: E402
+
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def _fmt(x: float) -> str:
+    return f"{x:,.0f}" if x >= 100 else f"{x:.1f}" if x >= 10 else f"{x:.2f}"
+
+
+def rows(results: dict) -> list[tuple[str, str, str, str, str]]:
+    """(bench script, figure, baseline, socialsynth, ratio) for every section present."""
+    out = []
+    tp = results.get("throughput")
+    if tp:
+        runs = tp["runs"]
+        static = runs.get("static 64")
+        best_name = max(runs, key=lambda k: runs[k]["useful_tok_s"])
+        best = runs[best_name]
+        out.append(
+            (
+                "throughput.py",
+                f"batched generation, useful new tokens/s ({tp['prompts']} rewrite prompts, up to "
+                f"{tp['max_new_tokens']} tokens)",
+                f"{_fmt(static['useful_tok_s'])} (static batches of 64)" if static else "-",
+                f"{_fmt(best['useful_tok_s'])} ({best_name} slots)",
+                f"{best['vs_static']:.2f}x" if static else "-",
+            )
+        )
+        out.append(
+            (
+                "throughput.py",
+                "share of the compute bound (matmul work per token at the measured bf16 rate)",
+                f"{_fmt(tp['compute_bound_tok_s'])} tok/s bound ({_fmt(tp['matmul_gflop_s'])} GFLOP/s)",
+                f"{100 * best['useful_tok_s'] / tp['compute_bound_tok_s']:.0f}%",
+                "-",
+            )
+        )
+    gen = results.get("generation")
+    if gen:
+        out.append(
+            (
+                "generation.py",
+                "generation, useful new tokens/s, research code's way vs ours",
+                _fmt(gen["seed_way_useful_tok_s"]),
+                _fmt(gen["ours_useful_tok_s"]),
+                f"{gen['speedup']:.1f}x",
+            )
+        )
+        out.append(
+            (
+                "generation.py",
+                "rating, comments/s: generate-and-parse (seed) vs one forward pass",
+                _fmt(gen["rating_generate_seed_way_per_s"]),
+                _fmt(gen["rating_forward_per_s"]),
+                f"{gen['rating_speedup_vs_seed_generate']:.1f}x",
+            )
+        )
+    cs = results.get("classify_speed")
+    if cs:
+        naive, ours = cs["runs"]["naive"], cs["runs"]["ours"]
+        out.append(
+            (
+                "classify_speed.py",
+                f"MiniLM fine-tuning, seconds per epoch ({cs['texts']:,} tweets)",
+                f"{naive['epoch_s']:.1f} s (padded to 128, fp32)",
+                f"{ours['epoch_s']:.1f} s",
+                f"{cs['ratio_naive_over_ours']:.2f}x",
+            )
+        )
+    cr = results.get("classify_real")
+    if cr:
+        for name, ds in cr["datasets"].items():
+            models = ds.get("models", {})
+            if "embedded" not in models or "tfidf-logreg" not in models:
+                continue
+            metric = next(iter(models["embedded"]["headline"]))
+            out.append(
+                (
+                    "classify_real.py",
+                    f"{name} ({ds['task']}), test {metric}: TF-IDF + logistic regression vs fine-tuned MiniLM",
+                    f"{models['tfidf-logreg']['headline'][metric]:.3f}",
+                    f"{models['embedded']['headline'][metric]:.3f}",
+                    "-",
+                )
+            )
+    cl = results.get("cluster")
+    if cl and cl.get("sizes"):
+        big = cl["sizes"][-1]
+        out.append(
+            (
+                "cluster.py",
+                f"Jetstream parse + fold into users, events/s ({big['events']:,} events)",
+                "-",
+                _fmt(big["parse_fold_events_per_s"]),
+                f"10x events: {cl['time_ratio']:.1f}x time",
+            )
+        )
+    return out
+
+
+def table(results: dict) -> str:
+    lines = ["| bench | figure | baseline | socialsynth | ratio |", "|---|---|---|---|---|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows(results)]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--results", default=str(ROOT / "bench" / "results.json"))
+    ap.add_argument("--readme", action="store_true", help="refresh the README's table too")
+    args = ap.parse_args()
+    path = Path(args.results)
+    if not path.exists():
+        print(f"{path} does not exist: run the bench scripts first (make bench)", file=sys.stderr)
+        return 2
+    text = table(json.loads(path.read_text()))
+    print(text)
+    atomic_write_text(ROOT / "bench" / "results.md", text)
+    if args.readme:
+        readme = ROOT / "README.md"
+        body = readme.read_text()
+        if START not in body or END not in body:
+            print(f"README.md has no {START} ... {END} block", file=sys.stderr)
+            return 2
+        head, rest = body.split(START, 1)
+        _, tail = rest.split(END, 1)
+        atomic_write_text(readme, f"{head}{START}\n{text}{END}{tail}")
+        print("README.md table refreshed")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

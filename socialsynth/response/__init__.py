@@ -1,0 +1,10 @@
+"""Seed 004 (SocialAlign): persona-conditioned public-response prediction.
+
+Stages, each a module with `add_arguments(parser)` and `run(args) -> int`, wired up by predict_responses.py:
+    dataset     build-dataset     topics + users -> cleaned cases with BM25-retrieved history (cases.jsonl)
+    persona     extract-personas  persona per user (personas.jsonl) and the Alpaca records (alpaca/*.jsonl)
+    training    train             PAC-LoRA (pac_lora.py) or plain LoRA adapters on the Alpaca records
+    inference   infer             batched generation with an adapter, or zero-shot (predictions/*.jsonl)
+    evaluate    evaluate          micro (per user and topic) and macro (per topic) metrics, one comparison table
+The record schemas that pass between stages are in records.py.
+"""

@@ -1,0 +1,326 @@
+"""The slurm/ templates, driven by bash as SLURM would run them (no sbatch here).
+
+Fake `srun` (runs its arguments) and `scontrol` (records its arguments) go first on PATH; the array variables
+(SLURM_ARRAY_TASK_ID/COUNT, SLURM_JOB_ID, SLURM_SUBMIT_DIR) are set by hand. Two array tasks of the real
+scripts run with the tiny random model on CPU, then the merge step; SIGTERM to the batch shell (what
+--signal=B:TERM does) must stop the step cleanly, requeue the job, and the rerun must not duplicate anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SLURM = REPO / "slurm"
+TEMPLATES = sorted(SLURM.glob("*.sbatch")) + [SLURM / "common.sh", SLURM / "submit_pipeline.sh"]
+ASKMEN = (REPO / "data" / "askmen.jsonl").read_text(encoding="utf-8").splitlines()
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+@pytest.fixture(scope="module")
+def fakebin(tmp_path_factory) -> Path:
+    """srun runs its arguments; scontrol appends its arguments to $SCONTROL_LOG; sbatch records and prints ids."""
+    folder = tmp_path_factory.mktemp("fakebin")
+    scripts = {
+        "srun": '#!/bin/sh\nexec "$@"\n',
+        "scontrol": '#!/bin/sh\necho "$@" >> "$SCONTROL_LOG"\n',
+        "sbatch": '#!/bin/sh\necho "$@" >> "$SBATCH_LOG"\nn=$(wc -l < "$SBATCH_LOG")\necho "$((1000 + n));cluster"\n',
+        # a stand-in interpreter for the templates whose real step is too slow here: records its arguments
+        "fakepython": '#!/bin/sh\nprintf "%s\\n" "$*" >> "$PYTHON_LOG"\nexit "${FAKE_EXIT:-0}"\n',
+    }
+    for name, text in scripts.items():
+        path = folder / name
+        path.write_text(text)
+        path.chmod(0o755)
+    return folder
+
+
+def slurm_env(fakebin: Path, tmp_path: Path, task: int | None, count: int = 2, **variables) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    env.update(
+        PATH=f"{fakebin}:{env.get('PATH', '/usr/bin:/bin')}",
+        PYTHON=sys.executable,
+        SLURM_SUBMIT_DIR=str(REPO),
+        SLURM_JOB_ID=str(5000 + (task or 0)),
+        SCONTROL_LOG=str(tmp_path / "scontrol.log"),
+        PYTHON_LOG=str(tmp_path / "python.log"),
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        OMP_NUM_THREADS="1",
+        PYTHONPATH=str(REPO),
+    )
+    if task is not None:
+        env.update(SLURM_ARRAY_JOB_ID="4999", SLURM_ARRAY_TASK_ID=str(task), SLURM_ARRAY_TASK_COUNT=str(count))
+    env.update({k: str(v) for k, v in variables.items()})
+    return env
+
+
+def run_template(name: str, env: dict, timeout: float = 240) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        ["bash", str(SLURM / name)], cwd=tmp_cwd(env), env=env, capture_output=True, text=True, timeout=timeout
+    )
+    return proc
+
+
+def tmp_cwd(env: dict) -> str:
+    """Run from somewhere else than the repository: the templates must cd to SLURM_SUBMIT_DIR themselves."""
+    return str(Path(env["SCONTROL_LOG"]).parent)
+
+
+def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def scontrol_calls(tmp_path: Path) -> list[str]:
+    log = tmp_path / "scontrol.log"
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def data_dir(tmp_path: Path, n: int) -> Path:
+    folder = tmp_path / "data"
+    folder.mkdir(exist_ok=True)
+    (folder / "askmen.jsonl").write_text("\n".join(ASKMEN[:n]) + "\n", encoding="utf-8")
+    return folder
+
+
+def ids_of(n: int) -> list[str]:
+    return [json.loads(line)["id"] for line in ASKMEN[:n]]
+
+
+GEN_ARGS = "--embedding-model none --max-new-tokens 6 --levels 1,5"
+
+
+# ------------------------------------------------------------------------------------------------ static checks
+
+
+def test_templates_parse_and_source_the_common_part():
+    for path in TEMPLATES:
+        proc = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
+        assert proc.returncode == 0, f"{path.name}: {proc.stderr}"
+    for path in SLURM.glob("*.sbatch"):
+        text = path.read_text()
+        assert "source slurm/common.sh" in text, path.name
+        assert text.splitlines()[1].startswith("# "), f"{path.name} needs a header comment"
+        if path.name != "merge.sbatch":
+            assert "#SBATCH --signal=B:TERM@" in text and "#SBATCH --requeue" in text, path.name
+
+
+# ------------------------------------------------------------------------------------------------ generate
+
+
+def test_generate_two_tasks_then_merge(fakebin, tmp_path, tiny_model_dir):
+    data = data_dir(tmp_path, 6)
+    out = tmp_path / "out"
+    common = dict(MODEL=tiny_model_dir, QUANT="", DEVICE="cpu", DATA_DIR=data, OUT=out, EXTRA_ARGS=GEN_ARGS + " -b 2")
+    for task in (0, 1):
+        ok(run_template("generate_array.sbatch", slurm_env(fakebin, tmp_path, task, **common)))
+    shards = [out / f"askmen_formality.shard-{i}-of-2.jsonl" for i in (0, 1)]
+    assert [len(read_jsonl(s)) for s in shards] == [3, 3]
+    merged = out / "askmen_formality.jsonl"
+    proc = ok(run_template("merge.sbatch", slurm_env(fakebin, tmp_path, None, MERGE=merged, EXPECTED=6)))
+    assert "total: 6 records" in proc.stdout
+    ids = [rec["id"] for rec in read_jsonl(merged)]
+    assert sorted(ids) == sorted(ids_of(6)) and len(set(ids)) == 6
+    metas = [json.loads(s.with_name(s.name.replace(".jsonl", ".meta.json")).read_text()) for s in shards]
+    assert all(m["complete"] for m in metas)
+    assert [m["shard"] for m in metas] == [[0, 2], [1, 2]] and [m["n_selected"] for m in metas] == [3, 3]
+    for key in ("provenance", "dimension", "n_input_rows"):  # the same job: model, templates, sampling, input
+        assert metas[0][key] == metas[1][key], key
+    assert scontrol_calls(tmp_path) == []  # nothing was requeued
+    # the merge refuses a wrong total, loudly
+    bad = run_template("merge.sbatch", slurm_env(fakebin, tmp_path, None, MERGE=merged, EXPECTED=7))
+    assert bad.returncode == 2 and "expected 7" in bad.stderr and "MERGE FAILED" in bad.stderr
+
+
+def test_sigterm_requeues_and_the_rerun_resumes(fakebin, tmp_path, tiny_model_dir):
+    data = data_dir(tmp_path, 24)
+    out = tmp_path / "out"
+    shard = out / "askmen_formality.shard-0-of-2.jsonl"
+    env = slurm_env(
+        fakebin, tmp_path, 0, MODEL=tiny_model_dir, QUANT="", DEVICE="cpu", DATA_DIR=data, OUT=out,
+        EXTRA_ARGS=GEN_ARGS + " -b 1",
+    )  # fmt: skip
+    proc = subprocess.Popen(
+        ["bash", str(SLURM / "generate_array.sbatch")],
+        cwd=tmp_cwd(env),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while not (shard.exists() and shard.read_bytes().count(b"\n") >= 1):
+            assert proc.poll() is None, f"the task ended (rc {proc.returncode}) before its first chunk"
+            assert time.monotonic() < deadline, "no chunk written in time"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)  # to the batch shell, as --signal=B:TERM@120 does
+        log, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, log[-3000:]
+    assert "SIGTERM" in log and "requeueing" in log
+    assert scontrol_calls(tmp_path) == ["requeue 5000"]
+    first = read_jsonl(shard)
+    assert 1 <= len(first) < 12, "the stop should land mid-shard"
+    meta = json.loads((out / "askmen_formality.shard-0-of-2.meta.json").read_text())
+    assert meta["complete"] is False and meta["n_written"] == len(first)
+
+    ok(run_template("generate_array.sbatch", env))  # the requeued task
+    again = read_jsonl(shard)
+    ids = [rec["id"] for rec in again]
+    assert sorted(ids) == sorted(ids_of(24)[:12]) and len(set(ids)) == 12
+    assert again[: len(first)] == first  # kept, not redone
+    assert scontrol_calls(tmp_path) == ["requeue 5000"]
+
+
+# ------------------------------------------------------------------------------------------------ augment
+
+
+@pytest.fixture(scope="module")
+def ending_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    """The tiny model with its end-of-turn tokens made likely (~1 in 5 steps), so answers end by themselves.
+
+    The plain random model never stops before --max-new-tokens, and augment flags a cut-off answer's last item
+    as truncated, so no item would pass. Every token embedding gets a constant first component; the end tokens'
+    (tied) embedding points along it, which adds the same logit to them after any context.
+    """
+    import torch
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    path = tmp_path_factory.mktemp("tiny_ending")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = LlamaForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    weights = model.model.embed_tokens.weight
+    with torch.no_grad():
+        weights[:, 0] = 0.02
+        for token in {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")}:
+            weights[token] = 0.0
+            weights[token, 0] = 15.0
+    model.to(torch.bfloat16).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def test_augment_shares_add_up():
+    from socialsynth.augment import shard_share
+
+    assert [shard_share(7, (i, 3)) for i in range(3)] == [3, 2, 2]
+    assert [shard_share(1, (i, 4)) for i in range(4)] == [1, 0, 0, 0]
+    assert all(sum(shard_share(n, (i, k)) for i in range(k)) == n for n in range(20) for k in range(1, 6))
+    assert shard_share(5, None) == 5
+
+
+def test_augment_two_tasks_then_merge(fakebin, tmp_path, ending_model_dir):
+    out = tmp_path / "aug"
+    common = dict(
+        INPUT=REPO / "data" / "comments_labelled.csv",
+        LABEL_COL="toxic",
+        TARGET="1",
+        LABEL_NAME="toxic",
+        N=3,
+        MODEL=ending_model_dir,
+        QUANT="",
+        DEVICE="cpu",
+        OUT=out,
+        EXTRA_ARGS="--max-new-tokens 16 --min-words 1 --near-dup 0 --embedding-model none -b 2 --max-requests 40",
+    )
+    for task in (0, 1):
+        ok(run_template("augment_array.sbatch", slurm_env(fakebin, tmp_path, task, **common)))
+    shards = [read_jsonl(out / f"synthetic_1.shard-{i}-of-2.jsonl") for i in (0, 1)]
+    metas = [json.loads((out / f"synthetic_1.shard-{i}-of-2.meta.json").read_text()) for i in (0, 1)]
+    assert [m["shard"] for m in metas] == [[0, 2], [1, 2]]
+    assert [m["n_passed"] >= share for m, share in zip(metas, (2, 1))] == [True, True]  # 3 split as 2 + 1
+    for i, records in enumerate(shards):  # task I makes requests I, I+2, I+4, ...
+        assert {rec["generation"]["request"] % 2 for rec in records} == {i}
+    seeds = [{rec["generation"]["request_seed"] for rec in records} for records in shards]
+    assert not seeds[0] & seeds[1]
+    assert metas[0]["provenance"] == metas[1]["provenance"]
+
+    merged = out / "synthetic_1.jsonl"
+    proc = ok(run_template("merge.sbatch", slurm_env(fakebin, tmp_path, None, MERGE=merged)))
+    records = read_jsonl(merged)
+    ids = [rec["id"] for rec in records]
+    assert len(ids) == len(set(ids)) == sum(map(len, shards))
+    assert sum(bool(rec.get("passed")) for rec in records) >= 3
+    assert "total:" in proc.stdout
+
+
+# ------------------------------------------------------------------------------------------------ the other templates
+
+
+def python_calls(tmp_path: Path) -> list[str]:
+    log = tmp_path / "python.log"
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def test_train_array_picks_its_seed_or_config_line(fakebin, tmp_path):
+    fake = str(fakebin / "fakepython")
+    configs = tmp_path / "configs.txt"
+    configs.write_text("# lr sweep\n--lr 1e-5 --model a\n\n--lr 5e-5 --model b\n")
+    for task in (0, 1):
+        env = slurm_env(fakebin, tmp_path, task, PYTHON=fake, SEEDS="7 8", TRAIN_ARGS="--task binary", OUT="o")
+        ok(run_template("train.sbatch", env))
+    env = slurm_env(fakebin, tmp_path, 1, PYTHON=fake, CONFIGS=configs, TRAIN_ARGS="--task binary", OUT="o")
+    ok(run_template("train.sbatch", env))
+    assert python_calls(tmp_path) == [
+        "train_classifier.py --task binary --seed 7 --device cuda -o o/seed-7",
+        "train_classifier.py --task binary --seed 8 --device cuda -o o/seed-8",
+        "train_classifier.py --task binary --lr 5e-5 --model b --device cuda -o o/task-1",
+    ]
+    missing = run_template("train.sbatch", slurm_env(fakebin, tmp_path, 2, PYTHON=fake, CONFIGS=configs))
+    assert missing.returncode == 2 and "no line for task 2" in missing.stderr
+    # a training step stopped by SIGTERM exits 143: the task requeues itself (the rerun resumes the checkpoint)
+    env = slurm_env(fakebin, tmp_path, 0, PYTHON=fake, SEEDS="7", FAKE_EXIT=143)
+    assert run_template("train.sbatch", env).returncode == 143
+    assert scontrol_calls(tmp_path) == ["requeue 5000"]
+
+
+def test_cluster_template_passes_devices_and_workers(fakebin, tmp_path):
+    env = slurm_env(
+        fakebin, tmp_path, None, PYTHON=str(fakebin / "fakepython"), DATA_ROOT="events/", START_DATE=1, END_DATE=7,
+        SLURM_CPUS_PER_TASK=12, EMBED_DEVICES="cuda:0,cuda:1", N_CLUSTERS=25,
+    )  # fmt: skip
+    ok(run_template("cluster.sbatch", env))
+    (call,) = python_calls(tmp_path)
+    assert call == (
+        "cluster_users.py --data-root events/ -o output/bluesky --cache-dir output/bluesky/caches --n-workers 12 "
+        "--device cuda --start-date 1 --end-date 7 --embed-devices cuda:0,cuda:1 --n-clusters 25"
+    )
+    missing = run_template("cluster.sbatch", slurm_env(fakebin, tmp_path, None, DATA_ROOT=""))
+    assert missing.returncode == 2 and "DATA_ROOT is not set" in missing.stderr
+
+
+def test_submit_pipeline_chains_the_merge_on_the_array(fakebin, tmp_path):
+    env = slurm_env(fakebin, tmp_path, None, SBATCH_LOG=tmp_path / "sbatch.log", LOG_DIR=tmp_path / "logs")
+    proc = subprocess.run(
+        [str(SLURM / "submit_pipeline.sh"), "augment", "INPUT=x.csv", "TARGET=very toxic", "N=50", "ARRAY=0-3",
+         "--", "--partition=gpu"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    ok(proc)
+    assert proc.stdout.splitlines() == ["array 1001", "merge 1002"]
+    array_call, merge_call = (tmp_path / "sbatch.log").read_text().splitlines()
+    assert "--array=0-3" in array_call and array_call.endswith("--partition=gpu slurm/augment_array.sbatch")
+    assert f"--output={tmp_path}/logs/%x-%A_%a.out" in array_call and (tmp_path / "logs").is_dir()
+    assert "--export=ALL,INPUT,TARGET,N,ARRAY,MERGE" in array_call
+    assert "--dependency=afterok:1001" in merge_call and merge_call.endswith("slurm/merge.sbatch")
+    assert "merged file (once both are done): output/augment/synthetic_very_toxic.jsonl" in proc.stderr
+    bad = subprocess.run([str(SLURM / "submit_pipeline.sh"), "rephrase"], cwd=tmp_path, env=env, capture_output=True)
+    assert bad.returncode == 2 and b"INPUT" in bad.stderr
