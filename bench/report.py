@@ -96,7 +96,7 @@ def rows(results: dict) -> list[tuple[str, str, str, str, str]]:
             out.append(
                 (
                     "classify_real.py",
-                    f"{name} ({ds['task']}), test {metric}: TF-IDF + logistic regression vs fine-tuned MiniLM",
+                    f"{name} ({ds['task']}), test {metric}: TF-IDF linear model vs fine-tuned MiniLM",
                     f"{models['tfidf-logreg']['headline'][metric]:.3f}",
                     f"{models['embedded']['headline'][metric]:.3f}",
                     "-",

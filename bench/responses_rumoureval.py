@@ -206,11 +206,12 @@ def run_stage(name: str, cmd: list[str], args, log_dir: Path) -> float:
     print(f"\n=== {name}: {' '.join(full[1:])}", flush=True)
     log_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    with open(log_dir / f"{name}.log", "w", encoding="utf-8") as log:
+    with open(log_dir / f"{name}.log", "a", encoding="utf-8") as log:  # a resumed stage appends
         proc = subprocess.Popen(full, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for line in proc.stdout:
             log.write(line)
-            if not line.startswith(("{'loss'", "{'train_runtime'")) and "it/s]" not in line and "s/it]" not in line:
+            quiet = not line.strip() or line.startswith(("{'loss'", "{'train_runtime'")) or "%|" in line
+            if not quiet:  # progress bars and per-step losses stay in the log
                 print(line, end="", flush=True)
         proc.wait()
     seconds = time.perf_counter() - t0
@@ -246,7 +247,7 @@ def main() -> int:
     d.add_argument("--seed", type=int, default=0)
     t = p.add_argument_group("training and inference")
     t.add_argument("-m", "--model", default="embedded")
-    t.add_argument("--steps", type=int, default=40, help="optimizer steps per adapter")
+    t.add_argument("--steps", type=int, default=100, help="optimizer steps per adapter")
     t.add_argument("--lr", type=float, default=3e-4)
     t.add_argument("--warmup", type=int, default=4, help="warmup steps")
     t.add_argument("--train-batch-size", type=int, default=1, help="sequences per optimizer step (x --grad-accum)")

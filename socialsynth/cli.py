@@ -221,6 +221,8 @@ def setup_logging(verbose: bool = False) -> None:
         "sentence_transformers",
     ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # peft imports bitsandbytes, which warns on CPU that an optional kernel package (fetched from the Hub) is missing
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 

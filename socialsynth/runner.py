@@ -105,3 +105,18 @@ def run_chunks(
         message = f"stopped by {name} after {counts.done} of {len(items)} items of this run, all written"
         raise Interrupted(message, resume_hint=resume_hint, exit_code=stop.exit_code)
     return counts
+
+
+def trainer_stop_callback(stop: GracefulStop | None):
+    """A transformers TrainerCallback that turns a requested stop (SIGTERM/SIGINT) into "save a checkpoint at the
+    end of this optimizer step and stop training", so that a rerun resumes from it."""
+    from transformers import TrainerCallback
+
+    class StopOnSignal(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if stop is not None and stop.requested:
+                control.should_save = True
+                control.should_training_stop = True
+            return control
+
+    return StopOnSignal()

@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import Interrupted
+from ..runner import trainer_stop_callback
 from .labels import LabelSpace
 from .model import DEFAULT_METRIC, LOWER_IS_BETTER, TextClassifier, TrainSettings, scores_from_logits
 
@@ -144,7 +145,6 @@ class TransformerClassifier(TextClassifier):
             DataCollatorWithPadding,
             EarlyStoppingCallback,
             Trainer,
-            TrainerCallback,
             TrainingArguments,
             set_seed,
         )
@@ -218,16 +218,7 @@ class TransformerClassifier(TextClassifier):
             found = headline(task, evaluate(task, y, scores, labels.names))
             return {k: v for k, v in found.items() if v is not None}
 
-        class StopOnSignal(TrainerCallback):
-            """SIGTERM/SIGINT: save a checkpoint at the end of this step and stop."""
-
-            def on_step_end(self, args, state, control, **kwargs):
-                if stop is not None and stop.requested:
-                    control.should_save = True
-                    control.should_training_stop = True
-                return control
-
-        callbacks = [StopOnSignal()]
+        callbacks = [trainer_stop_callback(stop)]
         if val is not None and settings.early_stopping > 0:
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=settings.early_stopping))
         trainer = Trainer(

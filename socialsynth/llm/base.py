@@ -98,6 +98,13 @@ def request_seed(seed: int, key: str) -> int:
     return int.from_bytes(digest, "little") & 0x7FFF_FFFF_FFFF_FFFF
 
 
+def request_seeds(seed: int, keys: Sequence[str] | None, n: int, mask: int = 0x7FFF_FFFF_FFFF_FFFF):
+    """(keys, seeds) of n requests: the given keys (default: their index) and their `request_seed`s, cut to
+    `mask` (servers take 32-bit seeds)."""
+    keys = list(keys) if keys is not None else [str(i) for i in range(n)]
+    return keys, [request_seed(seed, k) & mask for k in keys]
+
+
 class Backend(ABC):
     """One interface over generation engines (`hf` and `vllm` in-process, `openai` over HTTP)."""
 

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import torch
 
-from .base import Backend, Chat, ChoiceScores, Completion, GenerationParams, GenerationStats, Progress, request_seed
+from .base import Backend, Chat, ChoiceScores, Completion, GenerationParams, GenerationStats, Progress, request_seeds
 from .batching import common_prefix_length, group_by_prefix, plan_batches
 from .decode import PrefixKV, compute_prefix, continuation_logprobs, decode, prefill
 from .embedded import EMBEDDED_HF_ID, EMBEDDED_NAME, embedded_checkpoint
@@ -158,8 +158,7 @@ class HFBackend(Backend):
         if not chats:
             return []
         t0 = time.perf_counter()
-        keys = list(keys) if keys is not None else [str(i) for i in range(len(chats))]
-        seeds = [request_seed(params.seed, k) for k in keys]
+        keys, seeds = request_seeds(params.seed, keys, len(chats))
         prompts = [self.encode_chat(c) for c in chats]
         results: list[Completion | None] = [None] * len(chats)
         for prefix, group in self._groups(prompts, [1] * len(prompts)):

@@ -42,7 +42,7 @@ from .base import (
     GenerationStats,
     Progress,
     Unsupported,
-    request_seed,
+    request_seeds,
 )
 from .embedded import EMBEDDED_NAME
 
@@ -331,8 +331,7 @@ class OpenAIBackend(Backend):
         if not chats:
             return []
         t0 = time.perf_counter()
-        keys = list(keys) if keys is not None else [str(i) for i in range(len(chats))]
-        seeds = [request_seed(params.seed, k) & SEED_MASK for k in keys]
+        keys, seeds = request_seeds(params.seed, keys, len(chats), SEED_MASK)
 
         def one(i: int) -> Completion:
             def request():

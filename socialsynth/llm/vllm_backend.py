@@ -12,7 +12,7 @@ import time
 from typing import Any, Sequence
 
 from ..errors import InputError
-from .base import Backend, Chat, ChoiceScores, Completion, GenerationParams, GenerationStats, Progress, request_seed
+from .base import Backend, Chat, ChoiceScores, Completion, GenerationParams, GenerationStats, Progress, request_seeds
 from .embedded import EMBEDDED_HF_ID, EMBEDDED_NAME
 
 VLLM_DTYPES = {"auto": "auto", "bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
@@ -146,8 +146,7 @@ class VLLMBackend(Backend):
         if not chats:
             return []
         t0 = time.perf_counter()
-        keys = list(keys) if keys is not None else [str(i) for i in range(len(chats))]
-        seeds = [request_seed(params.seed, k) & SEED_MASK for k in keys]
+        keys, seeds = request_seeds(params.seed, keys, len(chats), SEED_MASK)
         sampling = [self._vllm.SamplingParams(**sampling_kwargs(params, s)) for s in seeds]
         outputs = self.llm.chat(list(chats), sampling_params=sampling, use_tqdm=False)
         results = [completion_from_output(o, s) for o, s in zip(outputs, seeds)]

@@ -30,6 +30,7 @@ from ..cli import add_model_args, default_dir
 from ..errors import InputError, Interrupted
 from ..io import atomic_write_json, iter_jsonl
 from ..provenance import command_line, versions
+from ..runner import trainer_stop_callback
 from .pac_lora import DEFAULT_TARGETS, apply_pac_lora
 from .records import VARIANTS
 from .spans import encode_example
@@ -261,7 +262,7 @@ def count_parameters(model) -> tuple[int, int]:
 def train_adapter(args, stop=None) -> dict:
     """Train and write adapters/<name>/; returns the training summary (also saved as training.json)."""
     import torch
-    from transformers import TrainerCallback, TrainingArguments, set_seed
+    from transformers import TrainingArguments, set_seed
     from transformers.trainer_utils import get_last_checkpoint
 
     from ..classify.transformer import pick_device, pick_precision
@@ -323,15 +324,6 @@ def train_adapter(args, stop=None) -> dict:
         disable_tqdm=not log.isEnabledFor(logging.INFO),
     )
 
-    class StopOnSignal(TrainerCallback):
-        """SIGTERM/SIGINT: save a checkpoint at the end of this optimizer step and stop."""
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if stop is not None and stop.requested:
-                control.should_save = True
-                control.should_training_stop = True
-            return control
-
     if args.method == "pac-lora":
         trainer_cls = _pac_lora_trainer_class()
     else:
@@ -341,7 +333,7 @@ def train_adapter(args, stop=None) -> dict:
         args=targs,
         train_dataset=examples,
         data_collator=Collator(tokenizer.pad_token_id),
-        callbacks=[StopOnSignal()],
+        callbacks=[trainer_stop_callback(stop)],
     )
     last = get_last_checkpoint(str(checkpoints)) if checkpoints.exists() else None
     if last:
