@@ -3,7 +3,7 @@
 
 The research code (seed 000) generates one comment's six prompts (five rewrites + one rating) per
 `model.generate` call, right-padded, in fp32, sampling at T=1 up to 256 tokens. Ours batches all prompts of
-a chunk with left padding after a cached shared head, bf16, drops finished rows, and rates with one forward
+a chunk with left padding after a cached shared head, bf16, refills finished rows' slots, and rates with one forward
 pass. Both sides get the same prompts and sampling parameters; we count useful new tokens (up to and
 including end of turn), not padding.
 
@@ -14,7 +14,6 @@ including end of turn), not padding.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -23,8 +22,11 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-from socialsynth.io import atomic_write_json, read_records  # noqa: E402
+from results import update_results  # noqa: E402
+
+from socialsynth.io import read_records  # noqa: E402
 from socialsynth.llm import GenerationParams  # noqa: E402
 from socialsynth.llm.hf import HFBackend  # noqa: E402
 from socialsynth.norms import Rater, rating_chat, rewrite_chat  # noqa: E402
@@ -141,23 +143,25 @@ def main() -> int:
         f"{seed_gen_s / lik_s:.1f}x faster than the research code's generate-and-parse"
     )
 
-    results = json.loads(Path(args.results).read_text()) if Path(args.results).exists() else {}
-    results["generation"] = {
-        "seed_way_useful_tok_s": round(seed_tps, 1),
-        "ours_useful_tok_s": round(ours_tps, 1),
-        "speedup": round(ours_tps / seed_tps, 2),
-        "seed_comments": args.seed_comments,
-        "comments": args.comments,
-        "rating_forward_per_s": round(len(items) / fwd_s, 2),
-        "rating_generate_batched_per_s": round(len(items) / gen_s, 2),
-        "rating_generate_seed_way_per_s": round(len(items) / seed_gen_s, 3),
-        "rating_speedup_vs_batched_generate": round(gen_s / fwd_s, 2),
-        "rating_speedup_vs_seed_generate": round(seed_gen_s / fwd_s, 2),
-        "rating_likelihood_per_s": round(len(items) / lik_s, 2),
-        "rating_likelihood_speedup_vs_seed_generate": round(seed_gen_s / lik_s, 2),
-        "threads": torch.get_num_threads(),
-    }
-    atomic_write_json(args.results, results)
+    update_results(
+        args.results,
+        "generation",
+        {
+            "seed_way_useful_tok_s": round(seed_tps, 1),
+            "ours_useful_tok_s": round(ours_tps, 1),
+            "speedup": round(ours_tps / seed_tps, 2),
+            "seed_comments": args.seed_comments,
+            "comments": args.comments,
+            "rating_forward_per_s": round(len(items) / fwd_s, 2),
+            "rating_generate_batched_per_s": round(len(items) / gen_s, 2),
+            "rating_generate_seed_way_per_s": round(len(items) / seed_gen_s, 3),
+            "rating_speedup_vs_batched_generate": round(gen_s / fwd_s, 2),
+            "rating_speedup_vs_seed_generate": round(seed_gen_s / fwd_s, 2),
+            "rating_likelihood_per_s": round(len(items) / lik_s, 2),
+            "rating_likelihood_speedup_vs_seed_generate": round(seed_gen_s / lik_s, 2),
+            "threads": torch.get_num_threads(),
+        },
+    )
     print(f"written: {args.results}")
     return 0
 

@@ -102,6 +102,23 @@ def rows(results: dict) -> list[tuple[str, str, str, str, str]]:
                     "-",
                 )
             )
+    rs = results.get("responses")
+    if rs and {"pac-lora", "lora", "zero-shot"} <= set(rs.get("metrics", {})):
+        m = rs["metrics"]
+        n = m["pac-lora"]["n"]
+        for key, label in (
+            ("sentiment_acc", "sentiment agreement"),
+            ("jsd", "per-topic sentiment JSD (lower is better)"),
+        ):
+            out.append(
+                (
+                    "responses_rumoureval.py",
+                    f"RumourEval replies ({n} test cases): {label}, plain LoRA / zero-shot vs PAC-LoRA",
+                    f"{m['lora'][key]['mean']:.3f} / {m['zero-shot'][key]['mean']:.3f}",
+                    f"{m['pac-lora'][key]['mean']:.3f}",
+                    "-",
+                )
+            )
     cl = results.get("cluster")
     if cl and cl.get("sizes"):
         big = cl["sizes"][-1]

@@ -2,7 +2,7 @@
 """PAC-LoRA vs plain LoRA vs zero-shot on real replies (not CI): RumourEval 2017 (SemEval-2017 Task 8), source
 tweets as the news, direct replies as the responses, the official test threads held out.
 
-    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python bench/responses_rumoureval.py      # ~15-20 min, 2 cores
+    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python bench/responses_rumoureval.py      # ~10 min, 2 quiet cores
     .venv/bin/python bench/responses_rumoureval.py --restart                            # start afresh
 
 Data: `../shared/data/real/rumoureval2017_twitter_replies/posts.csv` (`--data`; read in place, never copied into
