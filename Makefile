@@ -20,7 +20,7 @@ DEMO_SUBREDDIT = askmen
 DEMO_DIM = formality
 DEMO_OUT = output/$(DEMO_SUBREDDIT)_$(DEMO_DIM)
 
-.PHONY: all help install install-llamacpp demo demo-responses test bench bench-quick lint clean
+.PHONY: all help install install-llamacpp install-ruff demo demo-responses test bench bench-quick lint format clean
 
 all: help
 
@@ -32,7 +32,8 @@ help:
 	@echo "make install-llamacpp  add llama.cpp's OpenAI-compatible server to $(VENV) (compiles ~5 min once; for the --backend openai tests)"
 	@echo "make bench    run every benchmark in bench/ (about an hour; results in bench/results.json, table in bench/results.md)"
 	@echo "make bench-quick  generation and classifier-speed benchmarks only (about 20 min)"
-	@echo "make lint     ruff, if installed"
+	@echo "make lint     ruff check . with the pinned ruff $(RUFF_VERSION) (installed into $(VENV) if missing); fails on any finding"
+	@echo "make format   ruff check --fix . (applies ruff's safe fixes in place)"
 	@echo "make clean    remove output/ and caches (keeps $(VENV))"
 
 install: $(STAMP)
@@ -51,7 +52,7 @@ $(STAMP): requirements.txt pyproject.toml | $(PY)
 	@$(PY) -c 'import torch, transformers, sentence_transformers, socialsynth; print("installed: socialsynth", socialsynth.__version__, "| torch", torch.__version__, "| transformers", transformers.__version__)'
 	@touch $(STAMP)
 
-# llama-cpp-python's OpenAI-compatible server, which tests/test_llm_openai_server.py starts on loopback with the
+# llama-cpp-python's OpenAI-compatible server, which tests/llm/test_llm_openai_server.py starts on loopback with the
 # embedded GGUF to test --backend openai against a real server (the test skips without it). It compiles llama.cpp
 # (~5 min on 2 cores) the first time; pip's wheel cache makes later installs fast. Its dependencies (fastapi,
 # uvicorn, ...) leave torch and transformers alone.
@@ -121,10 +122,21 @@ bench-quick: install
 	@set -e; for b in $(BENCH_QUICK); do echo "== bench/$$b.py"; $(OFFLINE) $(PY) bench/$$b.py; done
 	$(PY) bench/report.py
 
-lint:
-	@if [ -x $(VENV)/bin/ruff ]; then $(VENV)/bin/ruff check .; \
-	elif command -v ruff >/dev/null 2>&1; then ruff check .; \
-	else echo "ruff is not installed; install it with: $(PIP) install ruff"; fi
+# Lint with one pinned ruff (the same pin as the dev extra in pyproject.toml; change both together). It goes into
+# $(VENV) on its own, without torch or the models, so `make lint` on a fresh clone takes seconds; a different ruff
+# already in $(VENV) is replaced by the pinned one. `make lint` fails on any finding (CI runs it before the tests);
+# `make format` applies the fixes ruff can make safely and shows what is left.
+RUFF_VERSION ?= 0.17.6
+RUFF = $(VENV)/bin/ruff
+
+install-ruff: | $(PY)
+	@$(RUFF) --version 2>/dev/null | grep -qx "ruff $(RUFF_VERSION)" || $(PIP) install "ruff==$(RUFF_VERSION)"
+
+lint: install-ruff
+	$(RUFF) check .
+
+format: install-ruff
+	$(RUFF) check --fix .
 
 clean:
 	rm -rf output/ .pytest_cache/ .ruff_cache/ build/ dist/ *.egg-info/

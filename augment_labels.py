@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from socialsynth.cli import (
+from socialsynth.core.cli import (
     add_model_args,
     add_sampling_args,
     default_dir,
@@ -26,8 +26,8 @@ from socialsynth.cli import (
     sampling_params,
     setup_logging,
 )
-from socialsynth.errors import InputError
-from socialsynth.provenance import command_line
+from socialsynth.core.errors import InputError
+from socialsynth.core.provenance import command_line
 
 
 def build_parser():
@@ -145,10 +145,10 @@ def main(argv=None) -> int:
     setup_logging(args.verbose)
 
     def job() -> int:
-        from socialsynth.augment import AugmentConfig, FilterSettings, format_summary, output_path, run_augment_job
-        from socialsynth.cli import backend_spec
-        from socialsynth.io import parse_shard
-        from socialsynth.ladder import LadderConfig, format_ladder, parse_rates, read_synthetic, run_ladder
+        from socialsynth.jobs.augment.job import AugmentConfig, FilterSettings, format_summary, output_path, run_augment_job
+        from socialsynth.core.cli import backend_spec
+        from socialsynth.core.io import parse_shard
+        from socialsynth.jobs.augment.ladder import LadderConfig, format_ladder, parse_rates, read_synthetic, run_ladder
 
         out_dir = args.output_dir or default_dir("output") / "augment"
         rates = parse_rates(args.positive_rates) if args.positive_rates else None

@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from socialsynth.cli import add_model_args, add_sampling_args, make_parser, run_main, sampling_params, setup_logging
+from socialsynth.core.cli import add_model_args, add_sampling_args, make_parser, run_main, sampling_params, setup_logging
 
 
 def build_parser():
@@ -66,8 +66,8 @@ def build_parser():
 def main(argv=None, backend=None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
-    from socialsynth.bluesky.instruct import InstructConfig, run_instruct_job
-    from socialsynth.cli import backend_spec
+    from socialsynth.jobs.bluesky.instruct import InstructConfig, run_instruct_job
+    from socialsynth.core.cli import backend_spec
 
     cfg = InstructConfig(
         input_dir=args.input_dir,

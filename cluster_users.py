@@ -11,9 +11,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from socialsynth.cli import default_dir, make_parser, run_main, setup_logging
-from socialsynth.errors import InputError
-from socialsynth.provenance import command_line
+from socialsynth.core.cli import default_dir, make_parser, run_main, setup_logging
+from socialsynth.core.errors import InputError
+from socialsynth.core.provenance import command_line
 
 
 def _day(text: str) -> int:
@@ -127,8 +127,8 @@ def build_parser():
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
-    from socialsynth.bluesky.pipeline import ClusterJobConfig, format_summary, run_cluster_job
-    from socialsynth.embeddings import parse_devices
+    from socialsynth.jobs.bluesky.pipeline import ClusterJobConfig, format_summary, run_cluster_job
+    from socialsynth.text.embeddings import parse_devices
 
     cfg = ClusterJobConfig(
         data_root=args.data_root,

@@ -12,7 +12,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from socialsynth.cli import (
+from socialsynth.core.cli import (
     add_model_args,
     add_range_args,
     add_sampling_args,
@@ -22,7 +22,7 @@ from socialsynth.cli import (
     sampling_params,
     setup_logging,
 )
-from socialsynth.errors import InputError
+from socialsynth.core.errors import InputError
 from socialsynth.prompts import known_dimensions
 
 
@@ -161,15 +161,15 @@ def parse_levels(text: str) -> tuple[int, ...]:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
-    from socialsynth.io import parse_shard
+    from socialsynth.core.io import parse_shard
 
     params = sampling_params(args)
     if args.judge_agreement:
         return run_judge(args, params)
     if not args.subreddit or not args.norm_dimension:
         raise InputError("-r/--subreddit and -n/--norm_dimension are required (unless --judge-agreement)")
-    from socialsynth.norm_pipeline import NormJobConfig, format_summary, run_norm_job
-    from socialsynth.norms import FilterSettings
+    from socialsynth.jobs.norms.job import NormJobConfig, format_summary, run_norm_job
+    from socialsynth.jobs.norms.rewrite import FilterSettings
 
     cfg = NormJobConfig(
         subreddit=args.subreddit,
@@ -203,15 +203,15 @@ def main(argv=None) -> int:
 
 
 def engine_spec(args):
-    from socialsynth.cli import backend_spec
+    from socialsynth.core.cli import backend_spec
 
     return backend_spec(args)  # -sb/--sub_batch_size and --max-batch-tokens bound the hf backend's batches
 
 
 def run_judge(args, params) -> int:
-    from socialsynth.io import atomic_write_json
-    from socialsynth.judge import format_report, judge_agreement, load_pairs
-    from socialsynth.norms import Rater
+    from socialsynth.core.io import atomic_write_json
+    from socialsynth.jobs.norms.judge import format_report, judge_agreement, load_pairs
+    from socialsynth.jobs.norms.rewrite import Rater
     from socialsynth.prompts import load_template
 
     topics = [t.strip() for t in args.judge_topics.split(",")] if args.judge_topics else None

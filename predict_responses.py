@@ -17,9 +17,9 @@ from __future__ import annotations
 import importlib
 import sys
 
-from socialsynth.cli import make_parser, run_main, setup_logging
+from socialsynth.core.cli import make_parser, run_main, setup_logging
 
-# subcommand -> module in socialsynth.response with add_arguments(parser) and run(args) -> int
+# subcommand -> module in socialsynth.jobs.response with add_arguments(parser) and run(args) -> int
 STAGES = {
     "build-dataset": "dataset",
     "extract-personas": "persona",
@@ -33,7 +33,7 @@ def build_parser():
     p = make_parser(__doc__)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in STAGES.items():
-        stage = importlib.import_module(f"socialsynth.response.{module}")
+        stage = importlib.import_module(f"socialsynth.jobs.response.{module}")
         sp = sub.add_parser(name, help=stage.__doc__.strip().splitlines()[0], description=stage.__doc__)
         sp.formatter_class = p.formatter_class
         sp.add_argument("-v", "--verbose", action="store_true")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from socialsynth.cli import (
+from socialsynth.core.cli import (
     add_model_args,
     add_range_args,
     add_sampling_args,
@@ -86,9 +86,9 @@ def build_parser():
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
-    from socialsynth.cli import backend_spec
-    from socialsynth.io import parse_shard
-    from socialsynth.rephrase import RephraseConfig, format_summary, parse_temperatures, run_rephrase_job
+    from socialsynth.core.cli import backend_spec
+    from socialsynth.core.io import parse_shard
+    from socialsynth.jobs.rephrase.job import RephraseConfig, format_summary, parse_temperatures, run_rephrase_job
 
     params = sampling_params(args)
     models = tuple(backend_spec(args, m) for m in (args.model or ["embedded"]))

@@ -20,9 +20,9 @@ from pathlib import Path
 
 from socialsynth.classify.labels import TASKS
 from socialsynth.classify.model import BASELINES, TrainSettings
-from socialsynth.cli import default_dir, make_parser, run_main, setup_logging
-from socialsynth.errors import InputError
-from socialsynth.provenance import command_line
+from socialsynth.core.cli import default_dir, make_parser, run_main, setup_logging
+from socialsynth.core.errors import InputError
+from socialsynth.core.provenance import command_line
 
 
 def build_parser():
@@ -172,7 +172,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging()
     from socialsynth.classify.train import TrainJob, run_compare, run_predict, run_training
-    from socialsynth.runner import GracefulStop
+    from socialsynth.core.runner import GracefulStop
 
     if args.predict is None and args.task is None:
         raise InputError("--task is required (binary, multiclass, multilabel, regression)", field="--task")

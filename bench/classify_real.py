@@ -43,8 +43,8 @@ from socialsynth.classify.labels import label_key  # noqa: E402
 from socialsynth.classify.metrics import RANKING_GAPS  # noqa: E402
 from socialsynth.classify.model import TrainSettings  # noqa: E402
 from socialsynth.classify.train import TrainJob, run_training  # noqa: E402
-from socialsynth.io import atomic_write_json, atomic_write_text, read_records  # noqa: E402
-from socialsynth.preference import UPVOTE_FIELDS, split_half  # noqa: E402
+from socialsynth.core.io import atomic_write_json, atomic_write_text, read_records  # noqa: E402
+from socialsynth.classify.presets import UPVOTE_FIELDS, split_half  # noqa: E402
 
 DATASETS = {
     "davidson": dict(

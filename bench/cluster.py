@@ -40,7 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from socialsynth.io import atomic_write_json  # noqa: E402
+from socialsynth.core.io import atomic_write_json  # noqa: E402
 
 REAL = ROOT.parent / "shared" / "data" / "real"
 GENERATOR_VERSION = 2
@@ -354,8 +354,8 @@ def _rss_mb() -> float:
 
 def measure(data_dir: str, embed_sample: int, cache_dir: str, seed: int, repeat: int = 2) -> dict:
     """Run in a fresh (spawned) process: parse, parse+fold, chains, embeddings; return the figures."""
-    from socialsynth.bluesky.events import EventStats, find_input_files, parse_files
-    from socialsynth.bluesky.users import UserData, build_chains
+    from socialsynth.jobs.bluesky.events import EventStats, find_input_files, parse_files
+    from socialsynth.jobs.bluesky.users import UserData, build_chains
 
     out: dict = {"rss_start_mb": round(_rss_mb(), 1)}
     files = find_input_files(data_dir)
@@ -409,7 +409,7 @@ def measure(data_dir: str, embed_sample: int, cache_dir: str, seed: int, repeat:
     out["distinct_post_texts"] = len(texts)
     del users
     if embed_sample > 0 and texts:
-        from socialsynth.embeddings import Embedder
+        from socialsynth.text.embeddings import Embedder
 
         sample = random.Random(seed).sample(texts, min(embed_sample, len(texts)))
         t0 = time.perf_counter()

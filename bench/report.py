@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from socialsynth.io import atomic_write_text  # noqa: E402
+from socialsynth.core.io import atomic_write_text  # noqa: E402
 
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from socialsynth.io import atomic_write_json  # noqa: E402
+from socialsynth.core.io import atomic_write_json  # noqa: E402
 
 
 def update_results(path: str | Path, key: str, figures: dict) -> None:

@@ -17,15 +17,15 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import __version__
-from .cli import HelpFormatter, run_main, setup_logging
-from .errors import InputError
+from socialsynth import __version__
+from socialsynth.core.cli import HelpFormatter, run_main, setup_logging
+from socialsynth.core.errors import InputError
 
 PROG = "socialsynth"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .reddit_sources import COMMENT_COLUMNS, SUBMISSION_COLUMNS
+    from socialsynth.jobs.prepare.sources import COMMENT_COLUMNS, SUBMISSION_COLUMNS
 
     COMMENT_FIELDS, SUBMISSION_FIELDS = list(COMMENT_COLUMNS.candidates), list(SUBMISSION_COLUMNS.candidates)
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=HelpFormatter)
@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--skip-bad-rows", action="store_true", help="count and skip malformed rows instead of stopping at the first"
     )
 
-    # Only listed here for `socialsynth --help`; `merge` is dispatched to socialsynth.io.main_merge before parsing.
+    # Only listed here for `socialsynth --help`; `merge` is dispatched to socialsynth.core.io.main_merge before parsing.
     commands.add_parser(
         "merge",
         help="merge OUT.shard-I-of-N.jsonl files into OUT.jsonl, checking nothing is missing or doubled "
@@ -153,8 +153,8 @@ def _pair_only_options(args: argparse.Namespace) -> dict[str, bool]:
 
 
 def _prepare_single(args: argparse.Namespace) -> int:
-    from .io import atomic_write_text, read_records
-    from .reddit import FILTER_REASONS, prepare_comments
+    from socialsynth.core.io import atomic_write_text, read_records
+    from socialsynth.jobs.prepare.reddit import FILTER_REASONS, prepare_comments
 
     data = read_records(
         args.input,
@@ -206,9 +206,9 @@ def _subreddit_names(values: Sequence[str]) -> list[str]:
 
 
 def _prepare_pair(args: argparse.Namespace) -> int:
-    from .io import atomic_write_json, meta_path
-    from .reddit import KeptWriter, prepare_sources
-    from .reddit_sources import COMMENT_COLUMNS, SUBMISSION_COLUMNS, RowSource
+    from socialsynth.core.io import atomic_write_json, meta_path
+    from socialsynth.jobs.prepare.reddit import KeptWriter, prepare_sources
+    from socialsynth.jobs.prepare.sources import COMMENT_COLUMNS, SUBMISSION_COLUMNS, RowSource
 
     comment_columns = COMMENT_COLUMNS.with_overrides(_column_overrides(args.comment_column, "--comment-column"))
     submission_columns = SUBMISSION_COLUMNS.with_overrides(
@@ -233,7 +233,7 @@ def _prepare_pair(args: argparse.Namespace) -> int:
 
 
 def _print_pair_report(report, output: Path, meta: Path) -> None:
-    from .reddit import FILTER_REASONS, JOIN_REASONS
+    from socialsynth.jobs.prepare.reddit import FILTER_REASONS, JOIN_REASONS
 
     for kind, source in (("submissions", report.submissions), ("comments", report.comments)):
         print(f"{kind}: read {source.rows_read} rows from {source.path}")
@@ -270,7 +270,7 @@ def _print_pair_report(report, output: Path, meta: Path) -> None:
 def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "merge":
-        from .io import main_merge
+        from socialsynth.core.io import main_merge
 
         return main_merge(argv)
     args = build_parser().parse_args(argv)

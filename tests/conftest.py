@@ -17,7 +17,7 @@ from typing import Sequence
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").exists())
 DATA = REPO / "data"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
@@ -181,7 +181,7 @@ def tiny_encoder_dir(tmp_path_factory) -> Path:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from socialsynth.embeddings import embedded_model_path
+    from socialsynth.text.embeddings import embedded_model_path
 
     path = tmp_path_factory.mktemp("tiny_bert")
     tokenizer = AutoTokenizer.from_pretrained(embedded_model_path())

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").exists())
 SLURM = REPO / "slurm"
 TEMPLATES = sorted(SLURM.glob("*.sbatch")) + [SLURM / "common.sh", SLURM / "submit_pipeline.sh"]
 ASKMEN = (REPO / "data" / "askmen.jsonl").read_text(encoding="utf-8").splitlines()
@@ -219,7 +219,7 @@ def ending_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
 
 
 def test_augment_shares_add_up():
-    from socialsynth.augment import shard_share
+    from socialsynth.jobs.augment.job import shard_share
 
     assert [shard_share(7, (i, 3)) for i in range(3)] == [3, 2, 2]
     assert [shard_share(1, (i, 4)) for i in range(4)] == [1, 0, 0, 0]

@@ -9,6 +9,6 @@ metrics.py      per-label and summary metrics, threshold tuning, pairwise rankin
 train.py        the train / compare / predict jobs behind train_classifier.py
 """
 
-from .model import TrainSettings, load_classifier
+from socialsynth.classify.model import TrainSettings, load_classifier
 
 __all__ = ["TrainSettings", "load_classifier"]

@@ -15,13 +15,13 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import InputError
-from ..io import read_records
-from .labels import is_missing, label_key, parse_label_list, truthy
+from socialsynth.core.errors import InputError
+from socialsynth.core.io import read_records
+from socialsynth.classify.labels import is_missing, label_key, parse_label_list, truthy
 
 log = logging.getLogger(__name__)
 
-# A preset turns a whole record into (text, label); see socialsynth.preference.UpvotePreset.
+# A preset turns a whole record into (text, label); see socialsynth.classify.presets.UpvotePreset.
 RowAdapter = Callable[[dict], tuple[str, Any]]
 
 

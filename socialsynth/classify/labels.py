@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import InputError
+from socialsynth.core.errors import InputError
 
 log = logging.getLogger(__name__)
 TASKS = ("binary", "multiclass", "multilabel", "regression")

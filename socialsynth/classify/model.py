@@ -16,8 +16,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import InputError
-from .labels import LabelSpace
+from socialsynth.core.errors import InputError
+from socialsynth.classify.labels import LabelSpace
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class TextClassifier:
             "labels": self.labels.to_dict(),
             "thresholds": [float(t) for t in self.thresholds],
         }
-        from ..io import atomic_write_json
+        from socialsynth.core.io import atomic_write_json
 
         atomic_write_json(directory / CARD, self.card)
 
@@ -149,11 +149,11 @@ def load_classifier(directory: str | Path, device: str = "auto") -> TextClassifi
     card = read_card(directory)
     labels = LabelSpace.from_dict(card["labels"])
     if card["kind"] in BASELINES:
-        from .tfidf import TfidfClassifier
+        from socialsynth.classify.tfidf import TfidfClassifier
 
         model = TfidfClassifier.load(Path(directory), labels, card["kind"])
     elif card["kind"] == "transformer":
-        from .transformer import TransformerClassifier
+        from socialsynth.classify.transformer import TransformerClassifier
 
         model = TransformerClassifier.load(Path(directory), labels, card, device=device)
     else:
@@ -166,9 +166,9 @@ def load_classifier(directory: str | Path, device: str = "auto") -> TextClassifi
 def make_classifier(name: str, labels: LabelSpace, settings: TrainSettings) -> TextClassifier:
     """`--model`: a baseline name, 'embedded' (MiniLM) or any Hugging Face encoder id/path."""
     if name in BASELINES:
-        from .tfidf import TfidfClassifier
+        from socialsynth.classify.tfidf import TfidfClassifier
 
         return TfidfClassifier(labels, name)
-    from .transformer import TransformerClassifier
+    from socialsynth.classify.transformer import TransformerClassifier
 
     return TransformerClassifier(labels, name, settings.max_length, device=settings.device)

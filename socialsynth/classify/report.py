@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .metrics import _check_task
+from socialsynth.classify.metrics import _check_task
 
 
 def _fmt(value: Any) -> str:

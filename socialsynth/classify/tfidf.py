@@ -10,8 +10,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .labels import LabelSpace
-from .model import TextClassifier, TrainSettings
+from socialsynth.classify.labels import LabelSpace
+from socialsynth.classify.model import TextClassifier, TrainSettings
 
 log = logging.getLogger(__name__)
 WEIGHTS = "model.joblib"

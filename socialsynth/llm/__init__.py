@@ -4,18 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import (
-    Backend,
-    BackendUnavailable,
-    Chat,
-    ChoiceScores,
-    Completion,
-    GenerationParams,
-    GenerationStats,
-    Unsupported,
-    request_seed,
-)
-from .embedded import EMBEDDED_NAME
+from socialsynth.llm.base import Backend, BackendUnavailable, Chat, ChoiceScores, Completion, GenerationParams, GenerationStats, Unsupported, request_seed
+from socialsynth.llm.embedded import EMBEDDED_NAME
 
 BACKENDS = ("hf", "openai", "vllm")
 
@@ -73,15 +63,15 @@ def load_backend(backend: str = "hf", model: str = EMBEDDED_NAME, **options) -> 
     openai: api_base, api_key_env, concurrency, request_timeout, max_retries; vllm: quantization, dtype,
     tensor_parallel, seed). The engines are imported only when asked for."""
     if backend == "hf":
-        from .hf import HFBackend
+        from socialsynth.llm.hf import HFBackend
 
         return HFBackend(model, **options)
     if backend == "openai":
-        from .openai_api import OpenAIBackend
+        from socialsynth.llm.openai_api import OpenAIBackend
 
         return OpenAIBackend(model, **options)
     if backend == "vllm":
-        from .vllm_backend import VLLMBackend
+        from socialsynth.llm.vllm_backend import VLLMBackend
 
         return VLLMBackend(model, **options)
     raise ValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
-from ..errors import EXIT_FAILURE, InputError, Interrupted
+from socialsynth.core.errors import EXIT_FAILURE, InputError, Interrupted
 
 Chat = list[dict[str, str]]  # [{"role": "system"|"user"|"assistant", "content": str}, ...]
 Progress = Callable[[int], None]  # called with the number of finished requests
@@ -62,15 +63,29 @@ class ChoiceScores:
 
 @dataclass
 class GenerationStats:
-    """Counters a backend keeps so that scripts can report throughput honestly."""
+    """Counters a backend keeps so that scripts can report throughput honestly.
 
-    prompt_tokens: int = 0
+    Tokens in are `prompt_tokens` (prompts of generation requests) plus `scored_tokens` (everything fed through
+    forward passes to score: the prompts of `score_choices`, chat + continuation of `score_continuations`, the
+    texts of `perplexity`); tokens out are `new_tokens`. `snapshot()` sums them up for a run record."""
+
+    prompt_tokens: int = 0  # prompt tokens of generation requests
     new_tokens: int = 0  # useful tokens: up to and including the end-of-turn token
+    scored_tokens: int = 0  # tokens fed through forward passes to score (see above)
     padded_tokens: int = 0  # rows x steps actually computed during decoding
     seconds: float = 0.0  # spent generating
-    scoring_seconds: float = 0.0  # spent in forward-pass scoring (ratings)
+    scoring_seconds: float = 0.0  # spent in forward-pass scoring (ratings, continuations, perplexity)
     batches: int = 0
     extra: dict = field(default_factory=dict)
+
+    def snapshot(self) -> dict:
+        """Totals so far: {"tokens_in", "tokens_out", "seconds"}; the difference of two snapshots is what the
+        calls between them cost."""
+        return {
+            "tokens_in": self.prompt_tokens + self.scored_tokens,
+            "tokens_out": self.new_tokens,
+            "seconds": self.seconds + self.scoring_seconds,
+        }
 
 
 class Unsupported(InputError):
@@ -136,3 +151,25 @@ class Backend(ABC):
     def describe(self) -> dict:
         """Provenance: what produced the outputs."""
         return {"backend": type(self).__name__, "model": self.name}
+
+    def _generate_with(
+        self,
+        chats: Sequence[Chat],
+        params: GenerationParams,
+        keys: Sequence[str] | None,
+        run: Callable[[list[str], list[int]], list[Completion]],
+        seed_mask: int = 0x7FFF_FFFF_FFFF_FFFF,
+    ) -> list[Completion]:
+        """What every `generate` does around its engine: no chats, no work; the requests' keys and seeds (see
+        `request_seeds`); `run(keys, seeds)` answers them in input order; its prompt and new tokens go to
+        `stats.prompt_tokens` / `stats.new_tokens` and the time it took to `stats.seconds` (also if it raises)."""
+        if not chats:
+            return []
+        t0 = time.perf_counter()
+        try:
+            results = run(*request_seeds(params.seed, keys, len(chats), seed_mask))
+            self.stats.prompt_tokens += sum(c.n_prompt_tokens for c in results)
+            self.stats.new_tokens += sum(c.n_new_tokens for c in results)
+            return results
+        finally:
+            self.stats.seconds += time.perf_counter() - t0

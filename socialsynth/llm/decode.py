@@ -18,7 +18,7 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-from .base import GenerationParams
+from socialsynth.llm.base import GenerationParams
 
 
 @dataclass

@@ -5,36 +5,25 @@ from __future__ import annotations
 import logging
 import math
 import time
-import warnings
 from collections import OrderedDict
 from typing import Sequence
 
 import torch
 
-from .base import Backend, Chat, ChoiceScores, Completion, GenerationParams, GenerationStats, Progress, request_seeds
-from .batching import common_prefix_length, group_by_prefix, plan_batches
-from .decode import PrefixKV, compute_prefix, continuation_logprobs, decode, prefill
-from .embedded import EMBEDDED_HF_ID, EMBEDDED_NAME, embedded_checkpoint
+from socialsynth.llm.base import Backend, Chat, ChoiceScores, Completion, GenerationParams, GenerationStats, Progress, request_seeds
+from socialsynth.llm.batching import common_prefix_length, group_by_prefix, plan_batches
+from socialsynth.llm.decode import PrefixKV, compute_prefix, continuation_logprobs, decode, prefill
+from socialsynth.llm.embedded import EMBEDDED_HF_ID, EMBEDDED_NAME
+from socialsynth.llm.loading import bnb_config, eos_ids, load_causal_lm, resolve_device, resolve_dtype, resolve_model_path
 
 log = logging.getLogger(__name__)
 
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 MIN_SHARED_PREFIX = 16  # shorter shared heads are not worth a separate cache
 PERPLEXITY_BATCH_TOKENS = 8192
 
-
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
-def resolve_dtype(dtype: str, device: str) -> torch.dtype:
-    if dtype != "auto":
-        return DTYPES[dtype]
-    if device.startswith("cuda"):
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16  # 2x faster than fp32 on AVX-512-BF16 CPUs, same answers to ~1e-3
+# The old private names, for code that still imports them from here (use socialsynth.llm.loading).
+_eos_ids = eos_ids
+_bnb_config = bnb_config
 
 
 class HFBackend(Backend):
@@ -59,8 +48,6 @@ class HFBackend(Backend):
         max_batch_tokens: int = 65536,
         threads: int | None = None,
     ):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
         self.name = model
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
@@ -69,24 +56,12 @@ class HFBackend(Backend):
         self.max_batch_tokens = max_batch_tokens
         if threads:
             torch.set_num_threads(threads)
-        path = str(embedded_checkpoint()) if model == EMBEDDED_NAME else model
-        kwargs: dict = {"dtype": self.dtype}
-        if quantization:
-            kwargs["quantization_config"] = _bnb_config(quantization, self.dtype)
-            kwargs["device_map"] = "auto" if self.device.startswith("cuda") else {"": self.device}
-        elif self.device == "cuda":
-            kwargs["device_map"] = "auto"  # spread a large model over every visible GPU
+        path = resolve_model_path(model)
         t0 = time.perf_counter()
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-        if "device_map" not in kwargs:
-            self.model.to(self.device)
-        self.model.eval()
+        self.tokenizer, self.model = load_causal_lm(path, self.device, self.dtype, quantization, spread=True)
         self.load_seconds = time.perf_counter() - t0
-        self.pad_id = self.tokenizer.pad_token_id
-        if self.pad_id is None:
-            self.pad_id = self.tokenizer.eos_token_id
-        self.eos_ids = _eos_ids(self.model, self.tokenizer)
+        self.pad_id = self.tokenizer.pad_token_id  # load_causal_lm made it the eos token when there was none
+        self.eos_ids = eos_ids(self.model, self.tokenizer)
         self.stats = GenerationStats()
         self._prefixes: OrderedDict[tuple[int, ...], PrefixKV] = OrderedDict()
 
@@ -275,39 +250,3 @@ class HFBackend(Backend):
             info["model_revision"] = commit
         return info
 
-
-def _eos_ids(model, tokenizer) -> list[int]:
-    ids: set[int] = set()
-    for source in (getattr(model, "generation_config", None), model.config):
-        value = getattr(source, "eos_token_id", None) if source is not None else None
-        if isinstance(value, int):
-            ids.add(value)
-        elif value:
-            ids.update(value)
-    if tokenizer.eos_token_id is not None:
-        ids.add(tokenizer.eos_token_id)
-    for marker in ("<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<end_of_turn>"):
-        tid = tokenizer.convert_tokens_to_ids(marker)
-        if isinstance(tid, int) and tid != tokenizer.unk_token_id and tid >= 0:
-            ids.add(tid)
-    return sorted(ids)
-
-
-def _bnb_config(bits: int, compute_dtype: torch.dtype):
-    try:
-        import bitsandbytes  # noqa: F401
-        from transformers import BitsAndBytesConfig
-    except ImportError as e:
-        raise RuntimeError("-q/--quantization needs bitsandbytes: pip install bitsandbytes") from e
-    if bits == 4:
-        return BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=compute_dtype,
-        )
-    if bits == 8:
-        # bitsandbytes warns once per layer and call that it casts bf16 inputs to fp16; that is expected here.
-        warnings.filterwarnings("ignore", message="MatMul8bitLt: inputs will be cast")
-        return BitsAndBytesConfig(load_in_8bit=True)
-    raise ValueError(f"quantization must be 4 or 8, not {bits}")

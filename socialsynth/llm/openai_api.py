@@ -31,20 +31,9 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any, Callable, Sequence
 from urllib.parse import urlsplit
 
-from ..errors import InputError
-from .base import (
-    Backend,
-    BackendUnavailable,
-    Chat,
-    ChoiceScores,
-    Completion,
-    GenerationParams,
-    GenerationStats,
-    Progress,
-    Unsupported,
-    request_seeds,
-)
-from .embedded import EMBEDDED_NAME
+from socialsynth.core.errors import InputError
+from socialsynth.llm.base import Backend, BackendUnavailable, Chat, ChoiceScores, Completion, GenerationParams, GenerationStats, Progress, Unsupported, request_seeds
+from socialsynth.llm.embedded import EMBEDDED_NAME
 
 log = logging.getLogger(__name__)
 

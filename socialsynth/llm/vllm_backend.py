@@ -11,9 +11,9 @@ import math
 import time
 from typing import Any, Sequence
 
-from ..errors import InputError
-from .base import Backend, Chat, ChoiceScores, Completion, GenerationParams, GenerationStats, Progress, request_seeds
-from .embedded import EMBEDDED_HF_ID, EMBEDDED_NAME
+from socialsynth.core.errors import InputError
+from socialsynth.llm.base import Backend, Chat, ChoiceScores, Completion, GenerationParams, GenerationStats, Progress, request_seeds
+from socialsynth.llm.embedded import EMBEDDED_HF_ID, EMBEDDED_NAME
 
 VLLM_DTYPES = {"auto": "auto", "bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 TOP_LOGPROBS = 20

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import InputError
+from socialsynth.core.errors import InputError
 
 HERE = Path(__file__).resolve().parent
 DIMENSIONS_DIR = HERE / "dimensions"

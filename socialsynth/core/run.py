@@ -1,0 +1,216 @@
+"""The run record: one object owns a run's life and its file, ``<name>.meta.json`` beside the outputs.
+
+Every job writes the same schema (read back by :func:`read_run_record`):
+
+    job        the job's name ("norms", "rephrase", ...)
+    command    the command line of the latest run
+    config     the resolved config (also saved as ``<name>.config.yaml``, which ``--config`` reads back)
+    versions   package versions of the latest run
+    complete   True once every selected item is written (``merge`` refuses shards that are not)
+    status     "running", "finished", "interrupted" or "failed" (the latest run)
+    seconds    wall time summed over every run
+    tokens     tokens in and out per model and per stage, summed over every run (resumes included)
+    runs       one entry per run: command, started, finished, seconds, status, tokens, items
+    ...        job-specific fields (counts, summary, provenance, throughput)
+
+The record is written when the run starts (``complete: false``), whenever the job asks (:meth:`JobRun.save`),
+and when it ends, however it ends; every write is atomic. A resumed run keeps what earlier runs recorded.
+
+Example::
+
+    with JobRun("norms", out_dir / "askmen_formality.meta.json", cfg) as run:
+        with run.track(backend, "rewrite"):
+            completions = backend.generate(chats, params)
+        run.meta["n_written"] = 40
+        run.mark_complete(True)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from socialsynth.core.errors import InputError, Interrupted
+from socialsynth.core.io import atomic_write_json
+
+RECORD_KEYS = ("job", "command", "config", "versions", "complete", "status", "seconds", "tokens", "runs")
+STATUSES = ("running", "finished", "interrupted", "failed")
+
+
+def record_path(output: str | Path) -> Path:
+    """``out/askmen_formality.jsonl`` -> ``out/askmen_formality.meta.json`` (any suffix is replaced)."""
+    output = Path(output)
+    name = output.name[: -len(".jsonl")] if output.name.endswith(".jsonl") else output.stem
+    return output.with_name(name + ".meta.json")
+
+
+def config_path(record: str | Path) -> Path:
+    """``x.meta.json`` -> ``x.config.yaml``: the resolved config saved beside the record."""
+    record = Path(record)
+    return record.with_name(record.name[: -len(".meta.json")] + ".config.yaml")
+
+
+def read_run_record(path: str | Path) -> dict[str, Any]:
+    """Read any job's run record; InputError if the file is not one (missing keys, not JSON)."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise InputError(f"cannot read the run record: {e.strerror or e}", path=path) from None
+    except ValueError as e:
+        raise InputError(f"the run record is not valid JSON ({e})", path=path) from None
+    if not isinstance(record, dict):
+        raise InputError("the run record is not a JSON object", path=path)
+    missing = [k for k in RECORD_KEYS if k not in record]
+    if missing:
+        raise InputError(f"not a run record: missing {', '.join(missing)}", path=path)
+    return record
+
+
+def _load_previous(path: Path) -> dict[str, Any]:
+    try:
+        previous = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return previous if isinstance(previous, dict) else {}
+
+
+def _add_tokens(table: dict, model: str, stage: str, tokens_in: int, tokens_out: int, seconds: float) -> None:
+    entry = table.setdefault(model, {}).setdefault(stage, {"in": 0, "out": 0, "seconds": 0.0})
+    entry["in"] += int(tokens_in)
+    entry["out"] += int(tokens_out)
+    entry["seconds"] = round(entry.get("seconds", 0.0) + seconds, 3)
+
+
+class JobRun:
+    """A run of a job and its record file.
+
+    Args:
+        job: the job's name, written as ``job``.
+        path: the record file, ``<name>.meta.json`` (see :func:`record_path`).
+        config: the resolved config dataclass (or a mapping); written as ``config`` and saved as
+            ``<name>.config.yaml`` when it is a declared config.
+        command: the command line; default: this process's.
+    """
+
+    def __init__(self, job: str, path: str | Path, config: Any = None, *, command: str | None = None) -> None:
+        from socialsynth.core.provenance import command_line
+
+        self.job = job
+        self.path = Path(path)
+        self.config = config
+        self.command = command if command is not None else command_line()
+        self.meta: dict[str, Any] = {}
+        self.tokens: dict[str, dict[str, dict[str, float]]] = {}  # this run's
+        self._t0 = 0.0
+        self._entry: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ life
+
+    def __enter__(self) -> JobRun:
+        from socialsynth.core.config import save_config, to_plain
+        from socialsynth.core.provenance import versions
+
+        self._t0 = time.perf_counter()
+        self.meta = _load_previous(self.path)
+        self.meta.setdefault("tokens", {})
+        self.meta.setdefault("runs", [])
+        self.meta.setdefault("seconds", 0.0)
+        self.meta.update(job=self.job, command=self.command, versions=versions(), complete=False, status="running")
+        self.meta["config"] = to_plain(self.config) if self.config is not None else None
+        if self.config is not None and not isinstance(self.config, Mapping):
+            save_config(self.config, config_path(self.path))
+            self.meta["config_file"] = str(config_path(self.path))
+        self._entry = {"command": self.command, "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "status": "running"}
+        self.meta["runs"].append(self._entry)
+        self.save()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        status = "finished" if exc_type is None else "interrupted" if _is_interruption(exc_type) else "failed"
+        self.finish(status)
+        return False
+
+    def finish(self, status: str = "finished") -> None:
+        """Close this run's entry (time, tokens, status) and write the record."""
+        seconds = round(time.perf_counter() - self._t0, 2)
+        self._entry.update(finished=time.strftime("%Y-%m-%dT%H:%M:%S"), seconds=seconds, status=status,
+                           tokens=self.tokens)
+        self.meta["status"] = status
+        self.meta["seconds"] = round(float(self.meta.get("seconds") or 0.0) + seconds, 2)
+        self._t0 = time.perf_counter()
+        self.save()
+
+    def save(self) -> None:
+        """Write the record now (atomically); jobs call it after costly steps a kill should not lose."""
+        atomic_write_json(self.path, self.meta)
+
+    # ------------------------------------------------------------------ what jobs record
+
+    def mark_complete(self, complete: bool) -> None:
+        self.meta["complete"] = bool(complete)
+
+    def note_items(self, done: int) -> None:
+        """Items this run processed (for the runs[] entry)."""
+        self._entry["items"] = int(done)
+
+    def count_tokens(self, model: str, stage: str, tokens_in: int, tokens_out: int = 0,
+                     seconds: float = 0.0) -> None:
+        """Add tokens for ``model`` in ``stage`` to this run and to the totals over every run."""
+        _add_tokens(self.tokens, model, stage, tokens_in, tokens_out, seconds)
+        _add_tokens(self.meta["tokens"], model, stage, tokens_in, tokens_out, seconds)
+
+    @contextmanager
+    def track(self, backend: Any, stage: str, model: str | None = None) -> Iterator[None]:
+        """Count the tokens ``backend`` reads and writes inside the block under ``stage``."""
+        before = _stats_snapshot(backend)
+        try:
+            yield
+        finally:
+            after = _stats_snapshot(backend)
+            name = model or _model_name(backend)
+            self.count_tokens(name, stage, after["tokens_in"] - before["tokens_in"],
+                              after["tokens_out"] - before["tokens_out"], after["seconds"] - before["seconds"])
+
+
+def _is_interruption(exc_type: type) -> bool:
+    return issubclass(exc_type, (Interrupted, KeyboardInterrupt))
+
+
+def _stats_snapshot(backend: Any) -> dict[str, float]:
+    stats = getattr(backend, "stats", None)
+    if stats is None:
+        return {"tokens_in": 0, "tokens_out": 0, "seconds": 0.0}
+    if hasattr(stats, "snapshot"):
+        return stats.snapshot()
+    return {
+        "tokens_in": getattr(stats, "prompt_tokens", 0) + getattr(stats, "scored_tokens", 0),
+        "tokens_out": getattr(stats, "new_tokens", 0),
+        "seconds": getattr(stats, "seconds", 0.0) + getattr(stats, "scoring_seconds", 0.0),
+    }
+
+
+def _model_name(backend: Any) -> str:
+    try:
+        info = backend.describe()
+    except Exception:  # a backend that cannot describe itself still gets counted
+        return type(backend).__name__
+    return str(info.get("model") or info.get("name") or type(backend).__name__)
+
+
+def throughput(stats: Any, done: int, seconds: float, unit: str = "items") -> dict[str, Any]:
+    """The throughput block of a record from a backend's GenerationStats and this run's item count."""
+    return {
+        "generation_seconds": round(stats.seconds, 2),
+        "rating_seconds": round(stats.scoring_seconds, 2),
+        "new_tokens": stats.new_tokens,
+        "padded_tokens": stats.padded_tokens,
+        "prompt_tokens": stats.prompt_tokens,
+        "new_tokens_per_second": round(stats.new_tokens / stats.seconds, 1) if stats.seconds else None,
+        f"{unit}_this_run": done,
+        f"{unit}_per_second": round(done / seconds, 3) if seconds else None,
+    }

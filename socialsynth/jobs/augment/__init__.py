@@ -1,0 +1,1 @@
+"""Rare-class augmentation (augment_labels.py): few-shot generation, filters, the sparsity ladder."""

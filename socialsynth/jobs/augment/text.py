@@ -1,0 +1,293 @@
+"""Text side of rare-class augmentation (seed 003): the few-shot prompt, the label definition, parsing a model's
+list answer into items, and the per-item filters (length, lexical, exact/near duplicates, label fidelity)."""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import yaml
+
+from socialsynth.core.errors import InputError
+from socialsynth.prompts import Template
+from socialsynth.text.quality import REFUSAL, is_degenerate
+
+# ------------------------------------------------------------------------------------------- parsing
+
+_RESPONSE = re.compile(r"^.*?#*\s*Response\s*:\s*", re.IGNORECASE | re.DOTALL)
+_NUMBERED = re.compile(r"^\s*(?:\(?\d{1,3}[.):\]]|[-*•●▪]|\[\d{1,3}\])\s+(.*)$")
+_PREAMBLE = re.compile(
+    r"^\s*(?:.*:\s*|(?:sure|okay|ok|certainly|of course|absolutely|here(?:'s| is| are))\b.{0,80}"
+    r"\b(?:comments?|examples?|posts?|tweets?|list|messages?|replies)\b.{0,40})$",
+    re.IGNORECASE,
+)
+_NOTE = re.compile(r"^\s*\(?(?:note|disclaimer|please note|remember)\b", re.IGNORECASE)
+_HASHTAG = re.compile(r"(?<![\w&])#\w+")
+_OPEN, _CLOSE = "\"“'‘", "\"”'’"
+_SEPARATOR = re.compile(r"[\"”]\s*[,;]?\s*[\"“]")
+
+
+@dataclass
+class ParsedList:
+    items: list[str]
+    refusal: bool = False
+    notes: list[str] = field(default_factory=list)  # what was cut: "response_prefix", "preamble", "note", "hashtags"
+
+
+def remove_hashtags(text: str) -> str:
+    """Drop #hashtags (the seed did) and tidy the spaces they leave."""
+    out = _HASHTAG.sub("", text)
+    return re.sub(r"[ \t]{2,}", " ", out).strip()
+
+
+def _unquote(text: str) -> str:
+    """Strip one pair of wrapping quotes (inner quotes stay)."""
+    text = text.strip()
+    if len(text) >= 2 and text[0] in _OPEN and text[-1] in _CLOSE:
+        if text[0] in "'‘" and text.count("'") + text.count("’") > 2:
+            return text  # apostrophes inside a single-quoted line: leave it alone
+        return text[1:-1].strip()
+    return text
+
+
+def parse_list(text: str) -> ParsedList:
+    """Split a model answer into the items of its list.
+
+    Handles numbered (`1.`, `1)`, `(1)`) and bulleted lines (continuation lines join their item), one quoted
+    item per line (inner quotes kept), several quoted items on one line (`"a", "b"`), and plain lines with no
+    quotes. Text up to "Response:" (the seed's format), preamble lines ("Here are 5 comments:") and trailing
+    notes are cut; hashtags are removed. A refusal gives no items and `refusal=True`.
+    """
+    notes: list[str] = []
+    text = text or ""
+    m = _RESPONSE.match(text)
+    if m and "response" in text[: m.end()].lower():
+        text = text[m.end() :]
+        notes.append("response_prefix")
+    if REFUSAL.search(text):
+        return ParsedList([], True, notes)
+    lines = [ln.rstrip() for ln in text.replace("\r", "").split("\n")]
+    lines = [ln for ln in lines if ln.strip()]
+    numbered = [bool(_NUMBERED.match(ln)) for ln in lines]
+    items: list[str] = []
+    if sum(numbered) >= 1:
+        first = numbered.index(True)
+        if first:
+            notes.append("preamble")
+        current: list[str] | None = None
+        for ln, is_item in zip(lines[first:], numbered[first:]):
+            if is_item:
+                if current is not None:
+                    items.append(" ".join(current))
+                current = [_NUMBERED.match(ln).group(1).strip()]
+            elif _NOTE.match(ln) or _PREAMBLE.match(ln) and ln.rstrip().endswith(":"):
+                if current is not None:
+                    items.append(" ".join(current))
+                current = None
+                notes.append("note")
+            elif current is not None:
+                current.append(ln.strip())
+        if current is not None:
+            items.append(" ".join(current))
+        items = [_unquote(item) for item in items]
+    else:
+        if len(lines) > 1 and _PREAMBLE.match(lines[0]) and lines[0].lstrip()[:1] not in _OPEN:
+            lines = lines[1:]
+            notes.append("preamble")
+        for ln in lines:
+            if _NOTE.match(ln):
+                notes.append("note")
+                continue
+            stripped = ln.strip()
+            if stripped[:1] in _OPEN[:2] and stripped[-1:] in _CLOSE[:2] and len(stripped) >= 2:
+                items.extend(part.strip() for part in _SEPARATOR.split(stripped[1:-1]))  # "a", "b" on one line
+            else:
+                items.append(_unquote(stripped))
+    cleaned = []
+    for item in items:
+        no_tags = remove_hashtags(item)
+        if no_tags != item.strip() and "hashtags" not in notes:
+            notes.append("hashtags")
+        no_tags = _unquote(no_tags)
+        if no_tags:
+            cleaned.append(no_tags)
+    return ParsedList(cleaned, False, notes)
+
+
+# ------------------------------------------------------------------------------------------- prompts
+
+
+def load_definition(definition: str | None, definition_file: Path | None, label_name: str) -> str:
+    """`--definition TEXT`, or `--definition-file F` (YAML name -> text, or a plain-text file)."""
+    if definition:
+        return " ".join(definition.split())
+    if definition_file is None:
+        raise InputError("give --definition TEXT or --definition-file FILE (e.g. data/label_definitions.yaml)")
+    path = Path(definition_file)
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise InputError(f"cannot read the definition file ({e.strerror})", path=path) from None
+    try:
+        data = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        data = None
+    if isinstance(data, dict):
+        table = {str(k): v for k, v in data.items()}
+        if label_name not in table:
+            raise InputError(
+                f"no definition for {label_name!r} (have: {', '.join(table)}); pick one with --label-name", path=path
+            )
+        return " ".join(str(table[label_name]).split())
+    text = " ".join(raw.split())
+    if not text:
+        raise InputError("the definition file is empty", path=path)
+    return text
+
+
+def build_chat(
+    template: Template,
+    label_name: str,
+    definition: str,
+    examples: Sequence[str],
+    per_call: int,
+    min_words: int,
+    max_words: int,
+) -> list[dict]:
+    """One few-shot request: the definition, the real examples (one quoted line each) and how many to write."""
+
+    def one_line(text: str) -> str:  # long real posts are cut to max_words (the seed truncated its input to 512)
+        words = text.split()
+        return " ".join(words[:max_words]).replace('"', "'") + (" ..." if len(words) > max_words else "")
+
+    shown = "\n".join(f'"{one_line(ex)}"' for ex in examples)
+    fields = dict(
+        label_name=label_name,
+        definition=definition,
+        n_examples=len(examples),
+        examples=shown,
+        per_call=per_call,
+        min_words=min_words,
+        max_words=max_words,
+    )
+    chat = [{"role": "user", "content": template.user.format(**fields)}]
+    if template.system:
+        chat.insert(0, {"role": "system", "content": template.system.format(**fields)})
+    return chat
+
+
+def pick_examples(n_real: int, k: int, seed: int, request: int) -> list[int]:
+    """The real examples of request `request`: like the seed, rows are used in groups (pairs for k=2), walking a
+    seeded shuffle of the target rows, so every real example is shown before any is shown twice."""
+    groups_per_pass = max(1, n_real // k)
+    pass_no, slot = divmod(request, groups_per_pass)
+    order = list(range(n_real))
+    random.Random(f"{seed}:pass{pass_no}").shuffle(order)
+    return sorted(order[slot * k : slot * k + k])
+
+
+# ------------------------------------------------------------------------------------------- filters
+
+
+def normalise(text: str) -> str:
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+@dataclass
+class FilterSettings:
+    min_words: int = 5
+    max_words: int = 100
+    near_dup: float = 0.95  # cosine; 0 or an embedder of None turns the near-duplicate check off
+    fidelity_threshold: float = 0.5
+
+
+class DuplicateIndex:
+    """Exact (normalised text) and near (embedding cosine) duplicates against the real rows and earlier items."""
+
+    def __init__(self, real_texts: Sequence[str], embedder=None, threshold: float = 0.95):
+        self.embedder = embedder if threshold and threshold > 0 else None
+        self.threshold = threshold
+        self.real_exact = {normalise(t) for t in real_texts}
+        self.seen: set[str] = set()
+        dim = 0
+        self.real_vectors = np.zeros((0, 0), dtype=np.float32)
+        if self.embedder is not None:
+            self.real_vectors = self.embedder.encode(list(real_texts)).astype(np.float32)
+            dim = self.real_vectors.shape[1] if self.real_vectors.size else 0
+        self.seen_vectors = np.zeros((0, dim), dtype=np.float32)
+
+    def add(self, texts: Sequence[str]) -> None:
+        """Remember items already written (a resumed run) without flagging them."""
+        self.check(texts)
+
+    def check(self, texts: Sequence[str]) -> list[dict]:
+        """Flags and similarities of each text, in order; each text is then remembered for the next ones."""
+        out = []
+        vectors = self.embedder.encode(list(texts)).astype(np.float32) if self.embedder is not None and texts else None
+        for i, text in enumerate(texts):
+            key = normalise(text)
+            info = {
+                "duplicate": bool(key) and key in self.seen,
+                "copies_real": bool(key) and key in self.real_exact,
+                "near_duplicate": False,
+                "near_real": False,
+                "max_sim_generated": None,
+                "max_sim_real": None,
+            }
+            if vectors is not None:
+                v = vectors[i]
+                if len(self.real_vectors):
+                    info["max_sim_real"] = round(float((self.real_vectors @ v).max()), 4)
+                    info["near_real"] = info["max_sim_real"] >= self.threshold
+                if len(self.seen_vectors):
+                    info["max_sim_generated"] = round(float((self.seen_vectors @ v).max()), 4)
+                    info["near_duplicate"] = info["max_sim_generated"] >= self.threshold
+                self.seen_vectors = np.vstack([self.seen_vectors.reshape(-1, len(v)), v[None, :]])
+            self.seen.add(key)
+            out.append(info)
+        return out
+
+
+class FidelityGate:
+    """A classifier saved by train_classifier.py: its probability of the target label; flag below a threshold."""
+
+    def __init__(self, model_dir: Path, target: str, threshold: float = 0.5, device: str = "auto"):
+        from socialsynth.classify.model import load_classifier
+
+        self.model = load_classifier(model_dir, device=device)
+        self.model_dir = str(model_dir)
+        self.threshold = threshold
+        names = list(self.model.labels.names)
+        task = self.model.task
+        if task not in ("binary", "multiclass") or target not in names:
+            raise InputError(
+                f"the fidelity model predicts {task} labels {names}, not the target label {target!r}",
+                path=model_dir,
+            )
+        self.task, self.column = task, names.index(target)
+
+    def scores(self, texts: Sequence[str]) -> list[float]:
+        if not texts:
+            return []
+        s = np.asarray(self.model.predict_scores(list(texts)))
+        if self.task == "binary":
+            s = s.reshape(-1) if self.column == 1 else 1.0 - s.reshape(-1)
+        else:
+            s = s[:, self.column]
+        return [round(float(x), 4) for x in s]
+
+
+def item_flags(text: str, settings: FilterSettings) -> dict:
+    n_words = len(text.split())
+    lowered = text.lower()
+    return {
+        "too_short": n_words < settings.min_words,
+        "too_long": n_words > settings.max_words,
+        "refusal": bool(REFUSAL.search(text)),
+        "degenerate": is_degenerate(text),
+        "instruction_echo": any(m in lowered for m in ("definition:", "real examples of", "new, different")),
+    }

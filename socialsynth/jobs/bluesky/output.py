@@ -1,0 +1,310 @@
+"""BluePrint's output: ``user_clusters.json`` and one ``cluster_<id>.jsonl`` per cluster.
+
+Each line of a cluster file is a JSON array, either
+
+- a **chain** ``[{user_id, text, unix_epoch}, ...]`` root first (from :func:`~socialsynth.jobs.bluesky.users.build_chains`);
+  a chain belongs to the cluster of the user who wrote its **last** message (the persona that "speaks" in it, as
+  BluePrint's instruct step groups chains); or
+- an **action pair** ``[content, action]``: content ``{user_id (author), text?, unix_epoch}`` and action
+  ``{user_id (actor), actions: {13 flags, exactly one true}, unix_epoch, text?}``.
+
+Lines come in the seed's order: chains, likes, unlikes, reposts, unreposts, follows, unfollows, blocks, unblocks,
+updates (post updates, then profile updates: the seed's list names only "updates"), post deletes, quotes,
+ignores. Within a type, users in sorted order and each user's items in data order.
+
+What the content of each action is:
+
+- like / unlike / repost / unrepost: the subject post ``(author, text, epoch)`` when it is in the data. When it is
+  not (the usual case: a sample of users likes posts of many others), the content is ``{user_id: the DID in the
+  subject URI, unix_epoch: the action's epoch}`` with no text, counted as ``<type>_no_content``. An unlike or
+  unrepost whose like/repost is not in the data has no subject at all: it is dropped, counted as
+  ``<type>_dropped``.
+- follow / unfollow / block / unblock: the target's most recent post, reply or quote strictly before the action
+  (the seed took the first match); with none, ``{user_id: target, unix_epoch: the action's epoch}`` without text
+  (``<type>_no_content``); an unfollow/unblock with no known subject is dropped.
+- post_update: content = the original post when in the data (else no text), action text = the new text.
+- post_delete: content = the deleted post (the delete carries its text when it matched its create; else dropped).
+- profile_update: content = ``{user_id: the user, text: profile description, unix_epoch}``; an empty profile
+  description is still written (text "").
+- quote: content = the quoted post (or the no-text form), action text = the quote's text.
+- ignore: content = the ignored post, action ``{user_id: the member it was assigned to, unix_epoch: the post's}``.
+
+Text keys are left out when there is no text to give (the ``text?`` of the schema).
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from socialsynth.jobs.bluesky.users import User, UserData
+from socialsynth.core.io import atomic_write_json
+
+ACTIONS = (
+    "like",
+    "unlike",
+    "repost",
+    "unrepost",
+    "follow",
+    "unfollow",
+    "block",
+    "unblock",
+    "post_update",
+    "post_delete",
+    "profile_update",
+    "quote",
+    "ignore",
+)
+# (action, User list) in output order; ignores come last, from ignored.py
+_ORDER = (
+    ("like", "likes"),
+    ("unlike", "unlikes"),
+    ("repost", "reposts"),
+    ("unrepost", "unreposts"),
+    ("follow", "follows"),
+    ("unfollow", "unfollows"),
+    ("block", "blocks"),
+    ("unblock", "unblocks"),
+    ("post_update", "post_updates"),
+    ("profile_update", None),
+    ("post_delete", "post_deletes"),
+    ("quote", "quotes"),
+)
+_POST_TYPES = {"like", "unlike", "repost", "unrepost"}
+_DID_TYPES = {"follow", "unfollow", "block", "unblock"}
+
+
+def did_of_uri(uri: str) -> str:
+    """``at://did:plc:x/app.bsky.feed.post/rkey`` -> ``did:plc:x`` ("" when it is not an AT URI)."""
+    if not uri.startswith("at://"):
+        return ""
+    return uri[5:].split("/", 1)[0]
+
+
+def _content(user_id: str, text: str | None, epoch: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"user_id": user_id}
+    if text:
+        out["text"] = text
+    out["unix_epoch"] = epoch
+    return out
+
+
+def make_action(kind: str, user_id: str, epoch: Any, text: str | None = None) -> dict[str, Any]:
+    """An action object with exactly the flag ``kind`` true."""
+    if kind not in ACTIONS:
+        raise ValueError(f"unknown action {kind!r}")
+    out: dict[str, Any] = {"user_id": user_id, "actions": {name: name == kind for name in ACTIONS}, "unix_epoch": epoch}
+    if text:
+        out["text"] = text
+    assert sum(out["actions"].values()) == 1, out
+    return out
+
+
+def _post_content(data: UserData, uri: str) -> dict[str, Any] | None:
+    found = data.post(uri) if uri else None
+    if found is None:
+        return None
+    author, item = found
+    return _content(author, item.get("text", ""), item.get("unix_epoch"))
+
+
+class _Timelines:
+    """Per user, their posts/replies/quotes sorted by time, for "most recent post before t" (bisect, cached)."""
+
+    def __init__(self, data: UserData) -> None:
+        self.data = data
+        self._cache: dict[str, tuple[list[int], list[dict[str, Any]]]] = {}
+
+    def latest_before(self, did: str, epoch: Any) -> dict[str, Any] | None:
+        if did not in self._cache:
+            user = self.data.users.get(did)
+            items = [] if user is None else [*user.posts, *user.replies, *user.quotes]
+            items = sorted((i for i in items if isinstance(i.get("unix_epoch"), int)), key=lambda i: i["unix_epoch"])
+            self._cache[did] = ([i["unix_epoch"] for i in items], items)
+        epochs, items = self._cache[did]
+        if not isinstance(epoch, int):
+            return None
+        at = bisect.bisect_left(epochs, epoch)  # strictly before the action
+        return items[at - 1] if at else None
+
+
+def _pairs_of(
+    kind: str, user: User, data: UserData, timelines: _Timelines, counts: Counter[str]
+) -> Iterator[list[dict[str, Any]]]:
+    """Action pairs of one type for one user; ``counts`` gets ``<kind>``, ``_no_content`` and ``_dropped``."""
+    did = user.did
+    if kind == "profile_update":
+        if user.profile is not None:
+            profile = user.profile
+            counts[kind] += 1
+            epoch = profile.get("unix_epoch")
+            content = {"user_id": did, "text": profile.get("text", "") or "", "unix_epoch": epoch}
+            yield [content, make_action(kind, did, epoch)]
+        return
+    name = dict(_ORDER)[kind]
+    for item in getattr(user, name):
+        epoch = item.get("unix_epoch")
+        text = None
+        if kind in _POST_TYPES:
+            subject = item.get("subject", "")
+            if not subject:
+                counts[f"{kind}_dropped"] += 1
+                continue
+            content = _post_content(data, subject)
+            if content is None:
+                counts[f"{kind}_no_content"] += 1
+                content = _content(did_of_uri(subject), None, epoch)
+        elif kind in _DID_TYPES:
+            target = item.get("subject", "")
+            if not target:
+                counts[f"{kind}_dropped"] += 1
+                continue
+            latest = timelines.latest_before(target, epoch)
+            if latest is None:
+                counts[f"{kind}_no_content"] += 1
+                content = _content(target, None, epoch)
+            else:
+                content = _content(target, latest.get("text", ""), latest["unix_epoch"])
+        elif kind == "post_update":
+            content = _post_content(data, item.get("uri", ""))
+            if content is None:
+                counts[f"{kind}_no_content"] += 1
+                content = _content(did, None, epoch)
+            text = item.get("text", "")
+        elif kind == "post_delete":
+            content = _post_content(data, item.get("uri", ""))
+            if content is None:
+                if not item.get("matched"):
+                    counts[f"{kind}_dropped"] += 1
+                    continue
+                content = _content(did, item.get("text", ""), epoch)
+        elif kind == "quote":
+            content = _post_content(data, item.get("quoted_uri", ""))
+            if content is None:
+                counts[f"{kind}_no_content"] += 1
+                content = _content(did_of_uri(item.get("quoted_uri", "")), None, epoch)
+            text = item.get("text", "")
+        else:  # pragma: no cover - _ORDER holds only the kinds above
+            raise AssertionError(kind)
+        counts[kind] += 1
+        yield [content, make_action(kind, did, epoch, text)]
+
+
+def action_pairs(
+    user: User,
+    data: UserData,
+    counts: Counter[str] | None = None,
+    ignored: Iterable[tuple[str, str]] = (),
+) -> list[list[dict[str, Any]]]:
+    """All action lines of one user, grouped by type in output order (``ignored``: ``(did, uri)`` pairs)."""
+    counts = Counter() if counts is None else counts
+    timelines = _Timelines(data)
+    out = [pair for kind, _ in _ORDER for pair in _pairs_of(kind, user, data, timelines, counts)]
+    out.extend(_ignore_pairs([p for p in ignored if p[0] == user.did], data, counts))
+    return out
+
+
+def _ignore_pairs(
+    ignored: Iterable[tuple[str, str]], data: UserData, counts: Counter[str]
+) -> Iterator[list[dict[str, Any]]]:
+    for did, uri in ignored:
+        content = _post_content(data, uri)
+        if content is None:
+            counts["ignore_dropped"] += 1
+            continue
+        counts["ignore"] += 1
+        yield [content, make_action("ignore", did, content["unix_epoch"])]
+
+
+def chain_owner(chain: Sequence[Mapping[str, Any]]) -> str:
+    """The user a chain belongs to: the author of its last message."""
+    return chain[-1]["user_id"] if chain else ""
+
+
+def cluster_lines(
+    cluster_users: Iterable[str],
+    data: UserData,
+    chains: Iterable[Sequence[Mapping[str, Any]]],
+    ignored: Iterable[tuple[str, str]] = (),
+    counts: Counter[str] | None = None,
+) -> Iterator[list[Any]]:
+    """Every line of one cluster file, in the seed's order (see the module doc)."""
+    counts = Counter() if counts is None else counts
+    members = sorted(set(cluster_users))
+    member_set = set(members)
+    for chain in chains:
+        if chain and chain_owner(chain) in member_set:
+            counts["chains"] += 1
+            yield list(chain)
+    timelines = _Timelines(data)
+    for kind, _ in _ORDER:
+        for did in members:
+            user = data.users.get(did)
+            if user is not None:
+                yield from _pairs_of(kind, user, data, timelines, counts)
+    yield from _ignore_pairs(ignored, data, counts)
+
+
+def _atomic_lines(path: Path, lines: Iterable[Any]) -> int:
+    """Write JSON lines to a temp file next to ``path``, then ``os.replace`` it; returns the line count."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    n = 0
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            for line in lines:
+                handle.write(json.dumps(line, ensure_ascii=False) + "\n")
+                n += 1
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return n
+
+
+def write_cluster_files(
+    out_dir: str | Path,
+    labels_by_user: Mapping[str, int],
+    data: UserData,
+    chains: Iterable[Sequence[Mapping[str, Any]]],
+    ignored: Mapping[int, Iterable[tuple[str, str]]] | None = None,
+) -> dict[str, Any]:
+    """Write ``user_clusters.json`` and ``cluster_<id>.jsonl`` for every cluster; return the counts.
+
+    Returns ``{"clusters": {id: {"users", "lines", "chains", <action>: n, <action>_no_content: n, ...}},
+    "actions": totals per action type over all clusters, "chains_unassigned": chains whose last author is in no
+    cluster}``.
+    """
+    out = Path(out_dir)
+    labels = {did: int(label) for did, label in labels_by_user.items()}
+    ignored = ignored or {}
+    by_cluster: dict[int, list[str]] = {}
+    for did, label in labels.items():
+        by_cluster.setdefault(label, []).append(did)
+    chains_by_cluster: dict[int, list[Sequence[Mapping[str, Any]]]] = {}
+    unassigned = 0
+    for chain in chains:
+        label = labels.get(chain_owner(chain))
+        if label is None:
+            unassigned += 1
+        else:
+            chains_by_cluster.setdefault(label, []).append(chain)
+    atomic_write_json(out / "user_clusters.json", dict(sorted(labels.items())))
+    report: dict[str, Any] = {"clusters": {}, "actions": Counter(), "chains_unassigned": unassigned}
+    for label in sorted(by_cluster):
+        counts: Counter[str] = Counter()
+        members = by_cluster[label]
+        lines = cluster_lines(members, data, chains_by_cluster.get(label, []), ignored.get(label, ()), counts)
+        n = _atomic_lines(out / f"cluster_{label}.jsonl", lines)
+        report["clusters"][label] = {"users": len(members), "lines": n, **dict(sorted(counts.items()))}
+        report["actions"].update({k: v for k, v in counts.items() if k in ACTIONS})
+    report["actions"] = {kind: report["actions"].get(kind, 0) for kind in ACTIONS}
+    return report

@@ -1,0 +1,354 @@
+"""The normness-distillation job: find the data, pick this run's comments, rewrite and rate them in chunks,
+write as it goes, and summarise. `generate_synthetic_data.py` is a thin front end to `run_norm_job`."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from socialsynth.classify.presets import INFERENCE_IDS
+from socialsynth.core.errors import InputError
+from socialsynth.core.io import JsonlWriter, atomic_write_json, iter_jsonl, meta_path, read_records, select_range, shard_path
+from socialsynth.llm import BackendSpec, GenerationParams
+from socialsynth.jobs.norms.rewrite import LEVELS, FilterSettings, NormRewriter, Rater
+from socialsynth.prompts import load_dimension, load_template
+from socialsynth.core.provenance import jsonable, previous_meta, versions
+from socialsynth.core.runner import GracefulStop, run_chunks
+
+log = logging.getLogger(__name__)
+INPUT_EXTENSIONS = (".jsonl", ".csv", ".parquet", ".pkl")
+
+
+@dataclass
+class NormJobConfig:
+    subreddit: str
+    dimension: str
+    data_dir: Path = Path("data")
+    output_dir: Path = Path("output")
+    input: Path | None = None  # overrides <data_dir>/<subreddit>.<ext>
+    upvote_dir: Path | None = None
+    engine: BackendSpec = field(default_factory=BackendSpec)  # model, backend, device, batch limits
+    batch_size: int = 16  # comments per chunk (written together)
+    start_idx: int = 0
+    end_idx: int | None = None
+    shard: tuple[int, int] | None = None
+    params: GenerationParams = field(default_factory=GenerationParams)
+    levels: tuple[int, ...] = LEVELS
+    rating_method: str = "likelihood"
+    rewrite_template: str = "norm_rewrite"
+    rating_template: str | None = None  # None: the rating method's own template
+    allow_pickle: bool = False
+    max_comment_chars: int = 10_000  # Reddit's own limit; longer texts would not fit small models' context
+    skip_bad_rows: bool = False
+    filters: FilterSettings = field(default_factory=FilterSettings)
+    embedding_model: str | None = "embedded"
+    command: str = ""
+
+
+def find_input(data_dir: Path, subreddit: str, allow_pickle: bool) -> Path:
+    """`<data_dir>/<subreddit>.jsonl` (or .csv, .parquet; .pkl only with --allow-pickle)."""
+    for ext in INPUT_EXTENSIONS:
+        path = data_dir / f"{subreddit}{ext}"
+        if path.exists():
+            if ext == ".pkl" and not allow_pickle:
+                raise InputError(
+                    "found only a pickle file; pickle can run code, pass --allow-pickle to read it", path=path
+                )
+            return path
+    raise InputError(
+        f"no data for subreddit {subreddit!r}: looked for {', '.join(subreddit + e for e in INPUT_EXTENSIONS)} "
+        f"(make one with: socialsynth prepare --input RAW.jsonl -o {data_dir / (subreddit + '.jsonl')})",
+        path=data_dir,
+    )
+
+
+def inference_ids(upvote_dir: Path | None) -> set[str] | None:
+    """The ids held out from upvote-model training, if that list exists (only those are rewritten)."""
+    if upvote_dir is None:
+        return None
+    path = Path(upvote_dir) / INFERENCE_IDS
+    if not path.exists():
+        log.info("%s not found: rewriting every comment", path)
+        return None
+    return {line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}
+
+
+def preference_scorer(cfg: NormJobConfig):
+    """The upvote model in -u DIR, if that folder holds one (it may hold only inference_sample_ids.txt)."""
+    from socialsynth.classify.model import CARD
+
+    if cfg.upvote_dir is None or not (Path(cfg.upvote_dir) / CARD).exists():
+        return None
+    from socialsynth.jobs.norms.preference import PreferenceScorer
+
+    return PreferenceScorer(cfg.upvote_dir, device=cfg.engine.device)
+
+
+def output_path(cfg: NormJobConfig, dim_name: str) -> Path:
+    return shard_path(Path(cfg.output_dir) / f"{cfg.subreddit}_{dim_name}.jsonl", cfg.shard)
+
+
+def run_norm_job(cfg: NormJobConfig) -> dict:
+    """Run (or resume) the job; return the summary. Raises InputError for bad input, Interrupted on SIGTERM."""
+    dim = load_dimension(cfg.dimension)
+    bad = [lv for lv in cfg.levels if lv not in LEVELS]
+    if bad or not cfg.levels:
+        raise InputError(f"levels must be among 1-5, got {list(cfg.levels)}", field="--levels")
+    path = cfg.input or find_input(Path(cfg.data_dir), cfg.subreddit, cfg.allow_pickle)
+    data = read_records(
+        path,
+        allow_pickle=cfg.allow_pickle,
+        required=("id", "comment"),
+        nonempty=("comment",),
+        on_bad_row="skip" if cfg.skip_bad_rows else "error",
+    )
+    if not data.records and not data.skipped:
+        raise InputError("the file has no records", path=path)
+    skipped = Counter(data.skipped)
+    rows = [r for r in data.records if len(r["comment"]) <= cfg.max_comment_chars]
+    if len(rows) < len(data.records):
+        skipped[f"comment longer than {cfg.max_comment_chars} characters"] += len(data.records) - len(rows)
+    wanted = inference_ids(cfg.upvote_dir)
+    if wanted is not None:
+        before = len(rows)
+        rows = [r for r in rows if str(r["id"]) in wanted]
+        skipped["not in inference_sample_ids.txt"] += before - len(rows)
+    selected = select_range(rows, cfg.start_idx, cfg.end_idx, cfg.shard)
+    out = output_path(cfg, dim.name)
+    meta_file = meta_path(out)
+    t_start = time.perf_counter()
+    stop = GracefulStop()
+    with stop, JsonlWriter(out) as writer:
+        todo = [(i, r) for i, r in selected if str(r["id"]) not in writer.done]
+        log.info(
+            "%s: %d comments selected, %d already written, %d to do -> %s",
+            path,
+            len(selected),
+            len(selected) - len(todo),
+            len(todo),
+            out,
+        )
+        backend = embedder = None
+        meta = previous_meta(meta_file)  # a resumed run keeps what earlier runs recorded
+        meta.update(
+            {
+                "command": cfg.command,
+                "input": str(path),
+                "output": str(out),
+                "dimension": dim.name,
+                "dimension_source": dim.source,
+                "config": jsonable(asdict(cfg)),
+                "versions": versions(),
+                "n_input_rows": len(data.records),
+                "skipped": dict(skipped),
+                "n_selected": len(selected),
+                "shard": list(cfg.shard) if cfg.shard else None,
+                "complete": False,
+            }
+        )
+        counts = rater = job = None
+        try:
+            if todo:
+                backend = cfg.engine.load()
+                if cfg.embedding_model:
+                    from socialsynth.text.embeddings import Embedder
+
+                    embedder = Embedder(cfg.embedding_model, device=cfg.engine.device)
+                template = load_template(cfg.rating_template) if cfg.rating_template else None
+                rater = Rater(backend, dim, cfg.rating_method, template)
+                job = NormRewriter(
+                    backend,
+                    dim,
+                    rater,
+                    cfg.params,
+                    tuple(cfg.levels),
+                    embedder,
+                    cfg.filters,
+                    load_template(cfg.rewrite_template),
+                )
+                meta["provenance"] = job.provenance()
+                process = job.process
+                scorer = preference_scorer(cfg)
+                if scorer is not None:
+                    meta["provenance"]["upvote_model"] = scorer.model_dir
+
+                    def process(chunk):
+                        return scorer.annotate(job.process(chunk), chunk, cfg.levels)
+
+                counts = run_chunks(
+                    todo,
+                    process,
+                    writer,
+                    cfg.batch_size,
+                    stop,
+                    desc="comments",
+                    resume_hint=f"rerun the same command to resume: {cfg.command}",
+                )
+                meta["rating_fallbacks"] = rater.fallbacks
+        finally:
+            meta["n_written"] = len(writer.done)
+            meta["complete"] = all(str(r["id"]) in writer.done for _, r in selected)
+            meta["seconds"] = round(time.perf_counter() - t_start, 2)
+            if job is not None:  # the backend may have made the rater switch method (or the fluency filter off)
+                meta["rating_method_used"] = rater.method
+                meta["rating_method_notes"] = rater.method_notes
+                meta["provenance"] = job.provenance()
+            if backend is not None:
+                st = backend.stats
+                meta["throughput"] = {
+                    "generation_seconds": round(st.seconds, 2),
+                    "rating_seconds": round(st.scoring_seconds, 2),
+                    "new_tokens": st.new_tokens,
+                    "padded_tokens": st.padded_tokens,
+                    "prompt_tokens": st.prompt_tokens,
+                    "new_tokens_per_second": round(st.new_tokens / st.seconds, 1) if st.seconds else None,
+                    "comments_this_run": counts.done if counts else None,
+                    "comments_per_second": round(counts.done / counts.seconds, 3)
+                    if counts and counts.seconds
+                    else None,
+                }
+                meta.setdefault("runs", []).append(
+                    {
+                        "command": cfg.command,
+                        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                        "comments": counts.done if counts else 0,
+                        "provenance": meta.get("provenance"),
+                    }
+                )
+            meta["summary"] = summarise(out, cfg.levels)
+            atomic_write_json(meta_file, meta)
+    summary = meta["summary"]
+    summary.update(
+        output=str(out),
+        meta=str(meta_file),
+        skipped=dict(skipped),
+        throughput=meta.get("throughput"),
+        n_selected=len(selected),
+        rating_fallbacks=meta.get("rating_fallbacks"),
+    )
+    summary["plot"] = plot_shift(summary, out.with_suffix(".shift.png"), dim.name)
+    if summary.get("preference_delta_by_level"):
+        from socialsynth.jobs.norms.preference import plot_deltas
+
+        summary["preference_plot"] = plot_deltas(
+            summary["preference_delta_by_level"], out.with_suffix(".preference.png"), dim.name
+        )
+    return summary
+
+
+def summarise(path: Path, levels) -> dict:
+    """Mean rating per target level and filter pass rates over everything written so far (streamed: an output of
+    millions of records is read line by line)."""
+    keys = [str(lv) for lv in levels]
+    rating_sum, rating_n = Counter(), Counter()
+    passed, judged = Counter(), Counter()
+    flag_counts: Counter = Counter()
+    deltas: dict[str, list[float]] = {lv: [] for lv in keys}
+    n_records, original_sum, original_n = 0, 0.0, 0
+    records = iter_jsonl(path) if Path(path).exists() else ()
+    for _, rec in records:
+        n_records += 1
+        original = (rec.get("original_rating_detail") or {}).get("expected", rec.get("original_rating"))
+        if original is not None:
+            original_sum, original_n = original_sum + original, original_n + 1
+        for lv in keys:
+            value = (rec.get("rewrite_ratings_expected") or {}).get(lv)
+            if value is not None:
+                rating_sum[lv] += value
+                rating_n[lv] += 1
+            delta = (rec.get("preference_delta") or {}).get(lv)
+            if delta is not None:
+                deltas[lv].append(delta)
+            flags = (rec.get("filters") or {}).get(lv)
+            if flags:
+                judged[lv] += 1
+                passed[lv] += bool(flags.get("passed"))
+                flag_counts.update(k for k, v in flags.items() if v is True and k != "passed")
+    n_rewrites = sum(judged.values())
+    summary_deltas = None
+    if any(deltas.values()):
+        from socialsynth.core.stats import bootstrap_mean_ci
+
+        summary_deltas = {}
+        for lv in keys:
+            mean, low, high = bootstrap_mean_ci(deltas[lv])
+            summary_deltas[lv] = {
+                "mean": None if mean is None else round(mean, 4),
+                "low": None if low is None else round(low, 4),
+                "high": None if high is None else round(high, 4),
+                "n": len(deltas[lv]),
+            }
+    return {
+        "preference_delta_by_level": summary_deltas,
+        "n_records": n_records,
+        "mean_original_rating": round(original_sum / original_n, 3) if original_n else None,
+        "mean_rating_by_level": {
+            lv: (round(rating_sum[lv] / rating_n[lv], 3) if rating_n[lv] else None) for lv in keys
+        },
+        "pass_rate_by_level": {lv: (round(passed[lv] / judged[lv], 3) if judged[lv] else None) for lv in keys},
+        "flag_rates": {k: round(v / n_rewrites, 3) for k, v in sorted(flag_counts.items())} if n_rewrites else {},
+    }
+
+
+def plot_shift(summary: dict, path: Path, dim_name: str) -> str | None:
+    """Norm shift at a glance: mean rating of rewrites against the level asked for."""
+    points = [(int(k), v) for k, v in summary["mean_rating_by_level"].items() if v is not None]
+    if not points:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.plot([1, 5], [1, 5], ls="--", c="grey", lw=1, label="perfect shift")
+    ax.plot(*zip(*points), marker="o", label="rewrites")
+    if summary.get("mean_original_rating") is not None:
+        ax.axhline(summary["mean_original_rating"], c="tab:red", lw=1, label="originals")
+    ax.set(
+        xlabel="target level",
+        ylabel="mean rating (expected)",
+        title=f"{dim_name}: rating by target level",
+        xlim=(0.5, 5.5),
+        ylim=(0.5, 5.5),
+    )
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return str(path)
+
+
+def format_summary(summary: dict) -> str:
+    lines = [f"records in output: {summary['n_records']} (selected this run: {summary['n_selected']})"]
+    if summary.get("skipped"):
+        lines.append("skipped input rows: " + ", ".join(f"{k}: {v}" for k, v in summary["skipped"].items()))
+    lines.append(f"mean rating of originals: {summary['mean_original_rating']}")
+    lines.append("target level | mean rating | filter pass rate")
+    for lv, value in summary["mean_rating_by_level"].items():
+        lines.append(f"{lv:>12} | {value!s:>11} | {summary['pass_rate_by_level'][lv]}")
+    if summary.get("rating_fallbacks"):
+        lines.append(f"warning: {summary['rating_fallbacks']} generated ratings could not be parsed and were set to 3")
+    if summary.get("preference_delta_by_level"):
+        lines.append("preference delta (predicted log2 upvotes, rewrite - original), mean [95% bootstrap CI]:")
+        for lv, d in summary["preference_delta_by_level"].items():
+            if d["mean"] is not None:
+                lines.append(f"{lv:>12} | {d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] (n={d['n']})")
+    if summary["flag_rates"]:
+        lines.append("flag rates: " + ", ".join(f"{k} {v:.0%}" for k, v in summary["flag_rates"].items()))
+    tp = summary.get("throughput")
+    if tp:
+        lines.append(
+            f"throughput: {tp['comments_per_second']} comments/s overall; generation {tp['new_tokens_per_second']} "
+            f"new tokens/s ({tp['generation_seconds']} s), rating {tp['rating_seconds']} s"
+        )
+    lines.append(f"output: {summary['output']}")
+    lines.append(f"meta:   {summary['meta']}")
+    if summary.get("plot"):
+        lines.append(f"plot:   {summary['plot']}")
+    if summary.get("preference_plot"):
+        lines.append(f"preference plot: {summary['preference_plot']}")
+    return "\n".join(lines)

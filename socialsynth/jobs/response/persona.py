@@ -1,0 +1,394 @@
+"""Persona per user from name + retrieved history through any backend; then the Alpaca records (alpaca/*.jsonl).
+
+extract-personas: interests, language style, emotional tone, personality, values, one persona per user of
+cases.jsonl; then every case as Alpaca records in three variants.
+
+Seed 004 (SocialAlign extract_user_persona.py) asked GPT-4 for a numbered five-aspect persona (items of at most 20
+characters, no Markdown, no stance on the news). Here any socialsynth backend answers (`-m embedded` by default;
+`--backend openai --api-base URL -m gpt-4o` for an OpenAI-compatible endpoint as in the seed), with the YAML prompt
+response_persona_{en,zh} picked by the language of the user's cases (`--persona-template` overrides).
+
+A user's prompt shows their name and up to `--persona-posts` (default 5, as the seed) of the history posts that
+build-dataset retrieved for their cases: best-ranked first across the cases, without repeats. The answer is parsed
+as a numbered list (`1. ...`, `1、...`, `(1) ...`; bullets when there are no numbers; Markdown stripped; at most
+five items). Items that only copy the prompt (small models repeat the rubric's examples) go to `echoed`, not
+into the persona. What cannot be parsed is kept in `raw` with status "unparsed" (or "echo" when every item was
+an echo, "empty" for no answer) and counted, never fatal.
+
+Output in `-o` (default output/responses): personas.jsonl, one line per user: {"user_id", "persona": [str, ...],
+"echoed", "raw", "status", "language", "n_history_posts", "finish_reason", provenance: "backend", "model", "template",
+"params", "seed"} written as it goes and keyed by user_id (a killed run resumes with the users still missing;
+delete the file to redo every persona); personas.meta.json; and alpaca/{full,without_persona,without_history}.jsonl
+(records.py schema) rebuilt from cases + personas on every run (fast; atomic replace). `--no-personas` skips the
+model: the Alpaca files are still written, but without a persona section, so only without_persona is meaningful.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import time
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from socialsynth.core.cli import add_model_args, add_sampling_args, backend_spec, sampling_params
+from socialsynth.core.errors import InputError
+from socialsynth.core.io import JsonlWriter, atomic_write_json, iter_jsonl
+from socialsynth.llm import Backend, GenerationParams
+from socialsynth.prompts import Template, load_template
+from socialsynth.core.provenance import command_line, jsonable, previous_meta, versions
+from socialsynth.core.runner import GracefulStop, run_chunks
+from socialsynth.jobs.response.alpaca import write_alpaca
+from socialsynth.jobs.response.dataset import CASES_NAME, default_output_dir
+
+log = logging.getLogger(__name__)
+PERSONAS_NAME = "personas.jsonl"
+PERSONAS_META = "personas.meta.json"
+ALPACA_DIR = "alpaca"
+MAX_ITEMS = 5
+MAX_ITEM_CHARS = 120  # a longer item is cut at a word boundary (the 135M model rambles)
+
+
+# -- parsing ---------------------------------------------------------------------------------------------------
+
+_NUMBERED = re.compile(r"^\s*(?:[(（]\s*(\d{1,2})\s*[)）]|(\d{1,2})\s*[.．、:：)）])\s*(.*)$")
+_BULLET = re.compile(r"^\s*[-*•·]\s+(.*)$")
+_MARKDOWN = re.compile(r"\*\*|__|`|^#+\s*")
+
+
+def _clean_item(text: str) -> str:
+    text = _MARKDOWN.sub("", text).strip().strip("*_").strip()
+    if len(text) > MAX_ITEM_CHARS:
+        cut = text[:MAX_ITEM_CHARS]
+        text = (cut.rsplit(" ", 1)[0] if " " in cut else cut).rstrip(" ,;，；") + "…"
+    return text
+
+
+def parse_persona(raw: str) -> list[str]:
+    """The items of a numbered (or, failing that, bulleted) answer, in order, at most five, Markdown stripped.
+
+    A line that continues a label-only item ("2. Language style:" followed by "casual, short") is joined to it.
+    Returns [] when nothing parses."""
+    lines = [line for line in (raw or "").replace("\r", "").split("\n") if line.strip()]
+    for pattern in (_NUMBERED, _BULLET):
+        items: list[str] = []
+        for line in lines:
+            m = pattern.match(_MARKDOWN.sub("", line.strip()) if pattern is _NUMBERED else line)
+            if m:
+                text = (m.group(m.lastindex) or "").strip()
+                items.append(text)
+            elif items and items[-1].rstrip().endswith((":", "：")):
+                items[-1] = f"{items[-1].rstrip()} {line.strip()}"
+        items = [c for c in (_clean_item(i) for i in items) if c and not c.endswith((":", "："))]
+        seen: list[str] = []
+        for item in items:
+            if item not in seen:
+                seen.append(item)
+        if seen:
+            return seen[:MAX_ITEMS]
+    return []
+
+
+_NON_WORD = re.compile(r"[\W_]+")
+
+
+def _normalise(text: str) -> str:
+    return _NON_WORD.sub(" ", text.lower()).strip()
+
+
+def split_echoes(items: Sequence[str], prompt: str) -> tuple[list[str], list[str]]:
+    """(kept, echoed): an item whose content (the part after its label) is copied from the prompt, such as the
+    rubric's own examples that small models repeat, says nothing about the user and is set aside."""
+    haystack = _normalise(prompt)
+    kept, echoed = [], []
+    for item in items:
+        value = _normalise(re.split(r"[:：]", item, maxsplit=1)[-1])
+        (echoed if len(value) >= 3 and value in haystack else kept).append(item)
+    return kept, echoed
+
+
+# -- prompts ---------------------------------------------------------------------------------------------------
+
+
+def persona_history(cases: Sequence[Mapping], limit: int) -> list[str]:
+    """A user's posts for the persona prompt: rank 1 of every case, then rank 2, ..., without repeats."""
+    out: list[str] = []
+    depth = max((len(c.get("history") or []) for c in cases), default=0)
+    for rank in range(depth):
+        for case in cases:
+            history = case.get("history") or []
+            if rank < len(history) and history[rank] not in out:
+                out.append(history[rank])
+                if len(out) >= limit:
+                    return out
+    return out
+
+
+def persona_chat(template: Template, username: str, history: Sequence[str]) -> list[dict[str, str]]:
+    numbered = "\n".join(f"{i}. {text}" for i, text in enumerate(history, 1))
+    fields = {"username": username, "history": numbered}
+    chat = [{"role": "system", "content": template.system.format(**fields)}] if template.system else []
+    return chat + [{"role": "user", "content": template.user.format(**fields)}]
+
+
+@dataclass
+class UserItem:
+    user_id: str
+    name: str
+    language: str
+    history: list[str]
+
+
+def users_from_cases(cases: Sequence[Mapping], posts_per_user: int) -> list[UserItem]:
+    by_user: dict[str, list[Mapping]] = defaultdict(list)
+    for case in cases:
+        by_user[case["user_id"]].append(case)
+    users = []
+    for uid, user_cases in by_user.items():
+        language = Counter(c["language"] for c in user_cases).most_common(1)[0][0]
+        name = user_cases[0].get("user_name") or uid
+        users.append(UserItem(uid, name, language, persona_history(user_cases, posts_per_user)))
+    return users
+
+
+def load_cases(path: Path) -> list[dict]:
+    if not Path(path).exists():
+        raise InputError("cases file not found (run build-dataset first, or give --cases)", path=path)
+    cases = []
+    for line, rec in iter_jsonl(path):
+        for key in ("id", "topic_id", "user_id", "news", "topic", "response", "split", "language"):
+            if key not in rec:
+                raise InputError("case lacks a field (rebuild with build-dataset)", path=path, line=line, field=key)
+        cases.append(rec)
+    if not cases:
+        raise InputError("no cases", path=path)
+    return cases
+
+
+# -- the job ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PersonaConfig:
+    output_dir: Path = field(default_factory=default_output_dir)
+    cases: Path | None = None  # default <output_dir>/cases.jsonl
+    model: Any = None  # a BackendSpec (anything with .model and .load()); None only with no_personas
+    params: GenerationParams = field(default_factory=lambda: GenerationParams(max_new_tokens=160))
+    persona_template: str | None = None  # default response_persona_<language>
+    instruction_templates: dict[str, str] = field(default_factory=dict)  # language -> template name or path
+    persona_posts: int = 5
+    batch_size: int = 8
+    no_personas: bool = False
+    command: str = ""
+
+
+class PersonaJob:
+    def __init__(self, backend: Backend, cfg: PersonaConfig):
+        self.backend, self.cfg = backend, cfg
+        self.unparsed = 0
+
+    def template(self, language: str) -> Template:
+        return load_template(self.cfg.persona_template or f"response_persona_{language}")
+
+    def process(self, users: Sequence[UserItem]) -> list[dict]:
+        templates = [self.template(u.language) for u in users]
+        chats = [persona_chat(t, u.name, u.history) for t, u in zip(templates, users)]
+        keys = [u.user_id for u in users]
+        completions = self.backend.generate(chats, self.cfg.params, keys=keys)
+        describe = self.backend.describe()
+        records = []
+        for user, tpl, chat, comp in zip(users, templates, chats, completions):
+            parsed = parse_persona(comp.text)
+            items, echoed = split_echoes(parsed, "\n".join(turn["content"] for turn in chat))
+            if items:
+                status = "ok"
+            elif echoed:
+                status = "echo"
+            else:
+                status = "empty" if not comp.text.strip() else "unparsed"
+            records.append(
+                {
+                    "user_id": user.user_id,
+                    "persona": items,
+                    "echoed": echoed,
+                    "raw": comp.text,
+                    "status": status,
+                    "language": user.language,
+                    "n_history_posts": len(user.history),
+                    "finish_reason": comp.finish_reason,
+                    "backend": describe.get("backend"),
+                    "model": self.backend.name,
+                    "template": f"{tpl.name}@{tpl.hash}",
+                    "params": self.cfg.params.to_dict(),
+                    "seed": comp.seed,
+                }
+            )
+        return records
+
+
+def read_personas(path: Path) -> dict[str, dict]:
+    if not Path(path).exists():
+        return {}
+    return {str(rec["user_id"]): rec for _, rec in iter_jsonl(path)}
+
+
+def run_personas(cfg: PersonaConfig, backend: Backend | None = None) -> dict:
+    """Extract the missing personas (unless no_personas), then write the Alpaca files; return the summary.
+
+    `backend` replaces loading `cfg.model` (tests pass a FakeBackend)."""
+    t0 = time.perf_counter()
+    out_dir = Path(cfg.output_dir)
+    cases = load_cases(Path(cfg.cases) if cfg.cases else out_dir / CASES_NAME)
+    if cfg.persona_posts < 1:
+        raise InputError("must be at least 1", field="--persona-posts")
+    users = users_from_cases(cases, cfg.persona_posts)
+    out, meta_file = out_dir / PERSONAS_NAME, out_dir / PERSONAS_META
+    meta = previous_meta(meta_file)
+    meta.update(
+        {
+            "command": cfg.command,
+            "config": jsonable({**asdict(replace(cfg, model=None)), "model": _spec_dict(cfg.model)}),
+            "versions": versions(),
+            "n_users": len(users),
+        }
+    )
+    this_run = 0
+    if not cfg.no_personas:
+        stop = GracefulStop()
+        with stop, JsonlWriter(out, key="user_id") as writer:
+            todo = [u for u in users if u.user_id not in writer.done]
+            log.info("personas: %d users to do (of %d)", len(todo), len(users))
+            try:
+                if todo:
+                    if backend is None:
+                        if cfg.model is None:
+                            raise InputError("no model given for extract-personas", field="--model")
+                        backend = cfg.model.load()
+                    job = PersonaJob(backend, cfg)
+                    counts = run_chunks(
+                        todo,
+                        job.process,
+                        writer,
+                        cfg.batch_size,
+                        stop,
+                        desc="personas",
+                        resume_hint=f"rerun the same command to resume: {cfg.command}",
+                    )
+                    this_run = counts.written
+                    meta["model"] = backend.describe()
+            finally:
+                meta["n_written"] = len(writer.done)
+                meta["complete"] = all(u.user_id in writer.done for u in users)
+                atomic_write_json(meta_file, meta)
+    records = read_personas(out) if not cfg.no_personas else {}
+    wanted = {u.user_id for u in users}
+    records = {uid: rec for uid, rec in records.items() if uid in wanted}
+    personas = {uid: rec.get("persona") or [] for uid, rec in records.items()}
+    refs = {uid: f"{rec.get('model')}|{rec.get('template')}" for uid, rec in records.items()}
+    alpaca = write_alpaca(cases, personas, out_dir / ALPACA_DIR, cfg.instruction_templates, refs)
+    status = Counter(rec.get("status", "ok") for rec in records.values())
+    summary = {
+        "n_cases": len(cases),
+        "n_users": len(users),
+        "personas_this_run": this_run,
+        "personas_total": len(records),
+        "status": dict(status),
+        "no_personas": cfg.no_personas,
+        "personas": None if cfg.no_personas else str(out),
+        "alpaca": alpaca,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+    if cfg.no_personas:
+        summary["note"] = (
+            "--no-personas: no persona was extracted; only alpaca/without_persona.jsonl is meaningful "
+            "(full and without_history have no persona section)"
+        )
+    if not cfg.no_personas:
+        meta["summary"] = summary
+        atomic_write_json(meta_file, meta)
+    atomic_write_json(out_dir / ALPACA_DIR / "alpaca.meta.json", {"command": cfg.command, **summary})
+    return summary
+
+
+def _spec_dict(spec) -> dict | None:
+    if spec is None:
+        return None
+    try:
+        return asdict(spec)
+    except TypeError:
+        return {"model": getattr(spec, "model", str(spec))}
+
+
+def format_summary(s: dict) -> str:
+    lines = [f"cases {s['n_cases']}, users {s['n_users']}"]
+    if s["no_personas"]:
+        lines.append(s["note"])
+    else:
+        status = ", ".join(f"{k} {v}" for k, v in sorted(s["status"].items())) or "none"
+        lines.append(f"personas: {s['personas_total']} ({status}); {s['personas_this_run']} new this run")
+        lines.append(f"personas: {s['personas']}")
+    a = s["alpaca"]
+    lines.append("alpaca: " + ", ".join(f"{k} {v}" for k, v in a["records"].items()) + f" -> {a['folder']}")
+    if a["cases_without_persona"] and not s["no_personas"]:
+        lines.append(f"cases whose user has no parsed persona (no persona section): {a['cases_without_persona']}")
+    lines.append("instruction templates: " + ", ".join(f"{k} {v}" for k, v in a["templates"].items()))
+    lines.append(f"time: {s['seconds']} s")
+    return "\n".join(lines)
+
+
+# -- command line ----------------------------------------------------------------------------------------------
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-o", "--output-dir", type=Path, default=default_output_dir(), help="stage folder (cases.jsonl is read here)"
+    )
+    p.add_argument("--cases", type=Path, default=None, help="cases file (default: <output-dir>/cases.jsonl)")
+    p.add_argument(
+        "--no-personas",
+        action="store_true",
+        help="skip the model: write the Alpaca files without personas (only without_persona is meaningful then)",
+    )
+    p.add_argument("--persona-posts", type=int, default=5, help="history posts shown per user in the persona prompt")
+    p.add_argument(
+        "--persona-template",
+        default=None,
+        help="persona prompt (a template name or YAML path; default response_persona_en / _zh by case language)",
+    )
+    p.add_argument("--instruction-template-en", default=None, help="English Alpaca instruction template (name/path)")
+    p.add_argument("--instruction-template-zh", default=None, help="Chinese Alpaca instruction template (name/path)")
+    p.add_argument("--batch-size", type=int, default=8, help="users per generation batch (written together)")
+    add_model_args(p)
+    add_sampling_args(p)
+    p.set_defaults(max_new_tokens=160)
+
+
+def config_from_args(args: argparse.Namespace) -> PersonaConfig:
+    if args.batch_size < 1:
+        raise InputError("must be at least 1", field="--batch-size")
+    templates = {
+        lang: name
+        for lang, name in (("en", args.instruction_template_en), ("zh", args.instruction_template_zh))
+        if name
+    }
+    return PersonaConfig(
+        output_dir=args.output_dir,
+        cases=args.cases,
+        model=None if args.no_personas else backend_spec(args),
+        params=sampling_params(args),
+        persona_template=args.persona_template,
+        instruction_templates=templates,
+        persona_posts=args.persona_posts,
+        batch_size=args.batch_size,
+        no_personas=args.no_personas,
+        command=command_line(),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    summary = run_personas(config_from_args(args))
+    print(format_summary(summary))
+    return 0

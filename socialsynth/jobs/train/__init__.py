@@ -1,0 +1,1 @@
+"""train_classifier.py: the command line over socialsynth.classify."""

@@ -1,0 +1,1 @@
+"""Text utilities shared by the jobs: cleaning generations (quality) and sentence embeddings."""

@@ -1,0 +1,179 @@
+"""build_instruct_dataset.py / socialsynth.jobs.bluesky.instruct on hand-written cluster files."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from socialsynth.jobs.bluesky.instruct import (
+    COMPLETION_MARKER,
+    Chain,
+    InstructConfig,
+    completion_example,
+    keyword_example,
+    needle_example,
+    ordinal,
+    run_instruct_job,
+)
+from socialsynth.core.errors import InputError
+
+REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").exists())
+POSTS = [
+    "Honestly the sourdough starter finally doubled overnight and the bread came out amazing",
+    "Watching the meteor shower tonight from the hills outside town with friends",
+    "short one",
+    "Another rainy morning, perfect weather for coffee, reading and quiet thinking all day long",
+    "great",
+]
+
+
+def _chain(t: int, users=("alice", "bob"), n: int = 2) -> list[dict]:
+    return [
+        {"user_id": users[(i + t) % len(users)], "text": POSTS[(t + i) % len(POSTS)], "unix_epoch": 1000 + 10 * t + i}
+        for i in range(n)
+    ]
+
+
+def _action(t: int) -> list[dict]:
+    return [
+        {"user_id": "carol", "text": "liked post", "unix_epoch": 5},
+        {"user_id": "alice", "actions": {"like": True}, "unix_epoch": 6},
+    ]
+
+
+def _write(folder: Path, cid: int, rows: list) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"cluster_{cid}.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture
+def clusters(tmp_path) -> Path:
+    d = tmp_path / "processed_2_clusters"
+    _write(d, 0, [_chain(t, n=1 + t % 4) for t in range(40)] + [_action(0), _action(1)])
+    _write(d, 1, [_chain(t, users=("dave",), n=3) for t in range(15)])
+    return d
+
+
+def _read(path: Path) -> list[list[dict]]:
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def test_ordinals():
+    got = [ordinal(n) for n in (1, 2, 3, 4, 10, 11, 12, 13, 14, 21, 22, 23, 100, 101, 111, 112, 113, 121)]
+    assert got == [
+        "1st", "2nd", "3rd", "4th", "10th", "11th", "12th", "13th", "14th",
+        "21st", "22nd", "23rd", "100th", "101st", "111th", "112th", "113th", "121st",
+    ]  # fmt: skip
+
+
+def _mk(idx: int, texts: list[str], user: str = "u") -> Chain:
+    return Chain(idx, [{"user_id": user, "text": t, "unix_epoch": idx} for t in texts])
+
+
+def test_needle_answer_is_nth_context_message():
+    history = [_mk(i, [f"m{i}-{j}" for j in range(7)]) for i in range(25)]
+    for s in range(30):
+        msgs = needle_example(history, random.Random(s))
+        assert [m["role"] for m in msgs] == ["system", "context", "assistant"]
+        context = json.loads(msgs[1]["content"])
+        assert len(context) == 20 * 5
+        assert context[0]["text"] == "m5-2"  # last 20 chains, last 5 messages each
+        n = int("".join(ch for ch in msgs[0]["content"].split("What was the ")[1].split(" ")[0] if ch.isdigit()))
+        assert json.loads(msgs[2]["content"]) == {"text": context[n - 1]["text"]}
+
+
+def test_keyword_words_long_and_in_post():
+    post = POSTS[0]
+    for s in range(30):
+        msgs = keyword_example(_mk(0, ["hello there", post]), random.Random(s))
+        assert [m["role"] for m in msgs] == ["system", "context", "assistant"]
+        words = msgs[0]["content"].split("uses these words: ")[1].split(".")[0].split(", ")
+        assert 1 <= len(words) <= 5
+        assert all(len(w) > 4 and w in post for w in words)
+        assert json.loads(msgs[-1]["content"]) == {"text": post}
+    root_only = keyword_example(_mk(0, [post]), random.Random(0))
+    assert [m["role"] for m in root_only] == ["system", "assistant"]
+
+
+def test_completion_prefix_plus_target_is_post():
+    post = POSTS[3]
+    for s in range(30):
+        msgs = completion_example(_mk(0, [post]), random.Random(s))
+        assert [m["role"] for m in msgs] == ["system", "assistant"]
+        prefix = msgs[0]["content"].split(COMPLETION_MARKER, 1)[1]
+        target = json.loads(msgs[1]["content"])["text"]
+        assert prefix.strip() and target.strip()
+        assert prefix + target == post
+
+
+def test_job_outputs_shapes_actions_skipped_and_meta(clusters, tmp_path):
+    out = tmp_path / "out"
+    meta = run_instruct_job(InstructConfig(clusters, out, seed=42))
+    assert meta["clusters"]["0"]["skipped_action_lines"] == 2
+    assert meta["clusters"]["0"]["examples"] == 40 and meta["clusters"]["1"]["examples"] == 15
+    assert set(meta["totals"]) <= {"needle", "keyword", "completion"} and len(meta["totals"]) == 3
+    assert json.loads((out / "instruct_meta.json").read_text())["totals"] == meta["totals"]
+    for cid in ("0", "1"):
+        for msgs in _read(out / f"instruct_cluster_{cid}.jsonl"):
+            roles = [m["role"] for m in msgs]
+            assert roles[0] == "system" and roles[-1] == "assistant" and set(roles[1:-1]) <= {"context"}
+            assert isinstance(json.loads(msgs[-1]["content"])["text"], str)
+            if "context" in roles:
+                assert all("actions" not in m for m in json.loads(msgs[1]["content"]))
+    # needle contexts only hold the last-message user's chains
+    for msgs in _read(out / "instruct_cluster_1.jsonl"):
+        if "What was the" in msgs[0]["content"]:
+            assert {m["user_id"] for m in json.loads(msgs[1]["content"])} <= {"dave"}
+
+
+def test_seed_determinism_and_max_chains(clusters, tmp_path):
+    run_instruct_job(InstructConfig(clusters, tmp_path / "a", seed=7, max_chains=10))
+    run_instruct_job(InstructConfig(clusters, tmp_path / "b", seed=7, max_chains=10))
+    run_instruct_job(InstructConfig(clusters, tmp_path / "c", seed=8, max_chains=10))
+    a, b, c = ((tmp_path / x / "instruct_cluster_0.jsonl").read_text() for x in "abc")
+    assert a == b and a != c
+    assert len(a.splitlines()) == 10
+
+
+def test_llm_fraction_uses_backend(clusters, tmp_path, fake_backend_cls):
+    from socialsynth.llm import GenerationParams
+
+    fake = fake_backend_cls(reply=lambda chat, key: f"generated for {key}")
+    meta = run_instruct_job(
+        InstructConfig(clusters, tmp_path / "o", llm_fraction=1.0), backend=fake, params=GenerationParams(seed=1)
+    )
+    assert set(meta["totals"]) == {"summarize", "paraphrase"}
+    assert sum(meta["totals"].values()) == 55
+    assert len(fake.generate_calls) == 2
+    for msgs in _read(tmp_path / "o" / "instruct_cluster_0.jsonl"):
+        assert [m["role"] for m in msgs] == ["system", "context", "assistant"]
+        assert json.loads(msgs[2]["content"])["text"].startswith("generated for 0:")
+
+
+def test_missing_folder_is_input_error(tmp_path):
+    with pytest.raises(InputError, match="not a folder"):
+        run_instruct_job(InstructConfig(tmp_path / "nope", tmp_path / "o"))
+
+
+def test_broken_line_exits_2(clusters, tmp_path):
+    path = clusters / "cluster_1.jsonl"
+    path.write_text(path.read_text() + "[{broken\n")
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    r = subprocess.run(
+        [sys.executable, "build_instruct_dataset.py", "-i", str(clusters), "-o", str(tmp_path / "o")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 2, r.stderr
+    err = [x for x in r.stderr.splitlines() if not x.startswith("INFO ")]
+    assert len(err) == 1 and err[0].startswith(f"error: {path}:16: not valid JSON"), r.stderr
