@@ -324,3 +324,25 @@ def test_submit_pipeline_chains_the_merge_on_the_array(fakebin, tmp_path):
     assert "merged file (once both are done): output/augment/synthetic_very_toxic.jsonl" in proc.stderr
     bad = subprocess.run([str(SLURM / "submit_pipeline.sh"), "rephrase"], cwd=tmp_path, env=env, capture_output=True)
     assert bad.returncode == 2 and b"INPUT" in bad.stderr
+
+
+def test_job_file_replaces_the_variables(fakebin, tmp_path):
+    """JOB_FILE=job.yaml: the step gets --config job.yaml (plus EXTRA_ARGS), not the template's default flags."""
+    fake = str(fakebin / "fakepython")
+    job = tmp_path / "job.yaml"
+    job.write_text("subreddit: askscience\nnorm_dimension: politeness\n")
+    for template, script in [
+        ("generate_array.sbatch", "generate_synthetic_data.py"),
+        ("rephrase_array.sbatch", "rephrase_posts.py"),
+        ("augment_array.sbatch", "augment_labels.py"),
+        ("cluster.sbatch", "cluster_users.py"),
+    ]:
+        log = tmp_path / "python.log"
+        log.unlink(missing_ok=True)
+        env = slurm_env(fakebin, tmp_path, 0, PYTHON=fake, JOB_FILE=job, EXTRA_ARGS="-b 4", DATA_ROOT="", INPUT="")
+        ok(run_template(template, env))
+        assert python_calls(tmp_path) == [f"{script} --config {job} -b 4"], template
+    log.unlink()
+    env = slurm_env(fakebin, tmp_path, 0, PYTHON=fake, JOB_FILE=job, SEEDS="7", TRAIN_ARGS="--task binary", OUT="o")
+    ok(run_template("train.sbatch", env))
+    assert python_calls(tmp_path) == [f"train_classifier.py --config {job} --task binary --seed 7 --device cuda -o o/seed-7"]

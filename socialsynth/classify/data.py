@@ -9,15 +9,16 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
+from socialsynth.classify.labels import is_missing, label_key, parse_label_list, truthy
 from socialsynth.core.errors import InputError
 from socialsynth.core.io import read_records
-from socialsynth.classify.labels import is_missing, label_key, parse_label_list, truthy
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,93 @@ def _parse_label(task: str, value: Any, label_sep: str) -> Any:
     return label_key(value)
 
 
+@dataclass
+class _RowReader:
+    """How one file's records become (text, label, id): the columns, the task and what to do with bad rows."""
+
+    path: Path
+    task: str
+    text_col: str
+    label_cols: list[str]
+    label_sep: str
+    require_labels: bool
+    skip_bad_rows: bool
+    adapter: RowAdapter | None
+    has_label_cols: bool
+    id_field: str | None
+    skipped: Counter
+
+    def text_and_raw(self, record: dict, line: int) -> tuple[Any, Any] | None:
+        """The text and the raw label of a record; None when the row is skipped (counted)."""
+        try:
+            if self.adapter is not None:
+                text, raw = self.adapter(record)
+            else:
+                text = record[self.text_col]
+                raw = _raw_label(record, self.label_cols, self.task) if self.has_label_cols else None
+            return text, raw
+        except (ValueError, TypeError, KeyError) as exc:
+            if not self.skip_bad_rows:
+                field_name = self.label_cols[0] if self.adapter is None else None
+                raise InputError(str(exc), path=self.path, line=line, field=field_name) from None
+            self.skipped["unreadable label"] += 1
+            return None
+
+    def label(self, raw: Any, line: int) -> tuple[bool, Any]:
+        """(keep the row, its parsed label or None); a skipped row is counted."""
+        if not (self.has_label_cols or self.adapter is not None):
+            return True, None
+        # an empty multi-label cell means "none of the labels"; only a null/NaN is a missing label
+        empty_ok = self.task == "multilabel" and isinstance(raw, str)
+        if raw is None or (not isinstance(raw, list) and not empty_ok and is_missing(raw)):
+            if self.require_labels:
+                self.skipped["missing label"] += 1
+                return False, None
+            return True, None
+        try:
+            return True, _parse_label(self.task, raw, self.label_sep)
+        except (ValueError, TypeError) as exc:
+            if not self.skip_bad_rows:
+                raise InputError(str(exc), path=self.path, line=line, field=self.label_cols[0]) from None
+            self.skipped["unreadable label"] += 1
+            return False, None
+
+    def row_id(self, record: dict, line: int) -> str:
+        if self.id_field is not None and not is_missing(record.get(self.id_field)):
+            return label_key(record[self.id_field])
+        return f"{self.path.stem}:{line}"
+
+    def add(self, out: LabelledTexts, record: dict, line: int) -> None:
+        """Append one record to ``out`` unless it is skipped."""
+        found = self.text_and_raw(record, line)
+        if found is None:
+            return
+        text, raw = found
+        if not isinstance(text, str) or not text.strip():
+            self.skipped["empty text"] += 1
+            return
+        keep, label = self.label(raw, line)
+        if not keep:
+            return
+        out.texts.append(text)
+        out.labels.append(label)
+        out.ids.append(self.row_id(record, line))
+        out.origin.append(self.path.name)
+
+
+def _read_table(path: Path, *, text_col: str, label_cols: list[str], require_labels: bool, skip_bad_rows: bool,
+                allow_pickle: bool, adapter: RowAdapter | None, adapter_fields: Sequence[str]):
+    """The file's records, with the columns the job needs checked (read_records' bad-row policy applied)."""
+    on_bad = "skip" if skip_bad_rows else "error"
+    if adapter is not None:
+        fields = tuple(f for f in adapter_fields if require_labels or f not in label_cols)
+        return read_records(path, allow_pickle=allow_pickle, required=fields, on_bad_row=on_bad)
+    required = [text_col] + (label_cols if require_labels else [])
+    return read_records(
+        path, allow_pickle=allow_pickle, required=tuple(required), nonempty=(text_col,), on_bad_row=on_bad
+    )
+
+
 def load_texts(
     path: str | Path,
     *,
@@ -102,59 +190,17 @@ def load_texts(
     label_cols = list(label_cols)
     if len(label_cols) > 1 and task != "multilabel":
         raise InputError(f"several label columns ({', '.join(label_cols)}) need --task multilabel", field="--label-col")
-    on_bad = "skip" if skip_bad_rows else "error"
-    if adapter is not None:
-        fields = tuple(f for f in adapter_fields if require_labels or f not in label_cols)
-        data = read_records(path, allow_pickle=allow_pickle, required=fields, on_bad_row=on_bad)
-    else:
-        required = [text_col] + (label_cols if require_labels else [])
-        data = read_records(
-            path, allow_pickle=allow_pickle, required=tuple(required), nonempty=(text_col,), on_bad_row=on_bad
-        )
+    data = _read_table(path, text_col=text_col, label_cols=label_cols, require_labels=require_labels,
+                       skip_bad_rows=skip_bad_rows, allow_pickle=allow_pickle, adapter=adapter,
+                       adapter_fields=adapter_fields)
     skipped = Counter(data.skipped)
     has_label_cols = bool(data.records) and all(c in data.records[0] for c in label_cols)
-    out = LabelledTexts([], [], [], [], skipped)
     id_field = id_col or ("id" if data.records and "id" in data.records[0] else None)
-    for record, line in zip(data.records, data.line_numbers):
-        where = {"path": path, "line": line}
-        try:
-            if adapter is not None:
-                text, raw = adapter(record)
-            else:
-                text = record[text_col]
-                raw = _raw_label(record, label_cols, task) if has_label_cols else None
-        except (ValueError, TypeError, KeyError) as exc:
-            if not skip_bad_rows:
-                raise InputError(str(exc), **where, field=label_cols[0] if adapter is None else None) from None
-            skipped["unreadable label"] += 1
-            continue
-        if not isinstance(text, str) or not text.strip():
-            skipped["empty text"] += 1
-            continue
-        label = None
-        if has_label_cols or adapter is not None:
-            # an empty multi-label cell means "none of the labels"; only a null/NaN is a missing label
-            empty_ok = task == "multilabel" and isinstance(raw, str)
-            if raw is None or (not isinstance(raw, list) and not empty_ok and is_missing(raw)):
-                if require_labels:
-                    skipped["missing label"] += 1
-                    continue
-            else:
-                try:
-                    label = _parse_label(task, raw, label_sep)
-                except (ValueError, TypeError) as exc:
-                    if not skip_bad_rows:
-                        raise InputError(str(exc), **where, field=label_cols[0]) from None
-                    skipped["unreadable label"] += 1
-                    continue
-        if id_field is not None and not is_missing(record.get(id_field)):
-            row_id = label_key(record[id_field])
-        else:
-            row_id = f"{path.stem}:{line}"
-        out.texts.append(text)
-        out.labels.append(label)
-        out.ids.append(row_id)
-        out.origin.append(path.name)
+    reader = _RowReader(path, task, text_col, label_cols, label_sep, require_labels, skip_bad_rows, adapter,
+                        has_label_cols, id_field, skipped)
+    out = LabelledTexts([], [], [], [], skipped)
+    for record, line in zip(data.records, data.line_numbers, strict=True):
+        reader.add(out, record, line)
     if require_labels and not has_label_cols and adapter is None and data.records:
         raise InputError(f"label column missing (have: {', '.join(data.records[0])})", path=path, field=label_cols[0])
     if skipped:

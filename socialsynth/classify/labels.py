@@ -13,8 +13,9 @@ import json
 import logging
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -200,7 +201,7 @@ class LabelSpace:
         if self.task == "regression":
             return float(y)
         if self.task == "multilabel":
-            return [n for n, v in zip(self.names, y) if v]
+            return [n for n, v in zip(self.names, y, strict=False) if v]
         return self.names[int(y)]
 
     def class_weights(self, mode: str) -> np.ndarray | None:

@@ -15,7 +15,8 @@ R² of a constant target, ...) is ``None``, never NaN.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -295,7 +296,7 @@ def _pairwise_exact(t: np.ndarray, p: np.ndarray, gaps: Sequence[float]) -> list
             offset = k[a:b] - c0  # columns before k[i] in this block
             before = np.where(offset > 0, prefix[index, np.clip(offset - 1, 0, None)], 0)
             half_points[g] += int((total - before).sum())
-    return [((hp / 2) / m if m else None, m) for hp, m in zip(half_points.tolist(), n_pairs)]
+    return [((hp / 2) / m if m else None, m) for hp, m in zip(half_points.tolist(), n_pairs, strict=True)]
 
 
 def _pairwise_sampled(
@@ -320,7 +321,7 @@ def _pairwise_sampled(
             mask = distance > gap
             half_points[g] += int(points[mask].sum())
             counts[g] += int(mask.sum())
-    return [((hp / 2) / m if m else None, m) for hp, m in zip(half_points.tolist(), counts.tolist())]
+    return [((hp / 2) / m if m else None, m) for hp, m in zip(half_points.tolist(), counts.tolist(), strict=True)]
 
 
 def _pairwise_many(
@@ -493,7 +494,7 @@ def _multilabel_metrics(y: np.ndarray, s: np.ndarray, names: list[str], threshol
         "macro_auroc": _mean_defined(v["auroc"] for v in per_label.values()),
         "macro_auprc": _mean_defined(v["auprc"] for v in per_label.values()),
         "per_label": per_label,
-        "thresholds": {name: float(t) for name, t in zip(names, thresholds)},
+        "thresholds": {name: float(t) for name, t in zip(names, thresholds, strict=True)},
         "label_names": list(names),
     }
 
@@ -558,8 +559,8 @@ def regression_metrics(
         "pearson": _num(pearsonr(t, p)[0]) if varying else None,
         "spearman": _num(spearmanr(t, p)[0]) if varying else None,
         "n": int(n),
-        "pairwise_accuracy": {_gap_key(g): _num(acc) for g, (acc, _) in zip(gaps, ranking)},
-        "pairwise_pairs": {_gap_key(g): int(m) for g, (_, m) in zip(gaps, ranking)},
+        "pairwise_accuracy": {_gap_key(g): _num(acc) for g, (acc, _) in zip(gaps, ranking, strict=True)},
+        "pairwise_pairs": {_gap_key(g): int(m) for g, (_, m) in zip(gaps, ranking, strict=True)},
     }
 
 

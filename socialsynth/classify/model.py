@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from socialsynth.core.errors import InputError
 from socialsynth.classify.labels import LabelSpace
+from socialsynth.core.errors import InputError
 
 log = logging.getLogger(__name__)
 

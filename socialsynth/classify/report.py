@@ -4,7 +4,8 @@ report.txt), and the one-table comparison of several runs."""
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -29,7 +30,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], indent: str = 
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
 
     def line(values: Sequence[str]) -> str:
-        parts = [values[0].ljust(widths[0])] + [v.rjust(w) for v, w in zip(values[1:], widths[1:])]
+        parts = [values[0].ljust(widths[0])] + [v.rjust(w) for v, w in zip(values[1:], widths[1:], strict=False)]
         return (indent + "  ".join(parts)).rstrip()
 
     rule = indent + "  ".join("-" * w for w in widths)
@@ -56,7 +57,7 @@ def _per_label_table(block: dict, with_threshold: bool) -> str:
 
 def _confusion_table(confusion: list, names: Sequence[str]) -> str:
     headers = ["true \\ predicted"] + list(names)
-    return _table(headers, [[name] + list(row) for name, row in zip(names, confusion)])
+    return _table(headers, [[name] + list(row) for name, row in zip(names, confusion, strict=False)])
 
 
 def _binary_block(block: dict) -> str:

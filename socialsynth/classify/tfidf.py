@@ -5,8 +5,8 @@ the fine-tuned models, so a table can put them side by side."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

@@ -21,12 +21,12 @@ from typing import Any
 import numpy as np
 
 from socialsynth import __version__
-from socialsynth.core.errors import InputError
-from socialsynth.core.io import atomic_write_json, atomic_write_text
-from socialsynth.core.runner import GracefulStop
 from socialsynth.classify.data import LabelledTexts, load_texts, parse_weighted_files, sample_fraction, split_indices
 from socialsynth.classify.labels import LabelSpace, UnseenLabel
 from socialsynth.classify.model import CARD, TextClassifier, TrainSettings, load_classifier, make_classifier, read_card
+from socialsynth.core.errors import InputError
+from socialsynth.core.io import atomic_write_json, atomic_write_text
+from socialsynth.core.runner import GracefulStop
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def load_splits(job: TrainJob, train_specs: list[str] | None = None) -> Splits:
         weighted = parse_weighted_files(specs)
         parts = [_load(job, path) for path, _ in weighted]
         n_read = [len(part) for part in parts]
-        for (path, _), part in zip(weighted, parts):
+        for (path, _), part in zip(weighted, parts, strict=True):
             notes.setdefault("skipped", {}).update({f"{path.name}: {k}": v for k, v in part.skipped.items()})
         val, test = None, None
         if job.val is None:
@@ -135,7 +135,7 @@ def load_splits(job: TrainJob, train_specs: list[str] | None = None) -> Splits:
                 parts[k] = part.subset([i for i in range(len(part)) if start + i in kept])
                 start += len(part)
         sampled = []
-        for i, ((path, weight), part) in enumerate(zip(weighted, parts)):
+        for i, ((path, weight), part) in enumerate(zip(weighted, parts, strict=True)):
             sampled.append(sample_fraction(part, weight, seed + i))
             notes.setdefault("train_files", []).append(
                 {
@@ -214,10 +214,10 @@ def prediction_records(model: TextClassifier, data: LabelledTexts, scores: np.nd
             rec["prediction"] = names[int(decided[i])]
         elif task == "multiclass":
             rec["prediction"] = names[int(decided[i])]
-            rec["probabilities"] = {n: round(float(p), 6) for n, p in zip(names, scores[i])}
+            rec["probabilities"] = {n: round(float(p), 6) for n, p in zip(names, scores[i], strict=True)}
         else:
-            rec["prediction"] = [n for n, d in zip(names, decided[i]) if d]
-            rec["scores"] = {n: round(float(p), 6) for n, p in zip(names, scores[i])}
+            rec["prediction"] = [n for n, d in zip(names, decided[i], strict=True) if d]
+            rec["scores"] = {n: round(float(p), 6) for n, p in zip(names, scores[i], strict=True)}
         rows.append(rec)
     return rows
 
@@ -272,20 +272,40 @@ def _fingerprint(path) -> list | None:
     return [st.st_size, st.st_mtime_ns]
 
 
-def run_training(job: TrainJob, train_specs: list[str] | None = None, stop: GracefulStop | None = None) -> dict:
-    """Train (or reuse a finished run), evaluate, write everything; return the metrics summary."""
+def finished_result(job: TrainJob, train_specs: list[str] | None = None) -> dict | None:
+    """The metrics of a finished run of this very job in its output folder, or None when there is none.
+
+    Raises InputError when the folder holds a model trained with other settings (unless ``job.overwrite``).
+    """
     out = Path(job.output_dir)
     specs = job.train if train_specs is None else train_specs
-    config = _config(job, specs)
-    if (out / CARD).exists() and not job.overwrite:
-        card = read_card(out)
-        if card.get("config") == config and (out / "metrics.json").exists():
-            log.info("%s already holds this run's model: reusing it (--overwrite to retrain)", out)
-            return json.loads((out / "metrics.json").read_text(encoding="utf-8"))
-        raise InputError(
-            "holds a model trained with other settings; pass --overwrite to replace it, or choose another -o", path=out
-        )
-    t0 = time.perf_counter()
+    if not (out / CARD).exists() or job.overwrite:
+        return None
+    card = read_card(out)
+    if card.get("config") == _config(job, specs) and (out / "metrics.json").exists():
+        return json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    raise InputError(
+        "holds a model trained with other settings; pass --overwrite to replace it, or choose another -o", path=out
+    )
+
+
+@dataclass
+class Prepared:
+    """The encoded data of a training run: splits, the label space and the rows each split keeps."""
+
+    splits: Splits
+    space: LabelSpace
+    label_notes: dict
+    train_texts: list[str]
+    y_train: np.ndarray
+    train_problems: Counter
+    val_texts: list[str] | None = None
+    y_val: np.ndarray | None = None
+    keep_val: np.ndarray | None = None
+
+
+def prepare_data(job: TrainJob, specs: list[str]) -> Prepared:
+    """Read the splits, fit the label space on the training rows and encode the targets."""
     splits = load_splits(job, specs)
     train = splits.train
     space = LabelSpace.fit(
@@ -297,39 +317,44 @@ def run_training(job: TrainJob, train_specs: list[str] | None = None, stop: Grac
     )
     label_notes = _check_label_columns(job, space)
     y_train, keep_train, train_problems = encode(space, train)
-    train_texts = [train.texts[i] for i in keep_train]
-    val_texts, y_val = None, None
+    prepared = Prepared(splits, space, label_notes, [train.texts[i] for i in keep_train], y_train, train_problems)
     if splits.val is not None and len(splits.val):
-        y_val, keep_val, _ = encode(space, splits.val)
-        val_texts = [splits.val.texts[i] for i in keep_val]
+        prepared.y_val, prepared.keep_val, _ = encode(space, splits.val)
+        prepared.val_texts = [splits.val.texts[i] for i in prepared.keep_val]
+    return prepared
+
+
+def _log_start(job: TrainJob, data: Prepared) -> None:
+    space = data.space
+    counts = zip(space.names, space.counts, strict=True)
     log.info(
         "training %s (%s, %s) on %d rows, validating on %d; labels: %s",
         job.model,
         job.task,
-        "output " + str(out),
-        len(train_texts),
-        len(val_texts or []),
-        ", ".join(f"{n} ({int(c)})" for n, c in zip(space.names, space.counts)) if job.task != "regression" else "-",
+        "output " + str(job.output_dir),
+        len(data.train_texts),
+        len(data.val_texts or []),
+        ", ".join(f"{n} ({int(c)})" for n, c in counts) if job.task != "regression" else "-",
     )
-    settings = job.settings
-    model = make_classifier(job.model, space, settings)
-    out.mkdir(parents=True, exist_ok=True)
-    history = model.fit(train_texts, y_train, val_texts, y_val, settings, out, stop)
-    t_train = time.perf_counter() - t0
 
-    from socialsynth.classify.metrics import headline, tune_thresholds
-    from socialsynth.classify.report import format_report
 
-    results: dict[str, Any] = {"task": job.task, "model": job.model, "labels": space.names}
-    scored = {}  # split -> scores of every row; validation is scored once, for thresholds and the report
-    if val_texts:
-        scored["val"] = model.predict_scores(splits.val.texts, settings.eval_batch_size)
+def _tune_on_validation(job: TrainJob, model: TextClassifier, data: Prepared) -> dict:
+    """Score the validation rows once (for thresholds and the report); binary/multilabel thresholds tuned on them."""
+    from socialsynth.classify.metrics import tune_thresholds
+
+    scored = {}
+    if data.val_texts:
+        scored["val"] = model.predict_scores(data.splits.val.texts, job.settings.eval_batch_size)
         if job.task in ("binary", "multilabel"):
-            model.thresholds = tune_thresholds(job.task, y_val, scored["val"][keep_val])
-    card = {
+            model.thresholds = tune_thresholds(job.task, data.y_val, scored["val"][data.keep_val])
+    return scored
+
+
+def _model_card(job: TrainJob, config: dict, history: dict) -> dict:
+    return {
         "task": job.task,
         "base_model": "embedded (all-MiniLM-L6-v2)" if job.model == "embedded" else job.model,
-        "max_length": settings.max_length,
+        "max_length": job.settings.max_length,
         "preset": {"name": job.preset, "with_author": job.with_author} if job.preset else None,
         "text_col": job.text_col,
         "label_cols": job.label_cols,
@@ -338,40 +363,84 @@ def run_training(job: TrainJob, train_specs: list[str] | None = None, stop: Grac
         "trained": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "history": history,
     }
-    model.card = card  # prediction_records reads the preset from it
-    for name, data in (("val", splits.val), ("test", splits.test)):
-        if data is None or not len(data):
+
+
+def _evaluate_and_write_predictions(job: TrainJob, model: TextClassifier, data: Prepared, scored: dict) -> dict:
+    """Metrics per held-out split (predictions_<split>.jsonl written for each); the tuned thresholds."""
+    results: dict[str, Any] = {"task": job.task, "model": job.model, "labels": data.space.names}
+    for name, split in (("val", data.splits.val), ("test", data.splits.test)):
+        if split is None or not len(split):
             continue
-        metrics, rows, problems = evaluate_split(model, data, settings.eval_batch_size, scored.get(name))
-        _write_jsonl(out / f"predictions_{name}.jsonl", rows)
+        metrics, rows, _ = evaluate_split(model, split, job.settings.eval_batch_size, scored.get(name))
+        _write_jsonl(Path(job.output_dir) / f"predictions_{name}.jsonl", rows)
         if metrics is not None:
             results[name] = metrics
     if job.task in ("binary", "multilabel") and model.thresholds:
-        results["thresholds"] = dict(zip(space.names[-1:] if job.task == "binary" else space.names, model.thresholds))
+        names = data.space.names[-1:] if job.task == "binary" else data.space.names
+        results["thresholds"] = dict(zip(names, model.thresholds, strict=True))
+    return results
+
+
+def _summarise(job: TrainJob, results: dict, data: Prepared, history: dict, seconds: tuple[float, float]) -> None:
+    """Headline, data counts, timings and the training history, added to ``results``."""
+    from socialsynth.classify.metrics import headline
+
+    space, splits = data.space, data.splits
     final = results.get("test") or results.get("val")
     results["headline"] = headline(job.task, final) if final else {}
     results["headline_split"] = "test" if "test" in results else ("val" if "val" in results else None)
     results["data"] = {
-        "train_rows": len(train_texts),
-        "val_rows": len(val_texts or []),
+        "train_rows": len(data.train_texts),
+        "val_rows": len(data.val_texts or []),
         "test_rows": len(splits.test) if splits.test is not None else 0,
-        "label_counts": dict(zip(space.names, space.counts)) if job.task != "regression" else None,
-        "train_excluded": dict(train_problems),
+        "label_counts": dict(zip(space.names, space.counts, strict=True)) if job.task != "regression" else None,
+        "train_excluded": dict(data.train_problems),
         **splits.notes,
-        **label_notes,
+        **data.label_notes,
     }
-    results["seconds"] = {"train": round(t_train, 2), "total": round(time.perf_counter() - t0, 2)}
+    results["seconds"] = {"train": round(seconds[0], 2), "total": round(seconds[1], 2)}
     results["history"] = {k: v for k, v in history.items() if k != "log"}
+
+
+def _write_outputs(job: TrainJob, model: TextClassifier, card: dict, results: dict) -> None:
+    """The model folder (card last), report.txt and metrics.json."""
+    from socialsynth.classify.report import format_report
+
+    out = Path(job.output_dir)
     card["headline"] = results["headline"]
     model.save(out, card)
     if hasattr(model, "cleanup"):
-        model.cleanup(settings.keep_checkpoints)
+        model.cleanup(job.settings.keep_checkpoints)
     report = [f"# {job.model} on {job.task} ({out})"]
     for name in ("val", "test"):
         if name in results:
             report.append(format_report(job.task, results[name], title=f"{name} set ({results[name].get('n')} rows)"))
     atomic_write_text(out / "report.txt", "\n\n".join(report) + "\n")
     atomic_write_json(out / "metrics.json", results)
+
+
+def run_training(job: TrainJob, train_specs: list[str] | None = None, stop: GracefulStop | None = None) -> dict:
+    """Train (or reuse a finished run), evaluate, write everything; return the metrics summary."""
+    out = Path(job.output_dir)
+    specs = job.train if train_specs is None else train_specs
+    reused = finished_result(job, specs)
+    if reused is not None:
+        log.info("%s already holds this run's model: reusing it (--overwrite to retrain)", out)
+        return reused
+    config = _config(job, specs)
+    t0 = time.perf_counter()
+    data = prepare_data(job, specs)
+    _log_start(job, data)
+    model = make_classifier(job.model, data.space, job.settings)
+    out.mkdir(parents=True, exist_ok=True)
+    history = model.fit(data.train_texts, data.y_train, data.val_texts, data.y_val, job.settings, out, stop)
+    t_train = time.perf_counter() - t0
+    scored = _tune_on_validation(job, model, data)
+    card = _model_card(job, config, history)
+    model.card = card  # prediction_records reads the preset from it
+    results = _evaluate_and_write_predictions(job, model, data, scored)
+    _summarise(job, results, data, history, (t_train, time.perf_counter() - t0))
+    _write_outputs(job, model, card, results)
     return results
 
 
@@ -430,7 +499,8 @@ def _materialise_real_split(job: TrainJob, split_dir: Path) -> tuple[list[str], 
     paths = {}
     for name, idx in (("train", tr), ("val", va), ("test", te)):
         part = data.subset(idx)
-        rows = [_as_row(job, row_id, text, label) for text, label, row_id in zip(part.texts, part.labels, part.ids)]
+        columns = zip(part.texts, part.labels, part.ids, strict=True)
+        rows = [_as_row(job, row_id, text, label) for text, label, row_id in columns]
         paths[name] = split_dir / f"{name}.jsonl"
         _write_jsonl(paths[name], rows)
     new = TrainJob(**{**asdict(job), "settings": job.settings})
@@ -485,7 +555,7 @@ def run_predict(
         def process(chunk):
             part = data.subset(chunk)
             scores = model.predict_scores(part.texts, batch_size)
-            scored.update(zip(chunk, scores))
+            scored.update(zip(chunk, scores, strict=True))
             return prediction_records(model, part, scores)
 
         counts = run_chunks(
@@ -509,7 +579,7 @@ def run_predict(
 
         missing = [i for i in range(len(data)) if i not in scored]  # written by an earlier, interrupted run
         if missing:
-            scored.update(zip(missing, model.predict_scores(data.subset(missing).texts, batch_size)))
+            scored.update(zip(missing, model.predict_scores(data.subset(missing).texts, batch_size), strict=True))
         scores = np.stack([scored[i] for i in range(len(data))])
         y, keep, problems = encode(model.labels, data)
         if len(keep):

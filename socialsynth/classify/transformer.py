@@ -10,15 +10,21 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
+from socialsynth.classify.labels import LabelSpace
+from socialsynth.classify.model import (
+    DEFAULT_METRIC,
+    LOWER_IS_BETTER,
+    TextClassifier,
+    TrainSettings,
+    scores_from_logits,
+)
 from socialsynth.core.errors import Interrupted
 from socialsynth.core.runner import trainer_stop_callback
-from socialsynth.classify.labels import LabelSpace
-from socialsynth.classify.model import DEFAULT_METRIC, LOWER_IS_BETTER, TextClassifier, TrainSettings, scores_from_logits
 
 log = logging.getLogger(__name__)
 WEIGHTS_DIR = "model"
@@ -102,6 +108,29 @@ def _loss_function(task: str, weights: np.ndarray | None):
     return loss
 
 
+def _metrics_function(task: str, names: list[str], target_scale: tuple[float, float]):
+    """The Trainer's compute_metrics: the headline metrics of a validation pass, in the table's units."""
+    from socialsynth.classify.metrics import evaluate, headline
+
+    mean, std = target_scale
+
+    def compute_metrics(prediction):
+        scores = scores_from_logits(task, prediction.predictions)
+        y = prediction.label_ids
+        if task == "regression":
+            scores, y = scores * std + mean, y * std + mean
+        if task == "multiclass":
+            y = y.astype(int).reshape(-1)
+        elif task == "binary":
+            y = y.astype(int).reshape(-1)
+        elif task == "regression":
+            y = y.reshape(-1)
+        found = headline(task, evaluate(task, y, scores, names))
+        return {k: v for k, v in found.items() if v is not None}
+
+    return compute_metrics
+
+
 class TransformerClassifier(TextClassifier):
     kind = "transformer"
 
@@ -141,39 +170,68 @@ class TransformerClassifier(TextClassifier):
     # ------------------------------------------------------------------ training
 
     def fit(self, train_texts, y_train, val_texts, y_val, settings: TrainSettings, work_dir: Path, stop=None) -> dict:
-        from transformers import (
-            DataCollatorWithPadding,
-            EarlyStoppingCallback,
-            Trainer,
-            TrainingArguments,
-            set_seed,
-        )
+        from transformers import set_seed
         from transformers.trainer_utils import get_last_checkpoint
-
-        from socialsynth.classify.metrics import evaluate, headline
 
         set_seed(settings.seed)
         self._load_base()
-        task, labels = self.task, self.labels
+        train, val = self._datasets(train_texts, y_train, val_texts, y_val)
+        metric = settings.metric or DEFAULT_METRIC[self.task]
+        precision = pick_precision(settings.precision, self.device)
+        self.precision = settings.precision
+        checkpoints = Path(work_dir) / CHECKPOINTS
+        args = self._training_args(settings, checkpoints, precision, metric if val is not None else None)
+        trainer = self._trainer(args, train, val, settings, stop)
+        last = get_last_checkpoint(str(checkpoints)) if checkpoints.exists() and settings.resume else None
+        if last:
+            log.info("resuming from %s", last)
+        result = trainer.train(resume_from_checkpoint=last)
+        if stop is not None and stop.requested:
+            raise Interrupted(
+                f"training stopped at step {trainer.state.global_step}; checkpoint saved in {checkpoints}",
+                resume_hint="rerun the same command to resume from it",
+                exit_code=128 + int(stop.signum),
+            )
+        self.model = trainer.model
+        self._checkpoints = checkpoints
+        return {
+            "steps": trainer.state.global_step,
+            "epochs": trainer.state.epoch,
+            "train_seconds": round(result.metrics.get("train_runtime", 0.0), 2),
+            "train_samples_per_second": result.metrics.get("train_samples_per_second"),
+            "best_metric": {metric: trainer.state.best_metric} if val is not None else None,
+            "best_checkpoint": trainer.state.best_model_checkpoint,
+            "resumed_from": last,
+            "precision": precision,
+            "device": self.device,
+            "log": [e for e in trainer.state.log_history if "eval_loss" in e],
+        }
+
+    def _datasets(self, train_texts, y_train, val_texts, y_val) -> tuple[_Texts, _Texts | None]:
+        """Tokenised training and validation sets; regression targets standardised (the scale is kept)."""
+        task = self.task
         y_train = np.asarray(y_train, dtype=np.float32)
         if task == "regression":
             self.target_scale = (float(y_train.mean()), float(y_train.std()) or 1.0)
         mean, std = self.target_scale
         train = _Texts(self._encode(train_texts), list((y_train - mean) / std if task == "regression" else y_train))
-        val = None
-        if val_texts is not None and len(val_texts):
-            order = np.argsort([len(t) for t in val_texts])  # similar lengths together: less padding
-            y_val = np.asarray(y_val, dtype=np.float32)[order]
-            val = _Texts(
-                self._encode([val_texts[i] for i in order]),
-                list((y_val - mean) / std if task == "regression" else y_val),
-            )
-        metric = settings.metric or DEFAULT_METRIC[task]
-        precision = pick_precision(settings.precision, self.device)
-        self.precision = settings.precision
-        checkpoints = Path(work_dir) / CHECKPOINTS
+        if val_texts is None or not len(val_texts):
+            return train, None
+        order = np.argsort([len(t) for t in val_texts])  # similar lengths together: less padding
+        y_val = np.asarray(y_val, dtype=np.float32)[order]
+        val = _Texts(
+            self._encode([val_texts[i] for i in order]),
+            list((y_val - mean) / std if task == "regression" else y_val),
+        )
+        return train, val
+
+    def _training_args(self, settings: TrainSettings, checkpoints: Path, precision: str, metric: str | None):
+        """The Trainer's arguments; ``metric`` is None without a validation set (no evaluation, no best model)."""
+        from transformers import TrainingArguments
+
         strategy = "steps" if settings.eval_steps else "epoch"
-        args = TrainingArguments(
+        has_val = metric is not None
+        return TrainingArguments(
             output_dir=str(checkpoints),
             num_train_epochs=settings.epochs,
             per_device_train_batch_size=settings.batch_size,
@@ -183,14 +241,14 @@ class TransformerClassifier(TextClassifier):
             weight_decay=settings.weight_decay,
             warmup_steps=settings.warmup,
             lr_scheduler_type="linear",
-            eval_strategy=strategy if val is not None else "no",
+            eval_strategy=strategy if has_val else "no",
             save_strategy=strategy,
             eval_steps=settings.eval_steps,
             save_steps=settings.eval_steps,
             save_total_limit=2,
-            load_best_model_at_end=val is not None,
-            metric_for_best_model=metric if val is not None else None,
-            greater_is_better=metric not in LOWER_IS_BETTER,
+            load_best_model_at_end=has_val,
+            metric_for_best_model=metric,
+            greater_is_better=(settings.metric or DEFAULT_METRIC[self.task]) not in LOWER_IS_BETTER,
             train_sampling_strategy="group_by_length" if settings.group_by_length else "random",
             bf16=precision == "bf16",
             fp16=precision == "fp16",
@@ -204,23 +262,14 @@ class TransformerClassifier(TextClassifier):
             save_only_model=False,
         )
 
-        def compute_metrics(prediction):
-            scores = scores_from_logits(task, prediction.predictions)
-            y = prediction.label_ids
-            if task == "regression":
-                scores, y = scores * std + mean, y * std + mean
-            if task == "multiclass":
-                y = y.astype(int).reshape(-1)
-            elif task == "binary":
-                y = y.astype(int).reshape(-1)
-            elif task == "regression":
-                y = y.reshape(-1)
-            found = headline(task, evaluate(task, y, scores, labels.names))
-            return {k: v for k, v in found.items() if v is not None}
+    def _trainer(self, args, train: _Texts, val: _Texts | None, settings: TrainSettings, stop):
+        """The Trainer: weighted loss, validation metrics in the table's units, stop and early-stopping callbacks."""
+        from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer
 
         callbacks = [trainer_stop_callback(stop)]
         if val is not None and settings.early_stopping > 0:
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=settings.early_stopping))
+        compute_metrics = _metrics_function(self.task, self.labels.names, self.target_scale)
         trainer = Trainer(
             model=self.model,
             args=args,
@@ -228,36 +277,12 @@ class TransformerClassifier(TextClassifier):
             eval_dataset=val,
             processing_class=self.tokenizer,
             data_collator=DataCollatorWithPadding(self.tokenizer),
-            compute_loss_func=_loss_function(task, labels.class_weights(settings.class_weight)),
+            compute_loss_func=_loss_function(self.task, self.labels.class_weights(settings.class_weight)),
             compute_metrics=compute_metrics if val is not None else None,
             callbacks=callbacks,
         )
         trainer.loss_is_scaled_for_ga = False  # our loss is a per-batch mean
-        last = get_last_checkpoint(str(checkpoints)) if checkpoints.exists() and settings.resume else None
-        if last:
-            log.info("resuming from %s", last)
-        result = trainer.train(resume_from_checkpoint=last)
-        if stop is not None and stop.requested:
-            raise Interrupted(
-                f"training stopped at step {trainer.state.global_step}; checkpoint saved in {checkpoints}",
-                resume_hint="rerun the same command to resume from it",
-                exit_code=128 + int(stop.signum),
-            )
-        self.model = trainer.model
-        history = {
-            "steps": trainer.state.global_step,
-            "epochs": trainer.state.epoch,
-            "train_seconds": round(result.metrics.get("train_runtime", 0.0), 2),
-            "train_samples_per_second": result.metrics.get("train_samples_per_second"),
-            "best_metric": {metric: trainer.state.best_metric} if val is not None else None,
-            "best_checkpoint": trainer.state.best_model_checkpoint,
-            "resumed_from": last,
-            "precision": precision,
-            "device": self.device,
-            "log": [e for e in trainer.state.log_history if "eval_loss" in e],
-        }
-        self._checkpoints = checkpoints
-        return history
+        return trainer
 
     def cleanup(self, keep: bool) -> None:
         """Checkpoints hold optimizer state (3x the model): drop them once the model is saved, unless asked."""

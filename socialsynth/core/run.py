@@ -95,15 +95,19 @@ class JobRun:
         config: the resolved config dataclass (or a mapping); written as ``config`` and saved as
             ``<name>.config.yaml`` when it is a declared config.
         command: the command line; default: this process's.
+        resumable: False for a one-shot job that writes its output whole (prepare): the record and the saved config
+            are written only when the run succeeds, so bad input leaves nothing behind.
     """
 
-    def __init__(self, job: str, path: str | Path, config: Any = None, *, command: str | None = None) -> None:
+    def __init__(self, job: str, path: str | Path, config: Any = None, *, command: str | None = None,
+                 resumable: bool = True) -> None:
         from socialsynth.core.provenance import command_line
 
         self.job = job
         self.path = Path(path)
         self.config = config
         self.command = command if command is not None else command_line()
+        self.resumable = resumable
         self.meta: dict[str, Any] = {}
         self.tokens: dict[str, dict[str, dict[str, float]]] = {}  # this run's
         self._t0 = 0.0
@@ -112,7 +116,7 @@ class JobRun:
     # ------------------------------------------------------------------ life
 
     def __enter__(self) -> JobRun:
-        from socialsynth.core.config import save_config, to_plain
+        from socialsynth.core.config import to_plain
         from socialsynth.core.provenance import versions
 
         self._t0 = time.perf_counter()
@@ -123,17 +127,28 @@ class JobRun:
         self.meta.update(job=self.job, command=self.command, versions=versions(), complete=False, status="running")
         self.meta["config"] = to_plain(self.config) if self.config is not None else None
         if self.config is not None and not isinstance(self.config, Mapping):
-            save_config(self.config, config_path(self.path))
             self.meta["config_file"] = str(config_path(self.path))
         self._entry = {"command": self.command, "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "status": "running"}
         self.meta["runs"].append(self._entry)
-        self.save()
+        if self.resumable:
+            self._save_config()
+            self.save()
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         status = "finished" if exc_type is None else "interrupted" if _is_interruption(exc_type) else "failed"
+        if exc_type is not None and not self.resumable:
+            return False
+        if not self.resumable:
+            self._save_config()
         self.finish(status)
         return False
+
+    def _save_config(self) -> None:
+        from socialsynth.core.config import save_config
+
+        if self.config is not None and not isinstance(self.config, Mapping):
+            save_config(self.config, config_path(self.path))
 
     def finish(self, status: str = "finished") -> None:
         """Close this run's entry (time, tokens, status) and write the record."""

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from socialsynth.llm.base import Backend, BackendUnavailable, Chat, ChoiceScores, Completion, GenerationParams, GenerationStats, Unsupported, request_seed
+from socialsynth.llm.base import (
+    Backend,
+    BackendUnavailable,
+    Chat,
+    ChoiceScores,
+    Completion,
+    GenerationParams,
+    GenerationStats,
+    Unsupported,
+    request_seed,
+)
 from socialsynth.llm.embedded import EMBEDDED_NAME
 
 BACKENDS = ("hf", "openai", "vllm")
@@ -77,6 +87,18 @@ def load_backend(backend: str = "hf", model: str = EMBEDDED_NAME, **options) -> 
     raise ValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
 
 
+# The model-loading helpers import torch: they are loaded on first use, so `import socialsynth.llm` stays light.
+_LOADING = ("load_causal_lm", "resolve_model_path", "resolve_device", "resolve_dtype", "bnb_config", "eos_ids")
+
+
+def __getattr__(name: str):
+    if name in _LOADING:
+        from socialsynth.llm import loading
+
+        return getattr(loading, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "Backend",
     "BackendUnavailable",
@@ -91,4 +113,10 @@ __all__ = [
     "BackendSpec",
     "BACKENDS",
     "EMBEDDED_NAME",
+    "load_causal_lm",
+    "resolve_model_path",
+    "resolve_device",
+    "resolve_dtype",
+    "bnb_config",
+    "eos_ids",
 ]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Sequence
 
 from socialsynth.core.errors import EXIT_FAILURE, InputError, Interrupted
 
@@ -58,7 +58,7 @@ class ChoiceScores:
         return max(range(len(self.probs)), key=self.probs.__getitem__)
 
     def expected(self, values: Sequence[float]) -> float:
-        return sum(p * v for p, v in zip(self.probs, values))
+        return sum(p * v for p, v in zip(self.probs, values, strict=False))
 
 
 @dataclass

@@ -6,7 +6,7 @@ prompt cannot blow up a batch of 64.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def plan_batches(

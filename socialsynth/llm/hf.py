@@ -6,15 +6,30 @@ import logging
 import math
 import time
 from collections import OrderedDict
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
-from socialsynth.llm.base import Backend, Chat, ChoiceScores, Completion, GenerationParams, GenerationStats, Progress, request_seeds
+from socialsynth.llm.base import (
+    Backend,
+    Chat,
+    ChoiceScores,
+    Completion,
+    GenerationParams,
+    GenerationStats,
+    Progress,
+)
 from socialsynth.llm.batching import common_prefix_length, group_by_prefix, plan_batches
 from socialsynth.llm.decode import PrefixKV, compute_prefix, continuation_logprobs, decode, prefill
 from socialsynth.llm.embedded import EMBEDDED_HF_ID, EMBEDDED_NAME
-from socialsynth.llm.loading import bnb_config, eos_ids, load_causal_lm, resolve_device, resolve_dtype, resolve_model_path
+from socialsynth.llm.loading import (
+    bnb_config,
+    eos_ids,
+    load_causal_lm,
+    resolve_device,
+    resolve_dtype,
+    resolve_model_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -130,10 +145,15 @@ class HFBackend(Backend):
         keys: Sequence[str] | None = None,
         progress: Progress | None = None,
     ) -> list[Completion]:
-        if not chats:
-            return []
-        t0 = time.perf_counter()
-        keys, seeds = request_seeds(params.seed, keys, len(chats))
+        def run(_keys: list[str], seeds: list[int]) -> list[Completion]:
+            return self._decode(chats, params, seeds, progress)
+
+        return self._generate_with(chats, params, keys, run)
+
+    def _decode(
+        self, chats: Sequence[Chat], params: GenerationParams, seeds: list[int], progress: Progress | None
+    ) -> list[Completion]:
+        """Answer every chat: each group of requests with a shared head is decoded with continuous batching."""
         prompts = [self.encode_chat(c) for c in chats]
         results: list[Completion | None] = [None] * len(chats)
         for prefix, group in self._groups(prompts, [1] * len(prompts)):
@@ -153,12 +173,9 @@ class HFBackend(Backend):
             )
             self.stats.padded_tokens += computed
             self.stats.batches += 1
-            for i, (ids, reason) in zip(group, outs):
+            for i, (ids, reason) in zip(group, outs, strict=True):
                 text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
                 results[i] = Completion(text, len(prompts[i]), len(ids), reason, seeds[i])
-                self.stats.prompt_tokens += len(prompts[i])
-                self.stats.new_tokens += len(ids)
-        self.stats.seconds += time.perf_counter() - t0
         return results  # type: ignore[return-value]
 
     def choice_token_ids(self, choices: Sequence[str]) -> list[int]:
@@ -184,11 +201,11 @@ class HFBackend(Backend):
         for prefix, batch, suffixes in self._plan(prompts, 0):
             logits, *_ = prefill(self.model, suffixes, prefix, self.pad_id)
             probs = logits.float().softmax(-1)[:, choice_ids.to(logits.device)].cpu()
-            for i, row in zip(batch, probs):
+            for i, row in zip(batch, probs, strict=True):
                 mass = float(row.sum())
                 norm = (row / mass).tolist() if mass > 0 else [1.0 / len(choices)] * len(choices)
                 results[i] = ChoiceScores(norm, mass)
-            self.stats.prompt_tokens += sum(len(prompts[i]) for i in batch)
+            self.stats.scored_tokens += sum(len(prompts[i]) for i in batch)
         self.stats.scoring_seconds += time.perf_counter() - t0
         return results  # type: ignore[return-value]
 
@@ -197,7 +214,7 @@ class HFBackend(Backend):
             return []
         t0 = time.perf_counter()
         conts = [self.tokenizer.encode(c, add_special_tokens=False) or [self.pad_id] for c in continuations]
-        sequences = [self.encode_chat(chat) + cont for chat, cont in zip(chats, conts)]
+        sequences = [self.encode_chat(chat) + cont for chat, cont in zip(chats, conts, strict=False)]
         results: list[float] = [0.0] * len(chats)
         # Full-vocabulary logits over each continuation: bound the batch like perplexity does.
         budget = min(self.max_batch_tokens, PERPLEXITY_BATCH_TOKENS)
@@ -205,14 +222,16 @@ class HFBackend(Backend):
         tails = [len(c) + 1 for c in conts]
         for prefix, batch, suffixes in self._plan(sequences, 0, keep_tail=tails, max_batch_tokens=budget):
             lengths = [len(conts[i]) for i in batch]
-            for i, value in zip(batch, continuation_logprobs(self.model, suffixes, lengths, prefix, self.pad_id)):
+            values = continuation_logprobs(self.model, suffixes, lengths, prefix, self.pad_id)
+            for i, value in zip(batch, values, strict=True):
                 results[i] = value
-            self.stats.prompt_tokens += sum(len(sequences[i]) for i in batch)
+            self.stats.scored_tokens += sum(len(sequences[i]) for i in batch)
         self.stats.scoring_seconds += time.perf_counter() - t0
         return results
 
     @torch.inference_mode()
     def perplexity(self, texts: Sequence[str]) -> list[float]:
+        t0 = time.perf_counter()
         results: list[float] = [math.nan] * len(texts)
         encoded = [self.tokenizer.encode(t, add_special_tokens=True)[:1024] for t in texts]
         bos = self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self.pad_id
@@ -233,6 +252,8 @@ class HFBackend(Backend):
             per_row = (nll * valid).sum(1) / valid.sum(1).clamp(min=1)
             for r, i in enumerate(batch):
                 results[i] = math.exp(float(per_row[r])) if valid[r].sum() > 0 else math.nan
+            self.stats.scored_tokens += sum(len(encoded[i]) for i in batch)
+        self.stats.scoring_seconds += time.perf_counter() - t0
         return results
 
     def describe(self) -> dict:
@@ -249,4 +270,3 @@ class HFBackend(Backend):
         if commit:
             info["model_revision"] = commit
         return info
-

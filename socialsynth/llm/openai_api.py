@@ -27,12 +27,23 @@ import os
 import random
 import threading
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from typing import Any, Callable, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 from socialsynth.core.errors import InputError
-from socialsynth.llm.base import Backend, BackendUnavailable, Chat, ChoiceScores, Completion, GenerationParams, GenerationStats, Progress, Unsupported, request_seeds
+from socialsynth.llm.base import (
+    Backend,
+    BackendUnavailable,
+    Chat,
+    ChoiceScores,
+    Completion,
+    GenerationParams,
+    GenerationStats,
+    Progress,
+    Unsupported,
+)
 from socialsynth.llm.embedded import EMBEDDED_NAME
 
 log = logging.getLogger(__name__)
@@ -231,7 +242,7 @@ class OpenAIBackend(Backend):
         entries = list(getattr(page, "data", []) or [])
         ids = [m.id for m in entries]
         chosen = next((m for m in entries if m.id == wanted), entries[0] if entries else None)
-        self.owned_by = getattr(chosen, "owned_by", None) if chosen is not None else None
+        self.owned_by = getattr(chosen, "owned_by", None)  # (None when the server lists nothing)
         if wanted:
             return wanted
         if not ids:
@@ -317,46 +328,43 @@ class OpenAIBackend(Backend):
         keys: Sequence[str] | None = None,
         progress: Progress | None = None,
     ) -> list[Completion]:
-        if not chats:
-            return []
-        t0 = time.perf_counter()
-        keys, seeds = request_seeds(params.seed, keys, len(chats), SEED_MASK)
-
-        def one(i: int) -> Completion:
-            def request():
-                kwargs = sampling_kwargs(params, seeds[i], self.penalty_name if self.send_extras else None)
-                if not self.send_extras:
-                    kwargs.pop("extra_body", None)
-                return self._client.chat.completions.create(model=self.name, messages=chats[i], **kwargs)
-
+        def run(keys: list[str], seeds: list[int]) -> list[Completion]:
             try:
-                try:
-                    resp = self._call(request)
-                except RequestFailed as e:
-                    if not _rejects_extras(str(e)):  # (another thread may have turned the extras off already)
-                        raise
-                    self._drop_extras(str(e))
-                    resp = self._call(request)
-            except RequestFailed as e:
-                with self._lock:
-                    self.stats.extra["request_errors"] += 1
-                log.warning("request %s failed: %s", keys[i], e)
-                return Completion("", 0, 0, "error", seeds[i], error=str(e))
-            choice = resp.choices[0]
-            usage = resp.usage
-            n_prompt = getattr(usage, "prompt_tokens", None) or 0
-            n_new = getattr(usage, "completion_tokens", None) or 0
-            with self._lock:
-                self.stats.prompt_tokens += n_prompt
-                self.stats.new_tokens += n_new
-            reason = choice.finish_reason or "stop"
-            return Completion((choice.message.content or "").strip(), n_prompt, n_new, reason, seeds[i])
+                return self._map(lambda i: self._complete(chats[i], params, keys[i], seeds[i]), len(chats), progress)
+            finally:
+                self.stats.batches += 1
+
+        return self._generate_with(chats, params, keys, run, SEED_MASK)
+
+    def _complete(self, chat: Chat, params: GenerationParams, key: str, seed: int) -> Completion:
+        """One chat completion. A request the server refuses becomes a Completion with finish_reason "error"; a
+        server that rejects top_k / the repetition penalty is asked again without them (and from then on)."""
+
+        def request():
+            kwargs = sampling_kwargs(params, seed, self.penalty_name if self.send_extras else None)
+            if not self.send_extras:
+                kwargs.pop("extra_body", None)
+            return self._client.chat.completions.create(model=self.name, messages=chat, **kwargs)
 
         try:
-            return self._map(one, len(chats), progress)
-        finally:
-            self.stats.seconds += time.perf_counter() - t0
-            self.stats.batches += 1
+            try:
+                resp = self._call(request)
+            except RequestFailed as e:
+                if not _rejects_extras(str(e)):  # (another thread may have turned the extras off already)
+                    raise
+                self._drop_extras(str(e))
+                resp = self._call(request)
+        except RequestFailed as e:
+            with self._lock:
+                self.stats.extra["request_errors"] += 1
+            log.warning("request %s failed: %s", key, e)
+            return Completion("", 0, 0, "error", seed, error=str(e))
+        choice = resp.choices[0]
+        usage = resp.usage
+        n_prompt = getattr(usage, "prompt_tokens", None) or 0
+        n_new = getattr(usage, "completion_tokens", None) or 0
+        reason = choice.finish_reason or "stop"
+        return Completion((choice.message.content or "").strip(), n_prompt, n_new, reason, seed)
 
     def score_choices(self, chats: Sequence[Chat], choices: Sequence[str]) -> list[ChoiceScores]:
         """Probabilities of one-token answers from `top_logprobs` of the first answer token (one request each,
@@ -394,7 +402,7 @@ class OpenAIBackend(Backend):
                 )
                 raise Unsupported(self._no_logprobs)
             with self._lock:
-                self.stats.prompt_tokens += getattr(resp.usage, "prompt_tokens", None) or 0
+                self.stats.scored_tokens += getattr(resp.usage, "prompt_tokens", None) or 0
             return choice_scores_from_top_logprobs(top, choices)
 
         try:
@@ -425,6 +433,8 @@ class OpenAIBackend(Backend):
 
         def one(text: str) -> float:
             resp = self._call(lambda: self._client.completions.create(model=self.name, prompt=text, **kwargs))
+            with self._lock:
+                self.stats.scored_tokens += getattr(resp.usage, "prompt_tokens", None) or 0
             lp = getattr(resp.choices[0], "logprobs", None)
             token_logprobs = getattr(lp, "token_logprobs", None) if lp is not None else None
             if not token_logprobs:
@@ -454,9 +464,9 @@ class OpenAIBackend(Backend):
 
             return self._map(safe, len(texts))
         finally:
-            self.stats.extra["perplexity_seconds"] = round(
-                self.stats.extra.get("perplexity_seconds", 0.0) + time.perf_counter() - t0, 3
-            )
+            seconds = time.perf_counter() - t0
+            self.stats.scoring_seconds += seconds
+            self.stats.extra["perplexity_seconds"] = round(self.stats.extra.get("perplexity_seconds", 0.0) + seconds, 3)
 
     def _probe_echo(self, one: Callable[[str], float]) -> None:
         """Ask once whether `/completions` echoes prompt log-probabilities; cache a refusal."""

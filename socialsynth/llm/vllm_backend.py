@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from socialsynth.core.errors import InputError
-from socialsynth.llm.base import Backend, Chat, ChoiceScores, Completion, GenerationParams, GenerationStats, Progress, request_seeds
+from socialsynth.llm.base import Backend, Chat, ChoiceScores, Completion, GenerationParams, GenerationStats, Progress
 from socialsynth.llm.embedded import EMBEDDED_HF_ID, EMBEDDED_NAME
 
 VLLM_DTYPES = {"auto": "auto", "bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
@@ -72,7 +73,7 @@ def continuation_logprob(prompt_logprobs: Sequence, token_ids: Sequence[int], n_
 
 
 def perplexity_from_prompt_logprobs(prompt_logprobs: Sequence, token_ids: Sequence[int]) -> float:
-    values = [_logprob(e[t]) for e, t in zip(prompt_logprobs, token_ids) if e is not None]
+    values = [_logprob(e[t]) for e, t in zip(prompt_logprobs, token_ids, strict=False) if e is not None]
     return math.exp(-sum(values) / len(values)) if values else math.nan
 
 
@@ -143,21 +144,16 @@ class VLLMBackend(Backend):
         keys: Sequence[str] | None = None,
         progress: Progress | None = None,
     ) -> list[Completion]:
-        if not chats:
-            return []
-        t0 = time.perf_counter()
-        keys, seeds = request_seeds(params.seed, keys, len(chats), SEED_MASK)
-        sampling = [self._vllm.SamplingParams(**sampling_kwargs(params, s)) for s in seeds]
-        outputs = self.llm.chat(list(chats), sampling_params=sampling, use_tqdm=False)
-        results = [completion_from_output(o, s) for o, s in zip(outputs, seeds)]
-        for c in results:
-            self.stats.prompt_tokens += c.n_prompt_tokens
-            self.stats.new_tokens += c.n_new_tokens
-        self.stats.batches += 1
-        self.stats.seconds += time.perf_counter() - t0
-        if progress:
-            progress(len(results))
-        return results
+        def run(_keys: list[str], seeds: list[int]) -> list[Completion]:
+            sampling = [self._vllm.SamplingParams(**sampling_kwargs(params, s)) for s in seeds]
+            outputs = self.llm.chat(list(chats), sampling_params=sampling, use_tqdm=False)
+            results = [completion_from_output(o, s) for o, s in zip(outputs, seeds, strict=True)]
+            self.stats.batches += 1
+            if progress:
+                progress(len(results))
+            return results
+
+        return self._generate_with(chats, params, keys, run, SEED_MASK)
 
     def choice_token_ids(self, choices: Sequence[str]) -> list[int]:
         ids = [(self.tokenizer.encode(c, add_special_tokens=False) or [None])[0] for c in choices]
@@ -176,7 +172,7 @@ class VLLMBackend(Backend):
         for o in outputs:
             positions = o.outputs[0].logprobs or [{}]
             results.append(choice_scores_from_logprobs(positions[0], choice_ids))
-            self.stats.prompt_tokens += len(o.prompt_token_ids or [])
+            self.stats.scored_tokens += len(o.prompt_token_ids or [])
         self.stats.scoring_seconds += time.perf_counter() - t0
         return results
 
@@ -184,7 +180,7 @@ class VLLMBackend(Backend):
         sp = self._vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
         prompts = [{"prompt_token_ids": ids} for ids in sequences]
         outputs = self.llm.generate(prompts, sampling_params=sp, use_tqdm=False)
-        self.stats.prompt_tokens += sum(len(s) for s in sequences)
+        self.stats.scored_tokens += sum(len(s) for s in sequences)
         return [o.prompt_logprobs for o in outputs]
 
     def score_continuations(self, chats: Sequence[Chat], continuations: Sequence[str]) -> list[float]:
@@ -192,17 +188,22 @@ class VLLMBackend(Backend):
             return []
         t0 = time.perf_counter()
         conts = [self.tokenizer.encode(c, add_special_tokens=False) for c in continuations]
-        sequences = [self._chat_ids(chat) + cont for chat, cont in zip(chats, conts)]
+        sequences = [self._chat_ids(chat) + cont for chat, cont in zip(chats, conts, strict=False)]
         logprobs = self._prompt_logprobs(sequences)
-        results = [continuation_logprob(lp, seq, len(c)) for lp, seq, c in zip(logprobs, sequences, conts)]
+        rows = zip(logprobs, sequences, conts, strict=False)
+        results = [continuation_logprob(lp, seq, len(c)) for lp, seq, c in rows]
         self.stats.scoring_seconds += time.perf_counter() - t0
         return results
 
     def perplexity(self, texts: Sequence[str]) -> list[float]:
         if not texts:
             return []
+        t0 = time.perf_counter()
         encoded = [self.tokenizer.encode(t or " ", add_special_tokens=True)[:1024] for t in texts]
-        return [perplexity_from_prompt_logprobs(lp, ids) for lp, ids in zip(self._prompt_logprobs(encoded), encoded)]
+        logprobs = self._prompt_logprobs(encoded)
+        results = [perplexity_from_prompt_logprobs(lp, ids) for lp, ids in zip(logprobs, encoded, strict=True)]
+        self.stats.scoring_seconds += time.perf_counter() - t0
+        return results
 
     def describe(self) -> dict:
         return {

@@ -442,3 +442,25 @@ def test_norm_job_through_a_server_without_logprobs(server, tmp_path, monkeypatc
     assert meta["provenance"]["backend"] == "openai" and meta["provenance"]["api_base"] == srv.url
     everything = (tmp_path / "sub_formality.jsonl").read_text() + json.dumps(meta) + out.out + out.err
     assert SECRET not in everything and "MY_KEY" in json.dumps(meta)  # the variable's name, not its value
+
+
+def test_stats_count_generated_and_scored_tokens(server):
+    """Generation adds the completions' prompt/new tokens; ratings add their prompts to scored_tokens only."""
+
+    def handler(path, body, n):
+        if path.endswith("/chat/completions") and body.get("logprobs"):
+            status, payload, headers = logprob_handler(path, body, n)
+            payload["usage"] = {"prompt_tokens": 11, "completion_tokens": 1, "total_tokens": 12}
+            return status, payload, headers
+        return default_handler(path, body, n)
+
+    b = backend(server(handler).url, model="m", concurrency=3)
+    before = b.stats.snapshot()
+    out = b.generate(CHATS, GenerationParams(max_new_tokens=5))
+    b.score_choices(CHATS[:4], ["1", "2", "3", "4", "5"])
+    assert b.stats.prompt_tokens == sum(c.n_prompt_tokens for c in out) == 42
+    assert b.stats.new_tokens == sum(c.n_new_tokens for c in out) == 18
+    assert b.stats.scored_tokens == 4 * 11
+    after = b.stats.snapshot()
+    assert after["tokens_in"] - before["tokens_in"] == 42 + 44 and after["tokens_out"] - before["tokens_out"] == 18
+    assert after["seconds"] == pytest.approx(b.stats.seconds + b.stats.scoring_seconds) and after["seconds"] > 0

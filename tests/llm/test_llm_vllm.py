@@ -183,3 +183,18 @@ def test_pure_conversions():
     assert choice_scores_from_logprobs({}, [1, 2]).mass == 0.0
     assert continuation_logprob([None, {5: Logprob(-1.0)}, {6: -2.0}], [4, 5, 6], 2) == -3.0
     assert math.isnan(perplexity_from_prompt_logprobs([None], [1]))
+
+
+def test_scoring_counts_scored_tokens_not_prompt_tokens(fake_vllm):
+    b = BackendSpec(backend="vllm").load()
+    chat = [{"role": "user", "content": "rate"}]
+    b.score_choices([chat, chat], ["1", "2"])
+    n_chat = len(FakeTokenizer().apply_chat_template(chat))
+    assert b.stats.scored_tokens == 2 * n_chat and b.stats.prompt_tokens == 0
+    b.score_continuations([chat], ["abc"])
+    b.perplexity(["hello"])
+    assert b.stats.scored_tokens == 3 * n_chat + 3 + len(FakeTokenizer().encode("hello"))
+    out = b.generate([chat], GenerationParams(max_new_tokens=4))
+    assert b.stats.prompt_tokens == out[0].n_prompt_tokens and b.stats.new_tokens == out[0].n_new_tokens
+    snap = b.stats.snapshot()
+    assert snap["tokens_in"] == b.stats.prompt_tokens + b.stats.scored_tokens and snap["tokens_out"] == 3

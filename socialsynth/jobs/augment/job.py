@@ -1,8 +1,10 @@
 """Rare-class augmentation (seed 003, Capstone-Meta): few-shot prompts built from pairs of real examples of the
 target label ask an LLM for several new examples each; the answer is parsed as a list, every item is flagged
 (length, duplicates of each other and of the real data, optional label fidelity) and written with its provenance.
-`augment_labels.py` is a thin front end to `run_augment_job`; prompts, parsing and filters are in
-`augment_text.py`, the sparsity ladder in `ladder.py`.
+
+`augment_labels.py` (see :mod:`socialsynth.jobs.augment.cli`) parses an :class:`AugmentConfig` and calls
+:func:`run`: generation (:func:`run_generation`) and then the sparsity ladder (:mod:`.ladder`). Prompts, parsing
+and filters are in :mod:`.text`. The run record is ``synthetic_<label>.meta.json`` beside the output.
 """
 
 from __future__ import annotations
@@ -14,52 +16,37 @@ import logging
 import math
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
-from socialsynth.jobs.augment.text import DuplicateIndex, FidelityGate, FilterSettings, ParsedList, build_chat, item_flags, load_definition, normalise, parse_list, pick_examples, remove_hashtags
 from socialsynth.classify.labels import is_missing, label_key
 from socialsynth.core.errors import InputError
-from socialsynth.core.io import JsonlWriter, atomic_write_json, atomic_write_text, iter_jsonl, meta_path, read_records, shard_path
-from socialsynth.llm import BackendSpec, GenerationParams, request_seed
-from socialsynth.prompts import load_template
-from socialsynth.core.provenance import jsonable, previous_meta, versions
+from socialsynth.core.io import JsonlWriter, atomic_write_text, iter_jsonl, read_records, shard_path
+from socialsynth.core.run import JobRun, record_path, throughput
 from socialsynth.core.runner import GracefulStop, run_chunks
+from socialsynth.jobs.augment.config import TEMPLATE, AugmentConfig, LadderArgs
+from socialsynth.jobs.augment.text import (
+    DuplicateIndex,
+    FidelityGate,
+    TextFilters,
+    build_chat,
+    item_flags,
+    load_definition,
+    parse_list,
+    pick_examples,
+    remove_hashtags,
+)
+from socialsynth.llm import request_seed
+from socialsynth.prompts import Template, load_template
 
 log = logging.getLogger(__name__)
-TEMPLATE = "augment_fewshot"
-
-
-# ------------------------------------------------------------------------------------------- the job
-
-
-@dataclass
-class AugmentConfig:
-    input: Path
-    target_label: str
-    n: int = 100
-    output_dir: Path = Path("output")
-    text_col: str = "text"
-    label_col: str = "label"
-    label_name: str | None = None  # the label's name in the prompt (default: the target label)
-    definition: str | None = None
-    definition_file: Path | None = None
-    examples_per_prompt: int = 2
-    per_call: int = 5
-    max_requests: int | None = None  # None: 10 x the requests n needs
-    batch_size: int = 8  # requests per chunk (generated and written together)
-    template: str = TEMPLATE
-    engine: BackendSpec = field(default_factory=BackendSpec)
-    params: GenerationParams = field(default_factory=GenerationParams)
-    filters: FilterSettings = field(default_factory=FilterSettings)
-    embedding_model: str | None = "embedded"
-    fidelity_model: Path | None = None
-    skip_bad_rows: bool = False
-    command: str = ""
-    # (I, N): this SLURM array task's part of the job: about n/N passing examples (and max_requests/N requests),
-    # from request numbers I, I+N, I+2N, ... so no two shards share a request key or seed; see shard_share
-    shard: tuple[int, int] | None = None
+__all__ = [
+    "TEMPLATE", "AugmentConfig", "AugmentResult", "Augmenter", "DuplicateIndex", "FidelityGate", "LadderArgs",
+    "RealData", "TextFilters", "build_chat", "load_definition", "output_path", "parse_list", "pick_examples",
+    "remove_hashtags", "run", "run_generation", "shard_share",
+]  # fmt: skip
 
 
 def safe_name(label: str) -> str:
@@ -68,7 +55,7 @@ def safe_name(label: str) -> str:
 
 def output_path(cfg: AugmentConfig) -> Path:
     """``<output_dir>/synthetic_<label>.jsonl``, or its ``.shard-I-of-N`` sibling for a sharded job."""
-    return shard_path(Path(cfg.output_dir) / f"synthetic_{safe_name(cfg.target_label)}.jsonl", cfg.shard)
+    return shard_path(Path(cfg.output_dir) / f"synthetic_{safe_name(cfg.target_label)}.jsonl", cfg.parsed_shard())
 
 
 def shard_share(total: int, shard: tuple[int, int] | None) -> int:
@@ -87,24 +74,30 @@ class RealData:
     raw_labels: list  # the label as the file has it (written back to the CSV)
     ids: list[str]
     path: Path
+    skipped: Counter = field(default_factory=Counter)  # rows left out, by reason
 
 
 def read_labelled(path: Path, text_col: str, label_col: str, skip_bad_rows: bool = False) -> RealData:
-    """Rows with a text and a label; missing columns are a one-line error naming the file and column."""
+    """Rows with a text and a label; missing columns are a one-line error naming the file and column.
+
+    Rows left out (empty text, empty label, malformed rows with ``skip_bad_rows``) are counted in ``skipped``."""
     data = read_records(
         path, required=(text_col, label_col), nonempty=(text_col,), on_bad_row="skip" if skip_bad_rows else "error"
     )
     if not data.records:
         raise InputError("no rows with a text", path=path, field=text_col)
-    out = RealData([], [], [], [], Path(path))
-    for rec, line in zip(data.records, data.line_numbers):
+    out = RealData([], [], [], [], Path(path), Counter(data.skipped))
+    for rec, line in zip(data.records, data.line_numbers, strict=True):
         raw = rec.get(label_col)
         if is_missing(raw):
+            out.skipped["empty label"] += 1
             continue
         out.texts.append(str(rec[text_col]))
         out.labels.append(label_key(raw))
         out.raw_labels.append(raw)
         out.ids.append(label_key(rec["id"]) if not is_missing(rec.get("id")) else f"{Path(path).stem}:{line}")
+    if out.skipped:
+        log.info("%s: skipped %s", path, ", ".join(f"{n} ({why})" for why, n in sorted(out.skipped.items())))
     return out
 
 
@@ -119,24 +112,29 @@ def check_target(data: RealData, target: str, col: str) -> list[int]:
 
 
 class Augmenter:
-    """Turns request numbers into records: prompt, generate, parse, flag."""
+    """Turns request numbers into records: prompt, generate, parse, flag.
 
-    def __init__(self, cfg, backend, template, definition, real: RealData, target_rows, dups, fidelity=None):
-        self.cfg, self.backend, self.template, self.definition = cfg, backend, template, definition
-        self.real, self.target_rows, self.dups, self.fidelity = real, target_rows, dups, fidelity
+    Counts the requests it made and the items that passed; with a JobRun, counts tokens under "generate"."""
+
+    def __init__(self, cfg: AugmentConfig, backend, inputs, dups: DuplicateIndex, fidelity=None, job_run=None):
+        self.cfg, self.backend, self.inputs = cfg, backend, inputs
+        self.dups, self.fidelity, self.job_run = dups, fidelity, job_run
+        self.params = cfg.params
         self.label_name = cfg.label_name or cfg.target_label
         self.prefix = safe_name(cfg.target_label)
         self.refusals = 0
         self.passed = 0
+        self.requests = 0
 
     def provenance(self) -> dict:
+        template, definition = self.inputs.template, self.inputs.definition
         return {
             "model": self.backend.describe(),
-            "template": self.template.name,
-            "template_hash": self.template.hash,
-            "definition": self.definition,
-            "definition_hash": hashlib.sha256(self.definition.encode()).hexdigest()[:12],
-            "params": self.cfg.params.to_dict(),
+            "template": template.name,
+            "template_hash": template.hash,
+            "definition": definition,
+            "definition_hash": hashlib.sha256(definition.encode()).hexdigest()[:12],
+            "params": self.params.to_dict(),
             "fidelity_model": self.fidelity.model_dir if self.fidelity else None,
             "embedding_model": self.cfg.embedding_model if self.dups.embedder is not None else None,
         }
@@ -144,81 +142,105 @@ class Augmenter:
     def request_key(self, r: int) -> str:
         return f"{self.prefix}-r{r:06d}"
 
-    def process(self, requests: Sequence[int]) -> list[dict]:
-        cfg = self.cfg
-        shown = {r: pick_examples(len(self.target_rows), cfg.examples_per_prompt, cfg.params.seed, r) for r in requests}
-        chats = [
-            build_chat(
-                self.template,
-                self.label_name,
-                self.definition,
-                [self.real.texts[self.target_rows[i]] for i in shown[r]],
-                cfg.per_call,
-                cfg.filters.min_words,
-                cfg.filters.max_words,
+    def example_rows(self, r: int) -> list[int]:
+        """Rows (indices into the real data) shown in request ``r``."""
+        rows = self.inputs.target_rows
+        return [rows[i] for i in pick_examples(len(rows), self.cfg.examples_per_prompt, self.params.seed, r)]
+
+    def chat(self, r: int) -> list[dict]:
+        cfg, inputs = self.cfg, self.inputs
+        examples = [inputs.real.texts[i] for i in self.example_rows(r)]
+        return build_chat(inputs.template, self.label_name, inputs.definition, examples, cfg.per_call,
+                          cfg.filters.min_words, cfg.filters.max_words)  # fmt: skip
+
+    def generate(self, requests: Sequence[int], keys: list[str]) -> list:
+        """The backend's answers, tokens counted under "generate" when there is a run record."""
+        t0 = time.perf_counter()
+        completions = self.backend.generate([self.chat(r) for r in requests], self.params, keys=keys)
+        self.requests += len(requests)
+        if self.job_run is not None:
+            self.job_run.count_tokens(
+                str(self.backend.describe().get("model") or self.backend.name),
+                "generate",
+                sum(c.n_prompt_tokens for c in completions),
+                sum(c.n_new_tokens for c in completions),
+                time.perf_counter() - t0,
             )
-            for r in requests
-        ]
+        return completions
+
+    def process(self, requests: Sequence[int]) -> list[dict]:
         keys = [self.request_key(r) for r in requests]
-        completions = self.backend.generate(chats, cfg.params, keys=keys)
+        completions = self.generate(requests, keys)
         records, items = [], []
-        model = self.backend.name
-        for r, key, done in zip(requests, keys, completions):
+        for r, key, done in zip(requests, keys, completions, strict=True):
             parsed = parse_list(done.text)
-            generation = {
-                "request": r,
-                "request_seed": done.seed if done.seed is not None else request_seed(cfg.params.seed, key),
-                "example_ids": [self.real.ids[self.target_rows[i]] for i in shown[r]],
-                "finish_reason": done.finish_reason,
-                "new_tokens": done.n_new_tokens,
-                "parse_notes": parsed.notes,
-            }
+            generation = self.generation_info(r, key, done, parsed.notes)
             if not parsed.items:  # a failed request is a record too, so a rerun does not repeat it
                 self.refusals += parsed.refusal
-                records.append(
-                    {
-                        "id": f"{key}-none",
-                        "status": "refusal" if parsed.refusal else "no_items",
-                        "text": None,
-                        "raw": done.text,
-                        "passed": False,
-                        "generation": generation,
-                        "provenance": {"model": model, "template": self.template.name},
-                    }
-                )
+                records.append(self.failed_record(key, done.text, parsed.refusal, generation))
                 continue
             for j, text in enumerate(parsed.items):
-                flags = item_flags(text, cfg.filters)
-                flags["truncated"] = done.finish_reason == "length" and j == len(parsed.items) - 1
-                rec = {
-                    "id": f"{key}-{j}",
-                    "status": "ok",
-                    "text": text,
-                    "label": cfg.target_label,
-                    "n_words": len(text.split()),
-                    "flags": flags,
-                    "generation": generation,
-                    "provenance": {
-                        "model": model,
-                        "template": self.template.name,
-                        "template_hash": self.template.hash,
-                        "params": cfg.params.to_dict(),
-                    },
-                }
+                truncated = done.finish_reason == "length" and j == len(parsed.items) - 1
+                rec = self.item_record(f"{key}-{j}", text, truncated, generation)
                 records.append(rec)
                 items.append(rec)
+        self.judge(items)
+        return records
+
+    def generation_info(self, r: int, key: str, done, notes: list[str]) -> dict:
+        return {
+            "request": r,
+            "request_seed": done.seed if done.seed is not None else request_seed(self.params.seed, key),
+            "example_ids": [self.inputs.real.ids[i] for i in self.example_rows(r)],
+            "finish_reason": done.finish_reason,
+            "new_tokens": done.n_new_tokens,
+            "parse_notes": notes,
+        }
+
+    def failed_record(self, key: str, raw: str, refusal: bool, generation: dict) -> dict:
+        return {
+            "id": f"{key}-none",
+            "status": "refusal" if refusal else "no_items",
+            "text": None,
+            "raw": raw,
+            "passed": False,
+            "generation": generation,
+            "provenance": {"model": self.backend.name, "template": self.inputs.template.name},
+        }
+
+    def item_record(self, rec_id: str, text: str, truncated: bool, generation: dict) -> dict:
+        flags = item_flags(text, self.cfg.filters)
+        flags["truncated"] = truncated
+        template = self.inputs.template
+        return {
+            "id": rec_id,
+            "status": "ok",
+            "text": text,
+            "label": self.cfg.target_label,
+            "n_words": len(text.split()),
+            "flags": flags,
+            "generation": generation,
+            "provenance": {
+                "model": self.backend.name,
+                "template": template.name,
+                "template_hash": template.hash,
+                "params": self.params.to_dict(),
+            },
+        }
+
+    def judge(self, items: list[dict]) -> None:
+        """Duplicate and fidelity flags of this chunk's items, then whether each passed every filter."""
         texts = [rec["text"] for rec in items]
-        for rec, info in zip(items, self.dups.check(texts)):
+        for rec, info in zip(items, self.dups.check(texts), strict=True):
             sims = {k: info.pop(k) for k in ("max_sim_generated", "max_sim_real")}
             rec["flags"].update(info)
             rec["similarity"] = sims
         scores = self.fidelity.scores(texts) if self.fidelity else [None] * len(items)
-        for rec, score in zip(items, scores):
+        for rec, score in zip(items, scores, strict=True):
             rec["fidelity"] = score
-            rec["flags"]["low_fidelity"] = score is not None and score < cfg.filters.fidelity_threshold
+            rec["flags"]["low_fidelity"] = score is not None and score < self.cfg.filters.fidelity_threshold
             rec["passed"] = not any(rec["flags"].values())
             self.passed += rec["passed"]
-        return records
 
 
 def existing_records(path: Path) -> list[dict]:
@@ -239,126 +261,226 @@ def write_csv(path: Path, records: Sequence[dict], text_col: str, label_col: str
     return n
 
 
-def run_augment_job(cfg: AugmentConfig, backend=None, embedder=None) -> dict:
+# ------------------------------------------------------------------------------------------- running it
+
+
+@dataclass
+class Inputs:
+    """What generation reads: the real rows, the target rows among them, the definition and the template."""
+
+    real: RealData
+    target: str  # label_key of --target-label
+    target_rows: list[int]
+    definition: str
+    template: Template
+
+    @property
+    def label_value(self):
+        """The target label as the input file writes it (for the CSV of passing rows)."""
+        return self.real.raw_labels[self.target_rows[0]]
+
+
+@dataclass
+class Plan:
+    """This run's (or shard's) output file, its share of --n and --max-requests, and its request numbers."""
+
+    out: Path
+    target_n: int  # passing examples this job (or shard) makes
+    max_requests: int  # requests this job (or shard) may make in all
+    shard: tuple[int, int] | None
+
+    def request_number(self, k: int) -> int:
+        """The k-th request of this shard is request number I + N * k (so shards never share one)."""
+        index, count = self.shard or (0, 1)
+        return index + count * k
+
+    def next_local(self, done: Sequence[dict]) -> int:
+        """The first k not yet requested in this shard."""
+        index, count = self.shard or (0, 1)
+        return max(((rec["generation"]["request"] - index) // count for rec in done), default=-1) + 1
+
+    @property
+    def stopping_rule(self) -> str:
+        return f"until {self.target_n} passing examples or {self.max_requests} requests"
+
+
+@dataclass
+class AugmentResult:
+    """What :func:`run` did: the generation summary and the ladder report (None for a mode not run)."""
+
+    summary: dict | None = None
+    ladder: dict | None = None
+
+
+def run(cfg: AugmentConfig, backend=None, embedder=None) -> AugmentResult:
+    """The whole job: generate (with --n), then build the sparsity ladder (with --positive-rates)."""
+    summary = run_generation(cfg, backend, embedder) if cfg.generate else None
+    ladder = run_ladder_step(cfg) if cfg.ladder.positive_rates is not None else None
+    return AugmentResult(summary, ladder)
+
+
+def format_result(result: AugmentResult) -> str:
+    from socialsynth.jobs.augment.ladder import format_ladder
+
+    parts = [format_summary(result.summary)] if result.summary is not None else []
+    if result.ladder is not None:
+        parts.append(format_ladder(result.ladder))
+    return "\n".join(parts)
+
+
+def run_generation(cfg: AugmentConfig, backend=None, embedder=None) -> dict:
     """Generate (or resume) until `cfg.n` examples pass the filters or `max_requests` requests are spent.
 
     Returns the summary. Raises InputError for bad input and Interrupted on SIGTERM/SIGINT (after writing)."""
-    if cfg.n < 0 or cfg.per_call < 1 or cfg.examples_per_prompt < 1:
-        raise InputError("--n must be >= 0, --per-call and --examples-per-prompt >= 1")
-    real = read_labelled(cfg.input, cfg.text_col, cfg.label_col, cfg.skip_bad_rows)
+    inputs = load_inputs(cfg)
+    plan = plan_requests(cfg)
+    t0 = time.perf_counter()
+    with JobRun("augment", record_path(plan.out), cfg) as job_run:
+        describe_run(job_run, cfg, inputs, plan)
+        with GracefulStop() as stop, JsonlWriter(plan.out) as writer:
+            try:
+                generate_until_done(job_run, cfg, inputs, plan, writer, stop, backend, embedder)
+            finally:
+                record_outputs(job_run, cfg, inputs, plan)
+    return final_summary(job_run, plan, time.perf_counter() - t0)
+
+
+def load_inputs(cfg: AugmentConfig) -> Inputs:
+    """Read the labelled file, find the target rows, load the definition and the template."""
+    real = read_labelled(cfg.source, cfg.text_col, cfg.label_col, cfg.skip_bad_rows)
     target = label_key(cfg.target_label)
     target_rows = check_target(real, target, cfg.label_col)
     if len(target_rows) < cfg.examples_per_prompt:
         raise InputError(
             f"only {len(target_rows)} rows with label {target!r}, a prompt needs {cfg.examples_per_prompt} "
             "(--examples-per-prompt)",
-            path=cfg.input,
+            path=cfg.source,
             field=cfg.label_col,
         )
-    label_name = cfg.label_name or target
-    definition = load_definition(cfg.definition, cfg.definition_file, label_name)
-    template = load_template(cfg.template)
-    label_value = real.raw_labels[target_rows[0]]
-    out = output_path(cfg)
-    meta_file = meta_path(out)
-    target_n = shard_share(cfg.n, cfg.shard)  # passing examples this job (or shard) makes
-    index, count = cfg.shard or (0, 1)  # the k-th request of this shard is request number index + count * k
+    definition = load_definition(cfg.definition, cfg.definition_file, cfg.label_name or target)
+    return Inputs(real, target, target_rows, definition, load_template(cfg.template))
+
+
+def plan_requests(cfg: AugmentConfig) -> Plan:
+    """The output file and this run's share of --n and --max-requests (default: 10 x the requests --n needs)."""
+    shard = cfg.parsed_shard()
+    target_n = shard_share(cfg.n or 0, shard)
     if cfg.max_requests is not None:
-        max_requests = shard_share(cfg.max_requests, cfg.shard)
+        max_requests = shard_share(cfg.max_requests, shard)
     else:
         max_requests = 10 * math.ceil(max(target_n, 1) / cfg.per_call)
-    t0 = time.perf_counter()
-    stop = GracefulStop()
-    with stop, JsonlWriter(out) as writer:
-        done = existing_records(out)
-        done_requests = {rec["generation"]["request"] for rec in done}
-        passed = sum(bool(rec.get("passed")) for rec in done)
-        meta = previous_meta(meta_file)
-        meta.update(
-            command=cfg.command,
-            input=str(cfg.input),
-            output=str(out),
-            config=jsonable(asdict(cfg)),
-            versions=versions(),
-            n_real_rows=len(real.texts),
-            n_target_rows=len(target_rows),
-            stopping_rule=f"until {target_n} passing examples or {max_requests} requests",
-            shard=list(cfg.shard) if cfg.shard else None,
-            complete=False,
-        )
-        job = None
-        counts = None
-        try:
-            next_request = max(((r - index) // count for r in done_requests), default=-1) + 1  # in this shard
-            if passed < target_n and next_request < max_requests:
-                backend = backend or cfg.engine.load()
-                if embedder is None and cfg.embedding_model and cfg.filters.near_dup > 0:
-                    from socialsynth.text.embeddings import Embedder
+    return Plan(output_path(cfg), target_n, max_requests, shard)
 
-                    embedder = Embedder(cfg.embedding_model, device=cfg.engine.device)
-                dups = DuplicateIndex(real.texts, embedder, cfg.filters.near_dup)
-                dups.add([rec["text"] for rec in done if rec.get("text")])
-                fidelity = None
-                if cfg.fidelity_model is not None:
-                    fidelity = FidelityGate(
-                        cfg.fidelity_model, target, cfg.filters.fidelity_threshold, cfg.engine.device
-                    )
-                job = Augmenter(cfg, backend, template, definition, real, target_rows, dups, fidelity)
-                meta["provenance"] = job.provenance()
-                counts = 0  # requests made in this run
-                while passed + job.passed < target_n and next_request < max_requests:
-                    # expected passing items per request, from this run so far (at least 1/5 of what is asked)
-                    per_request = (
-                        cfg.per_call * max(job.passed / (counts * cfg.per_call), 0.2) if counts else cfg.per_call
-                    )
-                    need = max(1, math.ceil((target_n - passed - job.passed) / per_request))
-                    local = range(next_request, min(next_request + need, max_requests))
-                    todo = [index + count * k for k in local]
-                    run_chunks(
-                        todo,
-                        job.process,
-                        writer,
-                        cfg.batch_size,
-                        stop,
-                        desc="requests",
-                        resume_hint=f"rerun the same command to resume: {cfg.command}",
-                    )
-                    next_request = local[-1] + 1
-                    counts += len(todo)
-        finally:
-            records = existing_records(out)
-            n_passed = sum(bool(rec.get("passed")) for rec in records)
-            meta["n_requests"] = len({rec["generation"]["request"] for rec in records})
-            meta["n_generated"] = sum(rec.get("status") == "ok" for rec in records)
-            meta["n_passed"] = n_passed
-            meta["complete"] = n_passed >= target_n
-            meta["seconds"] = round(time.perf_counter() - t0, 2)
-            if job is not None:
-                st = job.backend.stats
-                meta.setdefault("runs", []).append(
-                    {
-                        "command": cfg.command,
-                        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                        "requests": counts,
-                        "generation_seconds": round(st.seconds, 2),
-                        "new_tokens": st.new_tokens,
-                    }
-                )
-            csv_path = out.with_suffix(".csv")
-            meta["n_csv_rows"] = write_csv(csv_path, records, cfg.text_col, cfg.label_col, label_value)
-            meta["summary"] = summarise(records)
-            atomic_write_json(meta_file, meta)
-    summary = dict(meta["summary"])
+
+def describe_run(job_run: JobRun, cfg: AugmentConfig, inputs: Inputs, plan: Plan) -> None:
+    """The record's fields about the inputs and the plan (written before any request)."""
+    job_run.meta.update(
+        input=str(cfg.source),
+        output=str(plan.out),
+        n_real_rows=len(inputs.real.texts),
+        n_target_rows=len(inputs.target_rows),
+        skipped=dict(sorted(inputs.real.skipped.items())),
+        stopping_rule=plan.stopping_rule,
+        shard=list(plan.shard) if plan.shard else None,
+    )
+    job_run.save()
+
+
+def generate_until_done(job_run, cfg, inputs: Inputs, plan: Plan, writer, stop, backend=None, embedder=None) -> None:
+    """Load the models (only when there is work left) and request chunks until enough items passed."""
+    done = existing_records(plan.out)
+    passed = sum(bool(rec.get("passed")) for rec in done)
+    next_local = plan.next_local(done)
+    if passed >= plan.target_n or next_local >= plan.max_requests:
+        return
+    augmenter = load_augmenter(cfg, inputs, done, backend, embedder, job_run)
+    job_run.meta["provenance"] = augmenter.provenance()
+    job_run.save()
+    t0 = time.perf_counter()
+    try:
+        request_loop(augmenter, cfg, plan, writer, stop, passed, next_local, job_run.command)
+    finally:
+        job_run.note_items(augmenter.requests)
+        job_run.meta["throughput"] = throughput(
+            augmenter.backend.stats, augmenter.requests, time.perf_counter() - t0, "requests"
+        )
+
+
+def load_augmenter(cfg: AugmentConfig, inputs: Inputs, done: Sequence[dict], backend, embedder, job_run=None):
+    """The backend, the duplicate index (real rows and items already written) and the optional fidelity gate."""
+    backend = backend or cfg.engine.load()
+    if embedder is None and cfg.embedding_model and cfg.filters.near_dup > 0:
+        from socialsynth.text.embeddings import Embedder
+
+        embedder = Embedder(cfg.embedding_model, device=cfg.model.device)
+    dups = DuplicateIndex(inputs.real.texts, embedder, cfg.filters.near_dup)
+    dups.add([rec["text"] for rec in done if rec.get("text")])
+    fidelity = None
+    if cfg.fidelity_model is not None:
+        fidelity = FidelityGate(cfg.fidelity_model, inputs.target, cfg.filters.fidelity_threshold, cfg.model.device)
+    return Augmenter(cfg, backend, inputs, dups, fidelity, job_run)
+
+
+def request_loop(augmenter, cfg, plan: Plan, writer, stop, passed: int, next_local: int, command: str) -> None:
+    """Rounds of requests sized by the pass rate so far, until the target or the request budget is reached."""
+    while passed + augmenter.passed < plan.target_n and next_local < plan.max_requests:
+        made = augmenter.requests
+        # expected passing items per request, from this run so far (at least 1/5 of what is asked)
+        per_request = cfg.per_call * max(augmenter.passed / (made * cfg.per_call), 0.2) if made else cfg.per_call
+        need = max(1, math.ceil((plan.target_n - passed - augmenter.passed) / per_request))
+        local = range(next_local, min(next_local + need, plan.max_requests))
+        todo = [plan.request_number(k) for k in local]
+        run_chunks(
+            todo,
+            augmenter.process,
+            writer,
+            cfg.batch_size,
+            stop,
+            desc="requests",
+            resume_hint=f"rerun the same command to resume: {command}",
+        )
+        next_local = local[-1] + 1
+
+
+def record_outputs(job_run: JobRun, cfg: AugmentConfig, inputs: Inputs, plan: Plan) -> None:
+    """Counts, the CSV of passing rows and the summary, from every record written so far (however the run ended)."""
+    records = existing_records(plan.out)
+    n_passed = sum(bool(rec.get("passed")) for rec in records)
+    job_run.meta.update(
+        n_requests=len({rec["generation"]["request"] for rec in records}),
+        n_generated=sum(rec.get("status") == "ok" for rec in records),
+        n_passed=n_passed,
+        n_csv_rows=write_csv(csv_path(plan.out), records, cfg.text_col, cfg.label_col, inputs.label_value),
+        summary=summarise(records),
+    )
+    job_run.mark_complete(n_passed >= plan.target_n)
+
+
+def final_summary(job_run: JobRun, plan: Plan, seconds: float) -> dict:
+    summary = dict(job_run.meta["summary"])
     summary.update(
-        output=str(out),
-        csv=str(csv_path),
-        meta=str(meta_file),
-        target=target_n,
-        max_requests=max_requests,
-        complete=meta["complete"],
-        seconds=meta["seconds"],
+        output=str(plan.out),
+        csv=str(csv_path(plan.out)),
+        meta=str(job_run.path),
+        target=plan.target_n,
+        max_requests=plan.max_requests,
+        complete=job_run.meta["complete"],
+        seconds=round(seconds, 2),
     )
     return summary
+
+
+def csv_path(out: Path) -> Path:
+    return Path(out).with_suffix(".csv")
+
+
+def run_ladder_step(cfg: AugmentConfig) -> dict:
+    """The sparsity ladder on --synthetic, or on what generation wrote."""
+    from socialsynth.jobs.augment.ladder import read_synthetic, run_ladder
+
+    syn_file = cfg.ladder.synthetic or output_path(cfg)
+    synthetic = read_synthetic(syn_file, cfg.text_col, cfg.label_col, label_key(cfg.target_label))
+    return run_ladder(cfg.ladder_config(), synthetic)
 
 
 def summarise(records: Sequence[dict]) -> dict:

@@ -9,14 +9,14 @@ import csv
 import io
 import logging
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
-from socialsynth.jobs.augment.job import RealData, check_target, read_labelled
 from socialsynth.classify.labels import label_key
 from socialsynth.core.errors import InputError
 from socialsynth.core.io import atomic_write_json, atomic_write_text, iter_jsonl, read_records
+from socialsynth.jobs.augment.job import RealData, check_target, read_labelled
 
 log = logging.getLogger(__name__)
 DEFAULT_RATES = (0.0025, 0.01, 0.03, 0.05)
@@ -198,7 +198,7 @@ def run_ladder(cfg: LadderConfig, synthetic: Sequence[str]) -> dict:
     sets = build_ladder(train, target, synthetic, cfg.rates, cfg.seed, strict=cfg.strict)
     files = {}
     for name, data in (("val", val), ("test", test)):
-        rows = list(zip(data.ids, data.texts, data.raw_labels, ["real"] * len(data.texts)))
+        rows = list(zip(data.ids, data.texts, data.raw_labels, ["real"] * len(data.texts), strict=True))
         files[name] = folder / f"{name}.csv"
         atomic_write_text(files[name], _table_csv(rows, cfg.text_col, cfg.label_col, target))
     report = {

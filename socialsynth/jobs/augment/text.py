@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import yaml
 
+from socialsynth.core.config import ConfigError, check_min, check_range, flag
 from socialsynth.core.errors import InputError
 from socialsynth.prompts import Template
 from socialsynth.text.quality import REFUSAL, is_degenerate
@@ -63,50 +64,72 @@ def parse_list(text: str) -> ParsedList:
     notes are cut; hashtags are removed. A refusal gives no items and `refusal=True`.
     """
     notes: list[str] = []
-    text = text or ""
-    m = _RESPONSE.match(text)
-    if m and "response" in text[: m.end()].lower():
-        text = text[m.end() :]
-        notes.append("response_prefix")
+    text = _cut_response_prefix(text or "", notes)
     if REFUSAL.search(text):
         return ParsedList([], True, notes)
     lines = [ln.rstrip() for ln in text.replace("\r", "").split("\n")]
     lines = [ln for ln in lines if ln.strip()]
     numbered = [bool(_NUMBERED.match(ln)) for ln in lines]
-    items: list[str] = []
     if sum(numbered) >= 1:
-        first = numbered.index(True)
-        if first:
-            notes.append("preamble")
-        current: list[str] | None = None
-        for ln, is_item in zip(lines[first:], numbered[first:]):
-            if is_item:
-                if current is not None:
-                    items.append(" ".join(current))
-                current = [_NUMBERED.match(ln).group(1).strip()]
-            elif _NOTE.match(ln) or _PREAMBLE.match(ln) and ln.rstrip().endswith(":"):
-                if current is not None:
-                    items.append(" ".join(current))
-                current = None
-                notes.append("note")
-            elif current is not None:
-                current.append(ln.strip())
-        if current is not None:
-            items.append(" ".join(current))
-        items = [_unquote(item) for item in items]
+        items = _numbered_items(lines, numbered, notes)
     else:
-        if len(lines) > 1 and _PREAMBLE.match(lines[0]) and lines[0].lstrip()[:1] not in _OPEN:
-            lines = lines[1:]
-            notes.append("preamble")
-        for ln in lines:
-            if _NOTE.match(ln):
-                notes.append("note")
-                continue
-            stripped = ln.strip()
-            if stripped[:1] in _OPEN[:2] and stripped[-1:] in _CLOSE[:2] and len(stripped) >= 2:
-                items.extend(part.strip() for part in _SEPARATOR.split(stripped[1:-1]))  # "a", "b" on one line
-            else:
-                items.append(_unquote(stripped))
+        items = _plain_items(lines, notes)
+    return ParsedList(_clean_items(items, notes), False, notes)
+
+
+def _cut_response_prefix(text: str, notes: list[str]) -> str:
+    """Drop everything up to "Response:" (the seed's answer format)."""
+    m = _RESPONSE.match(text)
+    if m and "response" in text[: m.end()].lower():
+        notes.append("response_prefix")
+        return text[m.end() :]
+    return text
+
+
+def _numbered_items(lines: list[str], numbered: list[bool], notes: list[str]) -> list[str]:
+    """Items of a numbered or bulleted list; continuation lines join their item, notes end it."""
+    first = numbered.index(True)
+    if first:
+        notes.append("preamble")
+    items: list[str] = []
+    current: list[str] | None = None
+    for ln, is_item in zip(lines[first:], numbered[first:], strict=True):
+        if is_item:
+            if current is not None:
+                items.append(" ".join(current))
+            current = [_NUMBERED.match(ln).group(1).strip()]
+        elif _NOTE.match(ln) or _PREAMBLE.match(ln) and ln.rstrip().endswith(":"):
+            if current is not None:
+                items.append(" ".join(current))
+            current = None
+            notes.append("note")
+        elif current is not None:
+            current.append(ln.strip())
+    if current is not None:
+        items.append(" ".join(current))
+    return [_unquote(item) for item in items]
+
+
+def _plain_items(lines: list[str], notes: list[str]) -> list[str]:
+    """Items of an unnumbered answer: one (quoted or plain) item per line, or several quoted ones on a line."""
+    if len(lines) > 1 and _PREAMBLE.match(lines[0]) and lines[0].lstrip()[:1] not in _OPEN:
+        lines = lines[1:]
+        notes.append("preamble")
+    items: list[str] = []
+    for ln in lines:
+        if _NOTE.match(ln):
+            notes.append("note")
+            continue
+        stripped = ln.strip()
+        if stripped[:1] in _OPEN[:2] and stripped[-1:] in _CLOSE[:2] and len(stripped) >= 2:
+            items.extend(part.strip() for part in _SEPARATOR.split(stripped[1:-1]))  # "a", "b" on one line
+        else:
+            items.append(_unquote(stripped))
+    return items
+
+
+def _clean_items(items: list[str], notes: list[str]) -> list[str]:
+    """Remove hashtags and wrapping quotes; drop items left empty."""
     cleaned = []
     for item in items:
         no_tags = remove_hashtags(item)
@@ -115,7 +138,7 @@ def parse_list(text: str) -> ParsedList:
         no_tags = _unquote(no_tags)
         if no_tags:
             cleaned.append(no_tags)
-    return ParsedList(cleaned, False, notes)
+    return cleaned
 
 
 # ------------------------------------------------------------------------------------------- prompts
@@ -198,11 +221,26 @@ def normalise(text: str) -> str:
 
 
 @dataclass
-class FilterSettings:
-    min_words: int = 5
-    max_words: int = 100
-    near_dup: float = 0.95  # cosine; 0 or an embedder of None turns the near-duplicate check off
-    fidelity_threshold: float = 0.5
+class TextFilters:
+    """Filters (flag, never drop): length, near duplicates, label fidelity."""
+
+    min_words: int = flag(5, "flag shorter items (the seed asked for 20-100 words, too long for tweets)")
+    max_words: int = flag(100, "flag longer items")
+    # cosine; 0 or an embedder of None turns the near-duplicate check off
+    near_dup: float = flag(
+        0.95, "flag items whose embedding cosine to a real row or an earlier item is >= this (0 = off)"
+    )
+    fidelity_threshold: float = flag(
+        0.5, "with --fidelity-model: flag items whose probability of the target label is below this"
+    )
+
+    def __post_init__(self) -> None:
+        check_min(self, "min_words", 0)
+        check_min(self, "max_words", 1)
+        if self.max_words < self.min_words:
+            raise ConfigError("max_words", f"must not be below --min-words ({self.min_words}), got {self.max_words}")
+        check_range(self, "near_dup", 0, 1)
+        check_range(self, "fidelity_threshold", 0, 1)
 
 
 class DuplicateIndex:
@@ -281,7 +319,7 @@ class FidelityGate:
         return [round(float(x), 4) for x in s]
 
 
-def item_flags(text: str, settings: FilterSettings) -> dict:
+def item_flags(text: str, settings: TextFilters) -> dict:
     n_words = len(text.split())
     lowered = text.lower()
     return {

@@ -43,12 +43,9 @@ PROFILE = "app.bsky.actor.profile"
 EMBED_RECORD = "app.bsky.embed.record"
 EMBED_RECORD_WITH_MEDIA = "app.bsky.embed.recordWithMedia"
 
-KINDS = (
-    "post",
-    "reply",
-    "quote",
-    "post_update",
-    "post_delete",
+# What users do to content: the action vocabulary of the cluster files (their 13 flags are these and "ignore", in
+# this order; see output.ACTIONS). Defined here only.
+ACTION_KINDS = (
     "like",
     "unlike",
     "repost",
@@ -57,8 +54,14 @@ KINDS = (
     "unfollow",
     "block",
     "unblock",
+    "post_update",
+    "post_delete",
     "profile_update",
+    "quote",
 )
+# Every Event.kind, in the order the event table lists them: the kinds that carry or change a post first
+_POST_SHAPED = ("post", "reply", "quote", "post_update", "post_delete")
+KINDS = _POST_SHAPED + tuple(kind for kind in ACTION_KINDS if kind not in _POST_SHAPED)
 # (collection, operation) -> kind for everything but post creates, whose kind depends on the record
 _SIMPLE_KINDS = {
     (POST, "update"): "post_update",
@@ -396,8 +399,12 @@ def _langs(value: Any) -> tuple[str, ...]:
     return ()
 
 
-def to_event(obj: Any, where: str, stats: EventStats) -> Event | None:
-    """Turn one decoded envelope into an :class:`Event`, or count why not and return None."""
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _envelope_commit(obj: Any, where: str, stats: EventStats) -> dict[str, Any] | None:
+    """The commit of a commit envelope with a DID and a time, or None (counted under why not)."""
     if not isinstance(obj, dict):
         stats.skip("not an object", where, type(obj).__name__)
         return None
@@ -418,6 +425,11 @@ def to_event(obj: Any, where: str, stats: EventStats) -> Event | None:
     if not isinstance(commit, dict):
         stats.skip("missing commit", where)
         return None
+    return commit
+
+
+def _used_change(commit: dict[str, Any], where: str, stats: EventStats) -> tuple[str, str] | None:
+    """(collection, operation) of a commit this parser uses, or None (counted under why not)."""
     collection, operation = commit.get("collection"), commit.get("operation")
     if not isinstance(collection, str) or not collection:
         stats.skip("missing collection", where)
@@ -428,65 +440,77 @@ def to_event(obj: Any, where: str, stats: EventStats) -> Event | None:
     if operation not in ("create", "update", "delete"):
         stats.skip("unknown operation", where, repr(operation)[:40])
         return None
-    rkey = commit.get("rkey")
-    rkey = rkey if isinstance(rkey, str) else ""
-    cid = commit.get("cid")
-    cid = cid if isinstance(cid, str) else ""
-    base = {"did": did, "collection": collection, "rkey": rkey, "time_us": time_us, "cid": cid, "source": where}
+    return collection, operation
+
+
+def to_event(obj: Any, where: str, stats: EventStats) -> Event | None:
+    """Turn one decoded envelope into an :class:`Event`, or count why not and return None."""
+    commit = _envelope_commit(obj, where, stats)
+    if commit is None:
+        return None
+    change = _used_change(commit, where, stats)
+    if change is None:
+        return None
+    collection, operation = change
+    time_us = obj["time_us"]
+    base = {"did": obj["did"], "collection": collection, "rkey": _str(commit.get("rkey")), "time_us": time_us,
+            "cid": _str(commit.get("cid")), "source": where}
     if operation == "delete":
-        if not rkey:
-            stats.skip("missing rkey", where, f"{collection} delete")
-            return None
-        event = Event(kind=_SIMPLE_KINDS[(collection, "delete")], unix_epoch=time_us // 1_000_000, **base)
+        event = _delete_event(base, where, stats)
+    else:
+        event = _record_event(commit.get("record"), operation, base, where, stats)
+    if event is not None:
         stats.events[event.kind] += 1
-        return event
-    record = commit.get("record")
+    return event
+
+
+def _delete_event(base: dict[str, Any], where: str, stats: EventStats) -> Event | None:
+    """A delete carries no record: it is known by its record key, and dated by ``time_us``."""
+    if not base["rkey"]:
+        stats.skip("missing rkey", where, f"{base['collection']} delete")
+        return None
+    kind = _SIMPLE_KINDS[(base["collection"], "delete")]
+    return Event(kind=kind, unix_epoch=base["time_us"] // 1_000_000, **base)
+
+
+def _record_event(record: Any, operation: str, base: dict[str, Any], where: str, stats: EventStats) -> Event | None:
+    """A create or an update: the record decides the event (post, profile, or an action on a subject)."""
+    collection = base["collection"]
     if not isinstance(record, dict):
         stats.skip("missing record", where, f"{collection} {operation}")
         return None
-    if not rkey:
+    if not base["rkey"]:
         if operation == "update":
             stats.skip("missing rkey", where, f"{collection} update")
             return None
         stats.notes["create without rkey (cannot be matched by a delete)"] += 1
-    created_at = record.get("createdAt")
-    created_at = created_at if isinstance(created_at, str) else ""
-    base.update(created_at=created_at, unix_epoch=_epoch(created_at, time_us))
+    created_at = _str(record.get("createdAt"))
+    base = {**base, "created_at": created_at, "unix_epoch": _epoch(created_at, base["time_us"])}
     if collection == POST:
-        event = _post_event(record, operation, base, where, stats)
-    elif collection == PROFILE:
-        name, description = record.get("displayName"), record.get("description")
-        event = Event(
-            kind="profile_update",
-            text=description if isinstance(description, str) else "",
-            display_name=name if isinstance(name, str) else "",
-            **base,
-        )
-    else:
-        if operation != "create":
-            stats.skip("unknown operation", where, f"{collection} {operation}")
+        return _post_event(record, operation, base, where, stats)
+    if collection == PROFILE:
+        return Event(kind="profile_update", text=_str(record.get("description")),
+                     display_name=_str(record.get("displayName")), **base)
+    if operation != "create":
+        stats.skip("unknown operation", where, f"{collection} {operation}")
+        return None
+    return _subject_event(record.get("subject"), base, where, stats)
+
+
+def _subject_event(subject: Any, base: dict[str, Any], where: str, stats: EventStats) -> Event | None:
+    """A like, repost (subject: a post reference), follow or block (subject: a DID)."""
+    collection = base["collection"]
+    kind = _SIMPLE_KINDS[(collection, "create")]
+    if collection in (FOLLOW, BLOCK):
+        if not isinstance(subject, str) or not subject:
+            stats.skip("missing subject", where, collection)
             return None
-        subject = record.get("subject")
-        if collection in (FOLLOW, BLOCK):
-            if not isinstance(subject, str) or not subject:
-                stats.skip("missing subject", where, collection)
-                return None
-            event = Event(kind=_SIMPLE_KINDS[(collection, "create")], subject=subject, **base)
-        else:
-            uri = _uri_of(subject)
-            if not uri:
-                stats.skip("missing subject", where, collection)
-                return None
-            subject_cid = subject.get("cid")
-            event = Event(
-                kind=_SIMPLE_KINDS[(collection, "create")],
-                subject=uri,
-                subject_cid=subject_cid if isinstance(subject_cid, str) else "",
-                **base,
-            )
-    if event is not None:
-        stats.events[event.kind] += 1
-    return event
+        return Event(kind=kind, subject=subject, **base)
+    uri = _uri_of(subject)
+    if not uri:
+        stats.skip("missing subject", where, collection)
+        return None
+    return Event(kind=kind, subject=uri, subject_cid=_str(subject.get("cid")), **base)
 
 
 def _post_event(record: dict[str, Any], operation: str, base: dict[str, Any], where: str, stats: EventStats):

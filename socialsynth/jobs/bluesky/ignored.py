@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -39,7 +39,7 @@ BLOCK_ROWS = 8192
 INTERACTED_BONUS = 2.0
 FOLLOWER_BONUS = 0.5
 
-Embeddings = Union[Mapping[str, Any], tuple[np.ndarray, Mapping[str, int]]]
+Embeddings = Mapping[str, Any] | tuple[np.ndarray, Mapping[str, int]]
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -247,5 +247,6 @@ def ignored_for_cluster(
     if len(matched) > result.cap:
         chosen = np.sort(np.random.default_rng(seed).choice(matched, size=result.cap, replace=False))
     owners = np.random.default_rng(seed + 1).integers(len(members), size=len(chosen))
-    result.pairs = [(members[o], candidates[cand_kept[i]]) for o, i in zip(owners.tolist(), chosen.tolist())]
+    pairs = zip(owners.tolist(), chosen.tolist(), strict=True)
+    result.pairs = [(members[o], candidates[cand_kept[i]]) for o, i in pairs]
     return result

@@ -20,13 +20,18 @@ import json
 import logging
 import random
 import re
+import time
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from socialsynth.core.errors import InputError
-from socialsynth.core.io import atomic_write_json, atomic_write_text
+from socialsynth.core.io import JsonlWriter, atomic_write_text
+from socialsynth.core.run import JobRun
+from socialsynth.core.runner import GracefulStop, run_chunks
+from socialsynth.jobs.bluesky.config import InstructConfig
 
 log = logging.getLogger(__name__)
 
@@ -189,15 +194,6 @@ def llm_prompt(task: str, chain: Chain) -> tuple[str, list[dict[str, str]]]:
     return system, [{"role": "user", "content": prompt}]
 
 
-@dataclass
-class InstructConfig:
-    input_dir: Path
-    output_dir: Path
-    max_chains: int = 10000
-    seed: int = 42
-    llm_fraction: float = 0.0
-
-
 def build_cluster(
     cluster: ClusterFile, rng: random.Random, max_chains: int, llm_fraction: float = 0.0
 ) -> tuple[list[tuple[str, Chain | None, list[dict[str, str]]]], Counter]:
@@ -249,61 +245,173 @@ def cluster_files(input_dir: Path) -> list[tuple[str, Path]]:
     return sorted(found, key=lambda t: (not t[0].isdigit(), int(t[0]) if t[0].isdigit() else 0, t[0]))
 
 
-def run_instruct_job(cfg: InstructConfig, backend=None, params=None, backend_factory=None) -> dict[str, Any]:
-    """Write `instruct_cluster_<id>.jsonl` per cluster and `instruct_meta.json`; return the meta. The backend is
-    loaded (via `backend_factory`) only when some chain gets an LLM task."""
-    files = cluster_files(cfg.input_dir)
-    if not 0.0 <= cfg.llm_fraction <= 1.0:
-        raise InputError("must be between 0 and 1", field="--llm-fraction")
-    if cfg.max_chains < 1:
-        raise InputError("must be at least 1", field="--max-chains")
-    cfg.output_dir.mkdir(parents=True, exist_ok=True)
-    meta: dict[str, Any] = {
-        "input_dir": str(cfg.input_dir),
-        "max_chains": cfg.max_chains,
-        "seed": cfg.seed,
-        "llm_fraction": cfg.llm_fraction,
-        "assistant_format": 'JSON string {"text": ...} for every task',
-        "dolly_mixing": "not done (no network)",
-        "clusters": {},
-        "totals": {},
+# ------------------------------------------------------------------------------------------- the job
+
+ANSWERS_FILE = "instruct_llm_answers.jsonl"
+STATIC_META = {
+    "assistant_format": 'JSON string {"text": ...} for every task',
+    "dolly_mixing": "not done (no network)",
+}
+
+
+@dataclass
+class LLMTask:
+    """One summarise/paraphrase request: ``id`` (``<cluster>:<chain index>:<task>``) is stable across runs."""
+
+    id: str
+    cluster: str
+    task: str
+    chain: Chain
+    example: int  # index of the example it answers in the cluster's example list
+
+
+class _LLM:
+    """The backend, loaded on first use, and the answers written so far (read back from the answers file)."""
+
+    def __init__(self, backend, params, backend_factory, run: JobRun, answers: dict[str, dict[str, Any]]) -> None:
+        self.backend = backend
+        self.params = params
+        self.factory = backend_factory
+        self.run = run
+        self.answers = answers
+
+    def answer(self, tasks: Sequence[LLMTask]) -> list[dict[str, Any]]:
+        """Generate one chunk; return the records to write (a request the server refused is left for a rerun)."""
+        if self.backend is None:
+            self.backend = self.factory()
+        chats = [llm_prompt(t.task, t.chain)[1] for t in tasks]
+        t0 = time.perf_counter()
+        outs = self.backend.generate(chats, self.params, keys=[t.id for t in tasks])
+        self._count(tasks, outs, time.perf_counter() - t0)
+        records = []
+        for t, out in zip(tasks, outs, strict=True):
+            record = {"id": t.id, "cluster": t.cluster, "task": t.task, "chain": t.chain.index,
+                      "text": out.text.strip(), "finish_reason": out.finish_reason}
+            self.answers[t.id] = record
+            if out.finish_reason != "error":
+                records.append(record)
+        return records
+
+    def _count(self, tasks: Sequence[LLMTask], outs: Sequence[Any], seconds: float) -> None:
+        """Tokens in and out per stage (the task: summarize, paraphrase); the chunk's time is shared by count."""
+        model = _model_name(self.backend)
+        for stage in sorted({t.task for t in tasks}):
+            mine = [o for t, o in zip(tasks, outs, strict=True) if t.task == stage]
+            self.run.count_tokens(model, stage, sum(o.n_prompt_tokens for o in mine),
+                                  sum(o.n_new_tokens for o in mine), seconds * len(mine) / len(tasks))
+
+
+def _model_name(backend: Any) -> str:
+    try:
+        info = backend.describe()
+    except Exception:  # a backend that cannot describe itself is still counted
+        return type(backend).__name__
+    return str(info.get("model") or type(backend).__name__)
+
+
+def _read_answers(path: Path) -> dict[str, dict[str, Any]]:
+    """Answers already written by earlier runs, by id (the writer has repaired a torn last line)."""
+    if not path.exists():
+        return {}
+    with open(path, encoding="utf-8") as handle:
+        records = [json.loads(line) for line in handle if line.strip()]
+    return {str(r["id"]): r for r in records}
+
+
+def llm_tasks(cid: str, examples: list[tuple[str, Chain | None, list[dict[str, str]]]]) -> list[LLMTask]:
+    """The LLM requests of one cluster's examples, in example order."""
+    return [
+        LLMTask(f"{cid}:{chain.index}:{task}", cid, task, chain, i)
+        for i, (task, chain, _) in enumerate(examples)
+        if chain is not None
+    ]
+
+
+def _cluster_info(path: Path, cluster: ClusterFile, max_chains: int, n_lines: int, counts: Counter) -> dict:
+    return {
+        "file": str(path),
+        "chains": len(cluster.chains),
+        "sampled": min(len(cluster.chains), max_chains),
+        "skipped_action_lines": cluster.n_actions,
+        "skipped_bad_chains": cluster.n_bad_chains,
+        "examples": n_lines,
+        "tasks": dict(sorted(counts.items())),
     }
-    totals: Counter = Counter()
-    for cid, path in files:
-        cluster = read_cluster_file(path)
-        rng = random.Random(f"{cfg.seed}:{cid}")
-        examples, counts = build_cluster(cluster, rng, cfg.max_chains, cfg.llm_fraction)
-        pending = [(i, task, chain) for i, (task, chain, _) in enumerate(examples) if chain is not None]
-        failed = Counter()
-        if pending:
-            if backend is None:
-                backend = backend_factory()
-            chats = [llm_prompt(task, chain)[1] for _, task, chain in pending]
-            keys = [f"{cid}:{chain.index}:{task}" for _, task, chain in pending]
-            outs = backend.generate(chats, params, keys=keys)
-            for (i, task, _), out in zip(pending, outs):
-                text = out.text.strip()
-                if text:
-                    examples[i][2].append(_answer(text))
-                    counts[task] += 1
-                else:
-                    failed[task] += 1
-        lines = [json.dumps(msgs, ensure_ascii=False) for _, _, msgs in examples if msgs[-1]["role"] == "assistant"]
-        atomic_write_text(cfg.output_dir / f"instruct_cluster_{cid}.jsonl", "".join(x + "\n" for x in lines))
-        info = {
-            "file": str(path),
-            "chains": len(cluster.chains),
-            "sampled": min(len(cluster.chains), cfg.max_chains),
-            "skipped_action_lines": cluster.n_actions,
-            "skipped_bad_chains": cluster.n_bad_chains,
-            "examples": len(lines),
-            "tasks": dict(sorted(counts.items())),
-        }
-        if failed:
-            info["llm_empty_skipped"] = dict(failed)
-        meta["clusters"][cid] = info
-        totals.update(counts)
-        log.info("cluster %s: %d examples %s", cid, len(lines), dict(counts))
-    meta["totals"] = dict(sorted(totals.items()))
-    atomic_write_json(cfg.output_dir / "instruct_meta.json", meta)
-    return meta
+
+
+def build_cluster_file(cfg: InstructConfig, cid: str, path: Path, llm: _LLM, writer: JsonlWriter,
+                       stop: GracefulStop) -> tuple[dict[str, Any], Counter]:
+    """One cluster: build its examples, answer its LLM tasks not answered yet (in chunks), write its file."""
+    cluster = read_cluster_file(path)
+    rng = random.Random(f"{cfg.seed}:{cid}")
+    examples, counts = build_cluster(cluster, rng, cfg.max_chains, cfg.llm_fraction)
+    tasks = llm_tasks(cid, examples)
+    todo = [t for t in tasks if t.id not in writer]
+    if todo:
+        run_chunks(todo, llm.answer, writer, cfg.batch_size, stop, desc="requests",
+                   resume_hint="rerun the same command to resume: answers already written are kept")
+    failed: Counter = Counter()
+    for t in tasks:
+        text = llm.answers.get(t.id, {}).get("text", "")
+        if text:
+            examples[t.example][2].append(_answer(text))
+            counts[t.task] += 1
+        else:
+            failed[t.task] += 1
+    lines = [json.dumps(msgs, ensure_ascii=False) for _, _, msgs in examples if msgs[-1]["role"] == "assistant"]
+    atomic_write_text(cfg.output_dir / f"instruct_cluster_{cid}.jsonl", "".join(x + "\n" for x in lines))
+    info = _cluster_info(path, cluster, cfg.max_chains, len(lines), counts)
+    if failed:
+        info["llm_empty_skipped"] = dict(failed)
+    log.info("cluster %s: %d examples %s", cid, len(lines), dict(counts))
+    return info, counts
+
+
+def run_instruct_job(cfg: InstructConfig, backend=None, params=None, backend_factory=None) -> dict[str, Any]:
+    """Write `instruct_cluster_<id>.jsonl` per cluster and the run record `instruct.meta.json`; return the record.
+
+    LLM answers go to `instruct_llm_answers.jsonl` chunk by chunk (keyed by task id), so a stopped run resumes
+    where it stopped. The backend (``backend_factory``, default: the config's model flags) is loaded only when some
+    chain needs an answer that is not written yet.
+    """
+    files = cluster_files(cfg.input_dir)
+    params = params if params is not None else cfg.sampling.params()
+    backend_factory = backend_factory or cfg.model.spec(seed=cfg.seed).load
+    cfg.output_dir.mkdir(parents=True, exist_ok=True)
+    with JobRun("instruct", cfg.record_file, cfg) as run, GracefulStop() as stop:
+        run.meta.update(input_dir=str(cfg.input_dir), max_chains=cfg.max_chains, seed=cfg.seed,
+                        llm_fraction=cfg.llm_fraction, **STATIC_META, clusters={}, totals={})
+        with JsonlWriter(cfg.output_dir / ANSWERS_FILE) as writer:
+            llm = _LLM(backend, params, backend_factory, run, _read_answers(writer.path))
+            totals: Counter = Counter()
+            for cid, path in files:
+                info, counts = build_cluster_file(cfg, cid, path, llm, writer, stop)
+                run.meta["clusters"][cid] = info
+                totals.update(counts)
+                run.save()
+        run.meta["totals"] = dict(sorted(totals.items()))
+        run.meta["n_written"] = sum(info["examples"] for info in run.meta["clusters"].values())
+        run.meta["llm_answers"] = str(writer.path) if writer.done else None
+        run.note_items(run.meta["n_written"])
+        run.mark_complete(True)
+    return run.meta
+
+
+def format_summary(meta: dict[str, Any], output_dir: Path, record: Path) -> str:
+    """What the script prints: examples per cluster and task, totals, tokens per model and stage, where it went."""
+    lines = []
+    for cid, info in meta["clusters"].items():
+        tasks = ", ".join(f"{task} {n}" for task, n in info["tasks"].items())
+        line = f"cluster {cid}: {info['examples']} examples from {info['sampled']} chains ({tasks})"
+        skipped = info.get("llm_empty_skipped") or {}
+        if skipped:
+            line += "; empty LLM answers skipped: " + ", ".join(f"{k} {v}" for k, v in skipped.items())
+        lines.append(line)
+    totals = ", ".join(f"{task} {n}" for task, n in meta["totals"].items())
+    lines.append(f"total: {meta.get('n_written', 0)} examples ({totals})")
+    for model, stages in meta.get("tokens", {}).items():
+        for stage, t in stages.items():
+            lines.append(f"tokens ({model}, {stage}): {t['in']} in, {t['out']} out")
+    lines.append(f"output: {output_dir}")
+    lines.append(f"run record: {record}")
+    return "\n".join(lines)

@@ -121,7 +121,7 @@ def filter_english_users(
             langs.append(lang)
     mask = english_mask(texts, langs, method=method, min_confidence=min_confidence, min_chars=min_chars)
     english: dict[str, list[Any]] = {user: [] for user in posts_by_user}
-    for owner, item, ok in zip(owners, items, mask):
+    for owner, item, ok in zip(owners, items, mask, strict=True):
         if ok:
             english[owner].append(item)
     kept = {u: p for u, p in english.items() if len(p) >= min_english_posts}

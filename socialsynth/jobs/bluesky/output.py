@@ -2,9 +2,9 @@
 
 Each line of a cluster file is a JSON array, either
 
-- a **chain** ``[{user_id, text, unix_epoch}, ...]`` root first (from :func:`~socialsynth.jobs.bluesky.users.build_chains`);
-  a chain belongs to the cluster of the user who wrote its **last** message (the persona that "speaks" in it, as
-  BluePrint's instruct step groups chains); or
+- a **chain** ``[{user_id, text, unix_epoch}, ...]`` root first (from
+  :func:`~socialsynth.jobs.bluesky.users.build_chains`); a chain belongs to the cluster of the user who wrote its
+  **last** message (the persona that "speaks" in it, as BluePrint's instruct step groups chains); or
 - an **action pair** ``[content, action]``: content ``{user_id (author), text?, unix_epoch}`` and action
   ``{user_id (actor), actions: {13 flags, exactly one true}, unix_epoch, text?}``.
 
@@ -43,24 +43,11 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from socialsynth.jobs.bluesky.users import User, UserData
 from socialsynth.core.io import atomic_write_json
+from socialsynth.jobs.bluesky.events import ACTION_KINDS
+from socialsynth.jobs.bluesky.users import User, UserData
 
-ACTIONS = (
-    "like",
-    "unlike",
-    "repost",
-    "unrepost",
-    "follow",
-    "unfollow",
-    "block",
-    "unblock",
-    "post_update",
-    "post_delete",
-    "profile_update",
-    "quote",
-    "ignore",
-)
+ACTIONS = (*ACTION_KINDS, "ignore")  # the 13 action flags, in the order they are written
 # (action, User list) in output order; ignores come last, from ignored.py
 _ORDER = (
     ("like", "likes"),
@@ -134,66 +121,111 @@ class _Timelines:
         return items[at - 1] if at else None
 
 
+class _Sources:
+    """What the content of an action is looked up in, and the counts the lookups add to."""
+
+    def __init__(self, data: UserData, timelines: _Timelines, counts: Counter[str]) -> None:
+        self.data = data
+        self.timelines = timelines
+        self.counts = counts
+
+
+# content of one action item: (content, action text) or None when the item is dropped
+_Found = tuple[dict[str, Any], str | None] | None
+
+
+def _liked_post(kind: str, did: str, item: dict[str, Any], src: _Sources) -> _Found:
+    """like / unlike / repost / unrepost: the subject post, or its author without text."""
+    epoch = item.get("unix_epoch")
+    subject = item.get("subject", "")
+    if not subject:
+        src.counts[f"{kind}_dropped"] += 1
+        return None
+    content = _post_content(src.data, subject)
+    if content is None:
+        src.counts[f"{kind}_no_content"] += 1
+        content = _content(did_of_uri(subject), None, epoch)
+    return content, None
+
+
+def _followed_user(kind: str, did: str, item: dict[str, Any], src: _Sources) -> _Found:
+    """follow / unfollow / block / unblock: the target's latest post before the action, or the target alone."""
+    epoch = item.get("unix_epoch")
+    target = item.get("subject", "")
+    if not target:
+        src.counts[f"{kind}_dropped"] += 1
+        return None
+    latest = src.timelines.latest_before(target, epoch)
+    if latest is None:
+        src.counts[f"{kind}_no_content"] += 1
+        return _content(target, None, epoch), None
+    return _content(target, latest.get("text", ""), latest["unix_epoch"]), None
+
+
+def _updated_post(kind: str, did: str, item: dict[str, Any], src: _Sources) -> _Found:
+    """post_update: the original post (or the user without text); the action text is the new text."""
+    content = _post_content(src.data, item.get("uri", ""))
+    if content is None:
+        src.counts[f"{kind}_no_content"] += 1
+        content = _content(did, None, item.get("unix_epoch"))
+    return content, item.get("text", "")
+
+
+def _deleted_post(kind: str, did: str, item: dict[str, Any], src: _Sources) -> _Found:
+    """post_delete: the deleted post, or the text the delete copied from its create; dropped without either."""
+    content = _post_content(src.data, item.get("uri", ""))
+    if content is None:
+        if not item.get("matched"):
+            src.counts[f"{kind}_dropped"] += 1
+            return None
+        content = _content(did, item.get("text", ""), item.get("unix_epoch"))
+    return content, None
+
+
+def _quoted_post(kind: str, did: str, item: dict[str, Any], src: _Sources) -> _Found:
+    """quote: the quoted post (or its author without text); the action text is the quote's text."""
+    content = _post_content(src.data, item.get("quoted_uri", ""))
+    if content is None:
+        src.counts[f"{kind}_no_content"] += 1
+        content = _content(did_of_uri(item.get("quoted_uri", "")), None, item.get("unix_epoch"))
+    return content, item.get("text", "")
+
+
+_CONTENT_OF = {
+    **{kind: _liked_post for kind in _POST_TYPES},
+    **{kind: _followed_user for kind in _DID_TYPES},
+    "post_update": _updated_post,
+    "post_delete": _deleted_post,
+    "quote": _quoted_post,
+}
+
+
+def _profile_pairs(user: User, counts: Counter[str]) -> Iterator[list[dict[str, Any]]]:
+    """profile_update: the profile description (even empty) as the content."""
+    if user.profile is not None:
+        profile = user.profile
+        counts["profile_update"] += 1
+        epoch = profile.get("unix_epoch")
+        content = {"user_id": user.did, "text": profile.get("text", "") or "", "unix_epoch": epoch}
+        yield [content, make_action("profile_update", user.did, epoch)]
+
+
 def _pairs_of(
     kind: str, user: User, data: UserData, timelines: _Timelines, counts: Counter[str]
 ) -> Iterator[list[dict[str, Any]]]:
     """Action pairs of one type for one user; ``counts`` gets ``<kind>``, ``_no_content`` and ``_dropped``."""
-    did = user.did
     if kind == "profile_update":
-        if user.profile is not None:
-            profile = user.profile
-            counts[kind] += 1
-            epoch = profile.get("unix_epoch")
-            content = {"user_id": did, "text": profile.get("text", "") or "", "unix_epoch": epoch}
-            yield [content, make_action(kind, did, epoch)]
+        yield from _profile_pairs(user, counts)
         return
-    name = dict(_ORDER)[kind]
-    for item in getattr(user, name):
-        epoch = item.get("unix_epoch")
-        text = None
-        if kind in _POST_TYPES:
-            subject = item.get("subject", "")
-            if not subject:
-                counts[f"{kind}_dropped"] += 1
-                continue
-            content = _post_content(data, subject)
-            if content is None:
-                counts[f"{kind}_no_content"] += 1
-                content = _content(did_of_uri(subject), None, epoch)
-        elif kind in _DID_TYPES:
-            target = item.get("subject", "")
-            if not target:
-                counts[f"{kind}_dropped"] += 1
-                continue
-            latest = timelines.latest_before(target, epoch)
-            if latest is None:
-                counts[f"{kind}_no_content"] += 1
-                content = _content(target, None, epoch)
-            else:
-                content = _content(target, latest.get("text", ""), latest["unix_epoch"])
-        elif kind == "post_update":
-            content = _post_content(data, item.get("uri", ""))
-            if content is None:
-                counts[f"{kind}_no_content"] += 1
-                content = _content(did, None, epoch)
-            text = item.get("text", "")
-        elif kind == "post_delete":
-            content = _post_content(data, item.get("uri", ""))
-            if content is None:
-                if not item.get("matched"):
-                    counts[f"{kind}_dropped"] += 1
-                    continue
-                content = _content(did, item.get("text", ""), epoch)
-        elif kind == "quote":
-            content = _post_content(data, item.get("quoted_uri", ""))
-            if content is None:
-                counts[f"{kind}_no_content"] += 1
-                content = _content(did_of_uri(item.get("quoted_uri", "")), None, epoch)
-            text = item.get("text", "")
-        else:  # pragma: no cover - _ORDER holds only the kinds above
-            raise AssertionError(kind)
+    content_of = _CONTENT_OF[kind]
+    src = _Sources(data, timelines, counts)
+    for item in getattr(user, dict(_ORDER)[kind]):
+        found = content_of(kind, user.did, item, src)
+        if found is None:
+            continue
+        content, text = found
         counts[kind] += 1
-        yield [content, make_action(kind, did, epoch, text)]
+        yield [content, make_action(kind, user.did, item.get("unix_epoch"), text)]
 
 
 def action_pairs(

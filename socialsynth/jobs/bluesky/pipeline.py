@@ -16,6 +16,8 @@ import json
 import logging
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,35 +26,12 @@ import numpy as np
 from socialsynth.core.errors import InputError
 from socialsynth.core.io import atomic_write_json, atomic_write_text
 from socialsynth.core.provenance import jsonable, versions
+from socialsynth.core.run import JobRun
+from socialsynth.jobs.bluesky.config import ClusterConfig
 from socialsynth.jobs.bluesky.events import EventStats, find_input_files, parse_file
 
 log = logging.getLogger(__name__)
 PARSER_VERSION = 1
-
-
-@dataclass
-class ClusterJobConfig:
-    data_root: Path
-    output_dir: Path
-    cache_dir: Path
-    start_day: int | None = None
-    end_day: int | None = None
-    n_clusters: int = 10
-    auto_cluster: bool = False
-    min_cluster_size: int = 10
-    method: str = "constrained"
-    similarity_threshold: float = 0.7
-    add_ignored_messages: bool = False
-    cap_ignored_messages: int = 1000
-    embedding_model: str = "embedded"
-    min_english_posts: int = 2
-    language_detector: str = "seed"
-    n_workers: int = 5
-    force_parse: bool = False
-    seed: int = 42
-    device: str = "auto"
-    embed_devices: list[str] | None = None  # several devices: a multi-process embedding pool (--embed-devices)
-    command: str = ""
 
 
 # ------------------------------------------------------------------------------------------- parsing
@@ -67,19 +46,19 @@ def _parse_one(path: str) -> tuple[dict, dict]:
     return data.to_dict(), stats.to_dict()
 
 
-def cache_key(files: list[Path], cfg: ClusterJobConfig) -> str:
+def cache_key(files: list[Path], cfg: ClusterConfig) -> str:
     """Changes when any input file, the day range or the parser changes."""
     parts = [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
-    blob = json.dumps([PARSER_VERSION, cfg.start_day, cfg.end_day, parts])
+    blob = json.dumps([PARSER_VERSION, cfg.start_date, cfg.end_date, parts])
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def load_users(cfg: ClusterJobConfig):
+def load_users(cfg: ClusterConfig):
     """Parse the inputs (in `n_workers` processes, merged in input order) or reuse the matching cache."""
     from socialsynth.jobs.bluesky.users import UserData
 
-    files = find_input_files(cfg.data_root, cfg.start_day, cfg.end_day)
-    cache = Path(cfg.cache_dir) / f"users-{cache_key(files, cfg)}.json.gz"
+    files = find_input_files(cfg.data_root, cfg.start_date, cfg.end_date)
+    cache = cfg.caches / f"users-{cache_key(files, cfg)}.json.gz"
     if cache.exists() and not cfg.force_parse:
         log.info("reusing parsed users from %s", cache)
         with gzip.open(cache, "rt", encoding="utf-8") as handle:
@@ -98,7 +77,7 @@ def load_users(cfg: ClusterJobConfig):
     else:
         for path in paths:
             data.add_all(parse_file(path, stats))
-    Path(cfg.cache_dir).mkdir(parents=True, exist_ok=True)
+    cfg.caches.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(".tmp")
     with gzip.open(tmp, "wt", encoding="utf-8") as handle:
         json.dump({"users": data.to_dict(), "stats": stats.to_dict()}, handle)
@@ -109,7 +88,7 @@ def load_users(cfg: ClusterJobConfig):
 # ------------------------------------------------------------------------------------------- the job
 
 
-def english_users(data, cfg: ClusterJobConfig) -> tuple[list[str], dict]:
+def english_users(data, cfg: ClusterConfig) -> tuple[list[str], dict]:
     """Users with enough English posts+replies; their other posts and replies are dropped (the seed's rule)."""
     from socialsynth.jobs.bluesky.language import filter_english_users
 
@@ -133,17 +112,34 @@ def user_vectors(data, users: list[str], embedder) -> tuple[np.ndarray, dict[str
     return X, texts_by_user
 
 
-def run_cluster_job(cfg: ClusterJobConfig) -> dict:
-    from socialsynth.text.embeddings import Embedder
-    from socialsynth.jobs.bluesky.cluster import auto_k, cluster_report, cluster_users, plot_users, seed_k_range
-    from socialsynth.jobs.bluesky.output import write_cluster_files
-    from socialsynth.jobs.bluesky.users import build_chains
+@dataclass
+class Clustering:
+    """What the clustering step found: k, one label per clustered user, and the silhouette curve with auto k."""
 
-    t0 = time.perf_counter()
-    timings = {}
-    data, stats, files, cache = load_users(cfg)
-    timings["parse"] = round(time.perf_counter() - t0, 2)
-    users, language_counts = english_users(data, cfg)
+    k: int
+    labels: np.ndarray
+    silhouette: dict | None = None
+
+
+class _Timer:
+    """Seconds per step (``timings`` of the meta), rounded as the report shows them."""
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        yield
+        self.timings[name] = round(time.perf_counter() - start, 2)
+
+    def total(self) -> None:
+        self.timings["total"] = round(time.perf_counter() - self.t0, 2)
+
+
+def check_enough_users(users: list[str], cfg: ClusterConfig) -> None:
+    """InputError when too few users are left for the clusters asked for."""
     need = cfg.min_cluster_size * (2 if cfg.auto_cluster else cfg.n_clusters)
     if len(users) < max(need, 2):
         raise InputError(
@@ -152,89 +148,135 @@ def run_cluster_job(cfg: ClusterJobConfig) -> dict:
             f"{cfg.min_cluster_size} users (lower --n-clusters or --min-cluster-size, or widen the date range)",
             path=cfg.data_root,
         )
-    t1 = time.perf_counter()
-    embedder = Embedder(
-        cfg.embedding_model, device=cfg.device, cache_dir=Path(cfg.cache_dir) / "embeddings", devices=cfg.embed_devices
+
+
+def make_embedder(cfg: ClusterConfig):
+    from socialsynth.text.embeddings import Embedder
+
+    return Embedder(
+        cfg.embedding_model, device=cfg.device, cache_dir=cfg.caches / "embeddings", devices=cfg.embed_device_list
     )
-    X, texts_by_user = user_vectors(data, users, embedder)
-    timings["embed_users"] = round(time.perf_counter() - t1, 2)
-    t2 = time.perf_counter()
-    silhouette = None
+
+
+def cluster_vectors(X: np.ndarray, cfg: ClusterConfig) -> Clustering:
+    """Fixed k (--n-clusters), or k picked by silhouette (--auto-cluster)."""
+    from socialsynth.jobs.bluesky.cluster import auto_k, cluster_users, seed_k_range
+
     if cfg.auto_cluster:
         k, silhouette, all_labels = auto_k(
-            X, seed_k_range(len(users)), seed=cfg.seed, min_cluster_size=cfg.min_cluster_size, method=cfg.method
+            X, seed_k_range(len(X)), seed=cfg.seed, min_cluster_size=cfg.min_cluster_size, method=cfg.method
         )
-        labels = all_labels[k]
-    else:
-        k = cfg.n_clusters
-        labels = cluster_users(X, k, cfg.min_cluster_size, seed=cfg.seed, method=cfg.method)
-    timings["cluster"] = round(time.perf_counter() - t2, 2)
-    labels_by_user = {did: int(label) for did, label in zip(users, labels)}
-    chains, chain_stats = build_chains(data)
+        return Clustering(k, all_labels[k], silhouette)
+    labels = cluster_users(X, cfg.n_clusters, cfg.min_cluster_size, seed=cfg.seed, method=cfg.method)
+    return Clustering(cfg.n_clusters, labels)
 
-    ignored, ignored_counts = None, {}
-    if cfg.add_ignored_messages:
-        from socialsynth.jobs.bluesky.ignored import ignored_for_cluster
 
-        t3 = time.perf_counter()
-        post_uris, post_texts = [], []
-        for u in data.users.values():
-            for item in u.posts + u.replies:
-                if item.get("text"):
-                    post_uris.append(item["uri"])
-                    post_texts.append(item["text"])
-        matrix = embedder.encode(post_texts)
-        embeddings = (matrix, {uri: i for i, uri in enumerate(post_uris)})
-        ignored = {}
-        for c in range(k):
-            members = [did for did, lab in labels_by_user.items() if lab == c]
-            result = ignored_for_cluster(
-                members,
-                data,
-                embeddings,
-                threshold=cfg.similarity_threshold,
-                cap_per_user=cfg.cap_ignored_messages,
-                seed=cfg.seed + c,
-            )
-            ignored[c] = result.pairs
-            ignored_counts[c] = result.to_dict()
-        timings["ignored"] = round(time.perf_counter() - t3, 2)
-    embedder.close()  # stops the embedding worker processes, if any
+def ignored_messages(data, embedder, labels_by_user: dict[str, int], k: int, cfg: ClusterConfig):
+    """Per cluster, the (member, post URI) pairs it probably saw but ignored, and the counts per cluster."""
+    from socialsynth.jobs.bluesky.ignored import ignored_for_cluster
 
-    out = Path(cfg.output_dir) / f"processed_{k}_clusters"
+    post_uris, post_texts = [], []
+    for u in data.users.values():
+        for item in u.posts + u.replies:
+            if item.get("text"):
+                post_uris.append(item["uri"])
+                post_texts.append(item["text"])
+    matrix = embedder.encode(post_texts)
+    embeddings = (matrix, {uri: i for i, uri in enumerate(post_uris)})
+    ignored, counts = {}, {}
+    for c in range(k):
+        members = [did for did, lab in labels_by_user.items() if lab == c]
+        result = ignored_for_cluster(
+            members,
+            data,
+            embeddings,
+            threshold=cfg.similarity_threshold,
+            cap_per_user=cfg.cap_ignored_messages,
+            seed=cfg.seed + c,
+        )
+        ignored[c] = result.pairs
+        counts[c] = result.to_dict()
+    return ignored, counts
+
+
+def write_outputs(out: Path, data, chains, ignored, clustering: Clustering, users: list[str],
+                  labels_by_user: dict[str, int], texts_by_user, X: np.ndarray, seed: int) -> tuple[dict, object]:
+    """The cluster files, user_clusters.json, the cluster report (JSON and text) and the 2-D map."""
+    from socialsynth.jobs.bluesky.cluster import cluster_report, plot_users
+    from socialsynth.jobs.bluesky.output import write_cluster_files
+
     written = write_cluster_files(out, labels_by_user, data, chains, ignored)
-    report = cluster_report(texts_by_user, labels_by_user, seed=cfg.seed)
+    report = cluster_report(texts_by_user, labels_by_user, seed=seed)
     atomic_write_json(out / "cluster_report.json", report)
     atomic_write_text(out / "cluster_report.txt", format_report(report))
-    plot = plot_users(X, labels, out / "cluster_map.png", title=f"{len(users)} users, {k} clusters")
-    timings["total"] = round(time.perf_counter() - t0, 2)
-    meta = {
-        "command": cfg.command,
-        "config": jsonable(asdict(cfg)),
-        "versions": versions(),
-        "input_files": len(files),
-        "users_cache": cache,
-        "events": stats.to_dict(),
-        "users": {"all": len(data.users), "clustered": len(users), "language": language_counts},
-        "unmatched_deletes": dict(data.unmatched_deletes()),
-        "chains": asdict(chain_stats) if hasattr(chain_stats, "__dataclass_fields__") else str(chain_stats),
-        "k": k,
-        "silhouette": {str(key): v for key, v in silhouette.items()} if silhouette else None,
-        "cluster_sizes": dict(sorted(Counter(labels_by_user.values()).items())),
-        "written": written,
-        "ignored": ignored_counts or None,
-        "embedding": {
-            "model": cfg.embedding_model,
-            "encoded": getattr(embedder, "encoded", None),
-            "encoded_by_pool": getattr(embedder, "pool_encoded", None),
-        },
-        "timings": timings,
-        "plot": plot,
-    }
-    atomic_write_json(out / "meta.json", jsonable(meta))
+    title = f"{len(users)} users, {clustering.k} clusters"
+    plot = plot_users(X, clustering.labels, out / "cluster_map.png", title=title)
+    return written, plot
+
+
+def run_cluster_job(cfg: ClusterConfig) -> dict:
+    """The whole job (see the module doc); returns the meta, plus ``output`` and the events table."""
+    from socialsynth.jobs.bluesky.users import build_chains
+
+    timer = _Timer()
+    with JobRun("cluster", cfg.record_file, cfg) as run:
+        with timer.step("parse"):
+            data, stats, files, cache = load_users(cfg)
+        users, language_counts = english_users(data, cfg)
+        check_enough_users(users, cfg)
+        embedder = make_embedder(cfg)
+        with timer.step("embed_users"):
+            X, texts_by_user = user_vectors(data, users, embedder)
+        with timer.step("cluster"):
+            clustering = cluster_vectors(X, cfg)
+        labels_by_user = {did: int(label) for did, label in zip(users, clustering.labels, strict=True)}
+        chains, chain_stats = build_chains(data)
+        ignored, ignored_counts = None, {}
+        if cfg.add_ignored_messages:
+            with timer.step("ignored"):
+                ignored, ignored_counts = ignored_messages(data, embedder, labels_by_user, clustering.k, cfg)
+        embedder.close()  # stops the embedding worker processes, if any
+        out = Path(cfg.output_dir) / f"processed_{clustering.k}_clusters"
+        written, plot = write_outputs(out, data, chains, ignored, clustering, users, labels_by_user, texts_by_user,
+                                      X, cfg.seed)
+        timer.total()
+        meta = {
+            "command": run.command,
+            "config": jsonable(asdict(cfg)),
+            "versions": versions(),
+            "input_files": len(files),
+            "users_cache": cache,
+            "events": stats.to_dict(),
+            "users": {"all": len(data.users), "clustered": len(users), "language": language_counts},
+            "unmatched_deletes": dict(data.unmatched_deletes()),
+            "chains": asdict(chain_stats) if hasattr(chain_stats, "__dataclass_fields__") else str(chain_stats),
+            "k": clustering.k,
+            "silhouette": {str(key): v for key, v in clustering.silhouette.items()} if clustering.silhouette else None,
+            "cluster_sizes": dict(sorted(Counter(labels_by_user.values()).items())),
+            "written": written,
+            "ignored": ignored_counts or None,
+            "embedding": {
+                "model": cfg.embedding_model,
+                "encoded": getattr(embedder, "encoded", None),
+                "encoded_by_pool": getattr(embedder, "pool_encoded", None),
+            },
+            "timings": timer.timings,
+            "plot": plot,
+        }
+        atomic_write_json(out / "meta.json", jsonable(meta))
+        record(run, meta, out)
     meta["output"] = str(out)
     meta["event_report"] = stats.format()
     return meta
+
+
+def record(run: JobRun, meta: dict, out: Path) -> None:
+    """The run record holds the job's results (not its own command, config and versions, which it keeps)."""
+    own = {"command", "config", "versions"}
+    run.meta.update({key: value for key, value in jsonable(meta).items() if key not in own})
+    run.meta["output"] = str(out)
+    run.note_items(meta["users"]["clustered"])
+    run.mark_complete(True)
 
 
 def format_report(report: list[dict]) -> str:

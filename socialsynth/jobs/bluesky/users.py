@@ -270,6 +270,60 @@ class ChainStats:
         )
 
 
+_Node = tuple[str, dict[str, Any]]  # (author DID, post item)
+
+
+def _post_nodes(users: UserData) -> dict[str, _Node]:
+    """Every post, reply and quote with a URI, by URI."""
+    nodes: dict[str, _Node] = {}
+    for did, user in users.users.items():
+        for name in _POST_LISTS:
+            for item in getattr(user, name):
+                if item.get("uri"):
+                    nodes[item["uri"]] = (did, item)
+    return nodes
+
+
+def _link_replies(nodes: dict[str, _Node], orphans: str, stats: ChainStats) -> tuple[list[str], dict[str, list[str]]]:
+    """(roots, parent URI -> reply URIs); replies whose parent is unknown are counted, and roots with "root"."""
+    roots: list[str] = []
+    children: dict[str, list[str]] = {}
+    for uri, (_, item) in nodes.items():
+        parent = item.get("parent_uri")
+        if not parent:
+            roots.append(uri)
+        elif parent in nodes and parent != uri:
+            children.setdefault(parent, []).append(uri)
+        else:
+            stats.orphan_replies += 1
+            if len(stats.orphan_examples) < MAX_ORPHAN_EXAMPLES:
+                stats.orphan_examples.append(uri)
+            if orphans == "root":
+                roots.append(uri)
+    return roots, children
+
+
+def _root_to_leaf(root: str, children: dict[str, list[str]], max_depth: int, stats: ChainStats):
+    """The URI paths from ``root`` to each leaf, earliest reply first; paths are cut below ``max_depth`` replies."""
+    stack: list[tuple[str, list[str]]] = [(root, [root])]
+    while stack:
+        uri, path = stack.pop()
+        kids = [k for k in children.get(uri, ()) if k not in path]
+        if kids and len(path) > max_depth:
+            stats.truncated += 1
+            kids = []
+        if not kids:
+            yield path
+            continue
+        for kid in reversed(kids):  # earliest reply first in the output
+            stack.append((kid, path + [kid]))
+
+
+def _element(node: _Node) -> dict[str, Any]:
+    did, item = node
+    return {"user_id": did, "text": item.get("text", ""), "unix_epoch": item["unix_epoch"]}
+
+
 def build_chains(
     users: UserData, max_depth: int = 5, *, orphans: str = "root"
 ) -> tuple[list[list[dict[str, Any]]], ChainStats]:
@@ -287,26 +341,8 @@ def build_chains(
     if orphans not in ("root", "drop"):
         raise ValueError(f"orphans must be 'root' or 'drop', not {orphans!r}")
     stats = ChainStats()
-    nodes: dict[str, tuple[str, dict[str, Any]]] = {}
-    roots: list[str] = []
-    children: dict[str, list[str]] = {}
-    for did, user in users.users.items():
-        for name in _POST_LISTS:
-            for item in getattr(user, name):
-                if item.get("uri"):
-                    nodes[item["uri"]] = (did, item)
-    for uri, (_, item) in nodes.items():
-        parent = item.get("parent_uri")
-        if not parent:
-            roots.append(uri)
-        elif parent in nodes and parent != uri:
-            children.setdefault(parent, []).append(uri)
-        else:
-            stats.orphan_replies += 1
-            if len(stats.orphan_examples) < MAX_ORPHAN_EXAMPLES:
-                stats.orphan_examples.append(uri)
-            if orphans == "root":
-                roots.append(uri)
+    nodes = _post_nodes(users)
+    roots, children = _link_replies(nodes, orphans, stats)
 
     def key(uri: str) -> tuple[int, str]:
         return nodes[uri][1]["unix_epoch"], uri
@@ -314,25 +350,9 @@ def build_chains(
     for kids in children.values():
         kids.sort(key=key)
     roots.sort(key=key)
-
-    def element(uri: str) -> dict[str, Any]:
-        did, item = nodes[uri]
-        return {"user_id": did, "text": item.get("text", ""), "unix_epoch": item["unix_epoch"]}
-
     chains: list[list[dict[str, Any]]] = []
     for root in roots:
         stats.roots += 1
-        stack: list[tuple[str, list[str]]] = [(root, [root])]
-        while stack:
-            uri, path = stack.pop()
-            kids = [k for k in children.get(uri, ()) if k not in path]
-            if kids and len(path) > max_depth:
-                stats.truncated += 1
-                kids = []
-            if not kids:
-                chains.append([element(u) for u in path])
-                continue
-            for kid in reversed(kids):  # earliest reply first in the output
-                stack.append((kid, path + [kid]))
+        chains.extend([_element(nodes[u]) for u in path] for path in _root_to_leaf(root, children, max_depth, stats))
     stats.chains = len(chains)
     return chains, stats

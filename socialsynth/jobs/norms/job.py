@@ -1,51 +1,28 @@
 """The normness-distillation job: find the data, pick this run's comments, rewrite and rate them in chunks,
-write as it goes, and summarise. `generate_synthetic_data.py` is a thin front end to `run_norm_job`."""
+write as it goes, and summarise. `generate_synthetic_data.py` (and `socialsynth.jobs.norms.cli`) is a thin front
+end to :func:`run`; the run record is ``<subreddit>_<dimension>.meta.json`` beside the output."""
 
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from socialsynth.classify.presets import INFERENCE_IDS
 from socialsynth.core.errors import InputError
-from socialsynth.core.io import JsonlWriter, atomic_write_json, iter_jsonl, meta_path, read_records, select_range, shard_path
-from socialsynth.llm import BackendSpec, GenerationParams
-from socialsynth.jobs.norms.rewrite import LEVELS, FilterSettings, NormRewriter, Rater
+from socialsynth.core.io import JsonlWriter, iter_jsonl, read_records, select_range, shard_path
+from socialsynth.core.provenance import command_line
+from socialsynth.core.run import JobRun, record_path, throughput
+from socialsynth.core.runner import GracefulStop, RunCounts, run_chunks
+from socialsynth.jobs.norms.config import NormsConfig
+from socialsynth.jobs.norms.rewrite import NormRewriter, Rater, RewriteFilters
+from socialsynth.llm.base import Backend
 from socialsynth.prompts import load_dimension, load_template
-from socialsynth.core.provenance import jsonable, previous_meta, versions
-from socialsynth.core.runner import GracefulStop, run_chunks
 
 log = logging.getLogger(__name__)
 INPUT_EXTENSIONS = (".jsonl", ".csv", ".parquet", ".pkl")
-
-
-@dataclass
-class NormJobConfig:
-    subreddit: str
-    dimension: str
-    data_dir: Path = Path("data")
-    output_dir: Path = Path("output")
-    input: Path | None = None  # overrides <data_dir>/<subreddit>.<ext>
-    upvote_dir: Path | None = None
-    engine: BackendSpec = field(default_factory=BackendSpec)  # model, backend, device, batch limits
-    batch_size: int = 16  # comments per chunk (written together)
-    start_idx: int = 0
-    end_idx: int | None = None
-    shard: tuple[int, int] | None = None
-    params: GenerationParams = field(default_factory=GenerationParams)
-    levels: tuple[int, ...] = LEVELS
-    rating_method: str = "likelihood"
-    rewrite_template: str = "norm_rewrite"
-    rating_template: str | None = None  # None: the rating method's own template
-    allow_pickle: bool = False
-    max_comment_chars: int = 10_000  # Reddit's own limit; longer texts would not fit small models' context
-    skip_bad_rows: bool = False
-    filters: FilterSettings = field(default_factory=FilterSettings)
-    embedding_model: str | None = "embedded"
-    command: str = ""
 
 
 def find_input(data_dir: Path, subreddit: str, allow_pickle: bool) -> Path:
@@ -76,7 +53,7 @@ def inference_ids(upvote_dir: Path | None) -> set[str] | None:
     return {line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}
 
 
-def preference_scorer(cfg: NormJobConfig):
+def preference_scorer(cfg: NormsConfig):
     """The upvote model in -u DIR, if that folder holds one (it may hold only inference_sample_ids.txt)."""
     from socialsynth.classify.model import CARD
 
@@ -84,27 +61,75 @@ def preference_scorer(cfg: NormJobConfig):
         return None
     from socialsynth.jobs.norms.preference import PreferenceScorer
 
-    return PreferenceScorer(cfg.upvote_dir, device=cfg.engine.device)
+    return PreferenceScorer(cfg.upvote_dir, device=cfg.model.device)
 
 
-def output_path(cfg: NormJobConfig, dim_name: str) -> Path:
-    return shard_path(Path(cfg.output_dir) / f"{cfg.subreddit}_{dim_name}.jsonl", cfg.shard)
+def output_path(cfg: NormsConfig, dim_name: str, shard: tuple[int, int] | None = None) -> Path:
+    return shard_path(Path(cfg.output_dir) / f"{cfg.subreddit}_{dim_name}.jsonl", shard)
 
 
-def run_norm_job(cfg: NormJobConfig) -> dict:
+# ------------------------------------------------------------------------------------------- the job
+
+
+@dataclass
+class Inputs:
+    """This run's comments: the file read, the rows kept, and why the others were skipped."""
+
+    path: Path
+    n_read: int
+    rows: list[dict]
+    skipped: Counter
+
+
+@dataclass
+class Models:
+    """What rewrites and rates: the generator, its rater, the rewriter tying them, the optional upvote model."""
+
+    backend: Backend
+    rater: Rater
+    rewriter: NormRewriter
+    scorer: object | None = None  # socialsynth.jobs.norms.preference.PreferenceScorer
+
+    def provenance(self) -> dict:
+        provenance = self.rewriter.provenance()
+        if self.scorer is not None:
+            provenance["upvote_model"] = self.scorer.model_dir
+        return provenance
+
+    def process(self, chunk: Sequence[tuple[int, dict]], levels: Sequence[int]) -> list[dict]:
+        records = self.rewriter.process(chunk)
+        return records if self.scorer is None else self.scorer.annotate(records, chunk, levels)
+
+
+def run(cfg: NormsConfig, command: str | None = None) -> dict:
     """Run (or resume) the job; return the summary. Raises InputError for bad input, Interrupted on SIGTERM."""
-    dim = load_dimension(cfg.dimension)
-    bad = [lv for lv in cfg.levels if lv not in LEVELS]
-    if bad or not cfg.levels:
-        raise InputError(f"levels must be among 1-5, got {list(cfg.levels)}", field="--levels")
+    command = command or command_line()
+    dim = load_dimension(cfg.norm_dimension)
+    inputs = load_inputs(cfg)
+    shard = cfg.shard
+    selected = select_range(inputs.rows, cfg.range.start_idx, cfg.range.end_idx, shard)
+    out = output_path(cfg, dim.name, shard)
+    with GracefulStop() as stop, JsonlWriter(out) as writer, JobRun("norms", record_path(out), cfg,
+                                                                     command=command) as job:
+        job.meta.update(describe_inputs(inputs, out, dim, selected, shard))
+        todo = [(i, r) for i, r in selected if str(r["id"]) not in writer.done]
+        log.info("%s: %d comments selected, %d already written, %d to do -> %s", inputs.path, len(selected),
+                 len(selected) - len(todo), len(todo), out)
+        models = counts = None
+        try:
+            if todo:
+                models = load_models(cfg, dim, job)
+                counts = rewrite_all(cfg, models, todo, writer, stop, command)
+        finally:
+            record_outcome(job, cfg, out, writer, selected, models, counts)
+    return report(job.meta, out, dim.name)
+
+
+def load_inputs(cfg: NormsConfig) -> Inputs:
+    """Read the comments, then drop (and count) overlong ones and those outside the upvote model's held-out ids."""
     path = cfg.input or find_input(Path(cfg.data_dir), cfg.subreddit, cfg.allow_pickle)
-    data = read_records(
-        path,
-        allow_pickle=cfg.allow_pickle,
-        required=("id", "comment"),
-        nonempty=("comment",),
-        on_bad_row="skip" if cfg.skip_bad_rows else "error",
-    )
+    data = read_records(path, allow_pickle=cfg.allow_pickle, required=("id", "comment"), nonempty=("comment",),
+                        on_bad_row="skip" if cfg.skip_bad_rows else "error")
     if not data.records and not data.skipped:
         raise InputError("the file has no records", path=path)
     skipped = Counter(data.skipped)
@@ -116,125 +141,87 @@ def run_norm_job(cfg: NormJobConfig) -> dict:
         before = len(rows)
         rows = [r for r in rows if str(r["id"]) in wanted]
         skipped["not in inference_sample_ids.txt"] += before - len(rows)
-    selected = select_range(rows, cfg.start_idx, cfg.end_idx, cfg.shard)
-    out = output_path(cfg, dim.name)
-    meta_file = meta_path(out)
-    t_start = time.perf_counter()
-    stop = GracefulStop()
-    with stop, JsonlWriter(out) as writer:
-        todo = [(i, r) for i, r in selected if str(r["id"]) not in writer.done]
-        log.info(
-            "%s: %d comments selected, %d already written, %d to do -> %s",
-            path,
-            len(selected),
-            len(selected) - len(todo),
-            len(todo),
-            out,
-        )
-        backend = embedder = None
-        meta = previous_meta(meta_file)  # a resumed run keeps what earlier runs recorded
-        meta.update(
-            {
-                "command": cfg.command,
-                "input": str(path),
-                "output": str(out),
-                "dimension": dim.name,
-                "dimension_source": dim.source,
-                "config": jsonable(asdict(cfg)),
-                "versions": versions(),
-                "n_input_rows": len(data.records),
-                "skipped": dict(skipped),
-                "n_selected": len(selected),
-                "shard": list(cfg.shard) if cfg.shard else None,
-                "complete": False,
-            }
-        )
-        counts = rater = job = None
-        try:
-            if todo:
-                backend = cfg.engine.load()
-                if cfg.embedding_model:
-                    from socialsynth.text.embeddings import Embedder
+    return Inputs(Path(path), len(data.records), rows, skipped)
 
-                    embedder = Embedder(cfg.embedding_model, device=cfg.engine.device)
-                template = load_template(cfg.rating_template) if cfg.rating_template else None
-                rater = Rater(backend, dim, cfg.rating_method, template)
-                job = NormRewriter(
-                    backend,
-                    dim,
-                    rater,
-                    cfg.params,
-                    tuple(cfg.levels),
-                    embedder,
-                    cfg.filters,
-                    load_template(cfg.rewrite_template),
-                )
-                meta["provenance"] = job.provenance()
-                process = job.process
-                scorer = preference_scorer(cfg)
-                if scorer is not None:
-                    meta["provenance"]["upvote_model"] = scorer.model_dir
 
-                    def process(chunk):
-                        return scorer.annotate(job.process(chunk), chunk, cfg.levels)
+def describe_inputs(inputs: Inputs, out: Path, dim, selected: list, shard: tuple[int, int] | None) -> dict:
+    """The record's fields about what this run reads and writes."""
+    return {
+        "input": str(inputs.path),
+        "output": str(out),
+        "dimension": dim.name,
+        "dimension_source": dim.source,
+        "n_input_rows": inputs.n_read,
+        "skipped": dict(inputs.skipped),
+        "n_selected": len(selected),
+        "shard": list(shard) if shard else None,
+    }
 
-                counts = run_chunks(
-                    todo,
-                    process,
-                    writer,
-                    cfg.batch_size,
-                    stop,
-                    desc="comments",
-                    resume_hint=f"rerun the same command to resume: {cfg.command}",
-                )
-                meta["rating_fallbacks"] = rater.fallbacks
-        finally:
-            meta["n_written"] = len(writer.done)
-            meta["complete"] = all(str(r["id"]) in writer.done for _, r in selected)
-            meta["seconds"] = round(time.perf_counter() - t_start, 2)
-            if job is not None:  # the backend may have made the rater switch method (or the fluency filter off)
-                meta["rating_method_used"] = rater.method
-                meta["rating_method_notes"] = rater.method_notes
-                meta["provenance"] = job.provenance()
-            if backend is not None:
-                st = backend.stats
-                meta["throughput"] = {
-                    "generation_seconds": round(st.seconds, 2),
-                    "rating_seconds": round(st.scoring_seconds, 2),
-                    "new_tokens": st.new_tokens,
-                    "padded_tokens": st.padded_tokens,
-                    "prompt_tokens": st.prompt_tokens,
-                    "new_tokens_per_second": round(st.new_tokens / st.seconds, 1) if st.seconds else None,
-                    "comments_this_run": counts.done if counts else None,
-                    "comments_per_second": round(counts.done / counts.seconds, 3)
-                    if counts and counts.seconds
-                    else None,
-                }
-                meta.setdefault("runs", []).append(
-                    {
-                        "command": cfg.command,
-                        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                        "comments": counts.done if counts else 0,
-                        "provenance": meta.get("provenance"),
-                    }
-                )
-            meta["summary"] = summarise(out, cfg.levels)
-            atomic_write_json(meta_file, meta)
-    summary = meta["summary"]
+
+def load_models(cfg: NormsConfig, dim, job: JobRun) -> Models:
+    """The generator (tokens counted per stage in the run record), rater, rewriter and optional upvote model."""
+    backend = cfg.engine().load()
+    embedder = None
+    if cfg.embedding_model:
+        from socialsynth.text.embeddings import Embedder
+
+        embedder = Embedder(cfg.embedding_model, device=cfg.model.device)
+    template = load_template(cfg.rating_template) if cfg.rating_template else None
+    rater = Rater(backend, dim, cfg.rating_method, template)
+    rewriter = NormRewriter(
+        backend, dim, rater, cfg.params(), tuple(cfg.levels), embedder,
+        RewriteFilters(cfg.min_similarity, cfg.max_perplexity), load_template(cfg.rewrite_template),
+        stage=lambda name: job.track(backend, name),
+    )
+    models = Models(backend, rater, rewriter, preference_scorer(cfg))
+    job.meta["provenance"] = models.provenance()
+    return models
+
+
+def rewrite_all(cfg: NormsConfig, models: Models, todo: list, writer: JsonlWriter, stop: GracefulStop,
+                command: str) -> RunCounts:
+    """Rewrite, rate and write the comments still to do, chunk by chunk (-b comments a chunk)."""
+    counts = run_chunks(todo, lambda chunk: models.process(chunk, cfg.levels), writer, cfg.batch_size, stop,
+                        desc="comments", resume_hint=f"rerun the same command to resume: {command}")
+    return counts
+
+
+def record_outcome(job: JobRun, cfg: NormsConfig, out: Path, writer: JsonlWriter, selected: list,
+                   models: Models | None, counts: RunCounts | None) -> None:
+    """However the run ended: what is written, whether that is everything, how the rating went, the summary."""
+    job.meta["n_written"] = len(writer.done)
+    job.mark_complete(all(str(r["id"]) in writer.done for _, r in selected))
+    if models is not None:  # the backend may have made the rater switch method (or the fluency filter off)
+        if counts is not None:
+            job.meta["rating_fallbacks"] = models.rater.fallbacks
+        job.meta["rating_method_used"] = models.rater.method
+        job.meta["rating_method_notes"] = models.rewriter.notes
+        job.meta["fluency_filter_off"] = models.rewriter.fluency_off
+        job.meta["provenance"] = models.provenance()
+        job.meta["throughput"] = throughput(models.backend.stats, counts.done if counts else 0,
+                                            counts.seconds if counts else 0.0, unit="comments")
+        job.meta["runs"][-1]["provenance"] = job.meta["provenance"]
+        job.note_items(counts.done if counts else 0)
+    job.meta["summary"] = summarise(out, cfg.levels)
+
+
+def report(meta: dict, out: Path, dim_name: str) -> dict:
+    """The summary printed at the end: the record's summary, where things are, and the plots."""
+    summary = dict(meta["summary"])
     summary.update(
         output=str(out),
-        meta=str(meta_file),
-        skipped=dict(skipped),
+        meta=str(record_path(out)),
+        skipped=meta["skipped"],
         throughput=meta.get("throughput"),
-        n_selected=len(selected),
+        n_selected=meta["n_selected"],
         rating_fallbacks=meta.get("rating_fallbacks"),
     )
-    summary["plot"] = plot_shift(summary, out.with_suffix(".shift.png"), dim.name)
+    summary["plot"] = plot_shift(summary, out.with_suffix(".shift.png"), dim_name)
     if summary.get("preference_delta_by_level"):
         from socialsynth.jobs.norms.preference import plot_deltas
 
         summary["preference_plot"] = plot_deltas(
-            summary["preference_delta_by_level"], out.with_suffix(".preference.png"), dim.name
+            summary["preference_delta_by_level"], out.with_suffix(".preference.png"), dim_name
         )
     return summary
 
@@ -305,7 +292,7 @@ def plot_shift(summary: dict, path: Path, dim_name: str) -> str | None:
 
     fig, ax = plt.subplots(figsize=(4.5, 4))
     ax.plot([1, 5], [1, 5], ls="--", c="grey", lw=1, label="perfect shift")
-    ax.plot(*zip(*points), marker="o", label="rewrites")
+    ax.plot(*zip(*points, strict=True), marker="o", label="rewrites")
     if summary.get("mean_original_rating") is not None:
         ax.axhline(summary["mean_original_rating"], c="tab:red", lw=1, label="originals")
     ax.set(

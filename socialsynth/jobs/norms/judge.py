@@ -8,9 +8,9 @@ comment2 and one column per dimension holding "1" (comment1 is more X), "2", "ha
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from socialsynth.core.errors import InputError
 from socialsynth.core.io import read_records
@@ -74,7 +74,7 @@ def judge_agreement(
             dict.fromkeys((str(r.get(f"title{i}", "") or ""), str(r[f"comment{i}"])) for r in rows for i in (1, 2))
         )
         ratings = rater.rate(texts, keys=[f"judge:{dim_name}:{k}" for k in range(len(texts))])
-        score = {t: rt.expected for t, rt in zip(texts, ratings)}
+        score = {t: rt.expected for t, rt in zip(texts, ratings, strict=True)}
         counts: dict[str, Agreement] = defaultdict(Agreement)
         for r in rows:
             label = str(r.get(dim_name) or "").strip()

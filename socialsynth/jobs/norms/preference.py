@@ -13,8 +13,8 @@ original, in the model's log2 units (+1 = twice the upvotes).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from socialsynth.classify.presets import (  # noqa: F401  (re-exported for the norms job)
     INFERENCE_IDS,
@@ -51,7 +51,7 @@ class PreferenceScorer:
     def annotate(self, records: list[dict], rows: Sequence[tuple[int, dict]], levels: Sequence[int]) -> list[dict]:
         """Add `upvote_log_pred`, `upvotes_pred` and `preference_delta` (per level) to each record."""
         texts, where = [], []
-        for r, ((_, row), rec) in enumerate(zip(rows, records)):
+        for r, ((_, row), rec) in enumerate(zip(rows, records, strict=True)):
             texts.append(self._text(row, None))
             where.append((r, "original"))
             for level in levels:
@@ -61,7 +61,7 @@ class PreferenceScorer:
                     where.append((r, str(level)))
         predictions = self.model.predict_scores(texts, self.batch_size) if texts else []
         found: dict[int, dict[str, float]] = {}
-        for (r, key), value in zip(where, predictions):
+        for (r, key), value in zip(where, predictions, strict=True):
             found.setdefault(r, {})[key] = round(float(value), 4)
         for r, rec in enumerate(records):
             pred = found.get(r, {})
@@ -91,7 +91,10 @@ def plot_deltas(by_level: dict[str, dict], path: Path, dim_name: str) -> str | N
 
     xs = [p[0] for p in points]
     means = [p[1]["mean"] for p in points]
-    err = [[m - p[1]["low"] for m, p in zip(means, points)], [p[1]["high"] - m for m, p in zip(means, points)]]
+    err = [
+        [m - p[1]["low"] for m, p in zip(means, points, strict=True)],
+        [p[1]["high"] - m for m, p in zip(means, points, strict=True)],
+    ]
     fig, ax = plt.subplots(figsize=(4.5, 4))
     ax.axhline(0, c="grey", lw=1, ls="--")
     ax.errorbar(xs, means, yerr=err, marker="o", capsize=4)

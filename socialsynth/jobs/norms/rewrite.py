@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 import math
 import re
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import Sequence
 
-from socialsynth.llm.base import Backend, Chat, GenerationParams, Unsupported
+from socialsynth.llm.base import Backend, Chat, Completion, GenerationParams, Unsupported
 from socialsynth.prompts import Dimension, Template, load_template
-from socialsynth.text.quality import clean_generation, lexical_flags
+from socialsynth.text.quality import Cleaned, clean_generation, lexical_flags
 
 log = logging.getLogger(__name__)
 LEVELS = (1, 2, 3, 4, 5)
@@ -186,26 +187,112 @@ class Rater:
         comments = [c for _, c in items for _ in LEVELS]
         loglik = self.backend.score_continuations(chats, comments)
         ratings = []
-        for i in range(len(items)):
-            row = loglik[i * len(LEVELS) : (i + 1) * len(LEVELS)]
+        for row in _per_comment(loglik, len(LEVELS)):  # one row of level log-likelihoods per item
             top = max(row)
             weights = [math.exp(v - top) for v in row]  # a uniform prior over levels
             probs = [w / sum(weights) for w in weights]
             best = max(range(len(LEVELS)), key=probs.__getitem__)
-            ratings.append(Rating(best + 1, sum(p * lv for p, lv in zip(probs, LEVELS)), probs))
+            ratings.append(Rating(best + 1, sum(p * lv for p, lv in zip(probs, LEVELS, strict=True)), probs))
         return ratings
 
 
 # -- the rewrite job ----------------------------------------------------------------------------------------
 @dataclass
-class FilterSettings:
+class RewriteFilters:
+    """Thresholds of the quality filters of norm rewrites (content preservation and fluency)."""
+
     min_similarity: float = 0.5  # content preservation: cosine to the original (MiniLM)
-    max_perplexity: float = 1000.0  # fluency: perplexity of the rewrite under the generating model
+    max_perplexity: float = 1000.0  # fluency: perplexity of the rewrite under the generating model; 0 = off
+
+
+@dataclass
+class Rewrite:
+    """One rewrite of one comment at one level, with everything measured about it."""
+
+    level: int
+    completion: Completion
+    cleaned: Cleaned
+    rating: Rating
+    similarity: float | None  # cosine to the original; None without an embedder
+    perplexity: float | None  # under the generating model; None when the fluency filter is off
+
+    @property
+    def text(self) -> str:
+        return self.cleaned.text
+
+    def flags(self, original: str, filters: RewriteFilters) -> dict:
+        """The filter block of this rewrite: lexical flags, content, fluency, truncation, and whether it passed."""
+        sim = None if self.similarity is None else round(float(self.similarity), 4)
+        ppl = round(self.perplexity, 2) if self.text and self.perplexity is not None else None
+        flags = lexical_flags(self.text, original)
+        flags["low_similarity"] = sim is not None and sim < filters.min_similarity
+        flags["disfluent"] = not self.text or (ppl is not None and ppl > filters.max_perplexity)
+        flags["truncated"] = self.completion.finish_reason == "length"
+        return {**flags, "passed": not any(flags.values()), "similarity": sim, "perplexity": ppl,
+                "cut": self.cleaned.notes}
+
+    def generation(self) -> dict:
+        return {
+            "finish_reason": self.completion.finish_reason,
+            "new_tokens": self.completion.n_new_tokens,
+            "request_seed": self.completion.seed,
+        }
+
+
+@dataclass
+class CommentResult:
+    """One input comment, its rating and its rewrites (in the order of the requested levels)."""
+
+    idx: int
+    row: dict
+    rating: Rating
+    rewrites: list[Rewrite]
+
+    def record(self, filters: RewriteFilters, provenance: dict) -> dict:
+        """The output record: the seed's fields first, then one text per level, ratings, filters, generation."""
+        row = self.row
+        record = {
+            "id": str(row["id"]),
+            "idx": self.idx,
+            "original_comment": row["comment"],
+            "original_rating": self.rating.level,
+            "original_score": row.get("label", row.get("score")),
+            "submission_title": _title(row),
+        }
+        record.update({str(rw.level): rw.text for rw in self.rewrites})
+        record["rewrite_ratings"] = {str(rw.level): rw.rating.level if rw.text else None for rw in self.rewrites}
+        record["rewrite_ratings_expected"] = {
+            str(rw.level): round(rw.rating.expected, 4) if rw.text else None for rw in self.rewrites
+        }
+        record["original_rating_detail"] = self.rating.to_dict()
+        record["filters"] = {str(rw.level): rw.flags(row["comment"], filters) for rw in self.rewrites}
+        record["generation"] = {str(rw.level): rw.generation() for rw in self.rewrites}
+        failed = [f"level {rw.level}: {rw.completion.error}" for rw in self.rewrites
+                  if rw.completion.finish_reason == "error"]
+        record["status"] = "error" if failed else "ok"
+        if failed:
+            record["error"] = "; ".join(failed)
+        record["provenance"] = provenance
+        return record
+
+
+def _per_comment(values: Sequence, n: int) -> list[list]:
+    """A flat list laid out comment by comment (n values each) -> one list per comment."""
+    return [list(values[start : start + n]) for start in range(0, len(values), n)]
+
+
+def _track_nothing(stage: str) -> AbstractContextManager:
+    return nullcontext()
 
 
 @dataclass
 class NormRewriter:
-    """Rewrite comments at the requested levels, rate originals and rewrites, compute quality flags."""
+    """Rewrite comments at the requested levels, rate originals and rewrites, compute quality flags.
+
+    ``stage(name)`` wraps each group of backend calls ("rewrite", "rate", "fluency"); the job passes its run
+    record's token counter there. When the backend cannot compute perplexities the fluency filter is turned off
+    for good by :meth:`turn_off_fluency`, whose note is in ``fluency_off`` (the thresholds are not changed).
+    """
 
     backend: Backend
     dim: Dimension
@@ -213,8 +300,10 @@ class NormRewriter:
     params: GenerationParams
     levels: tuple[int, ...] = LEVELS
     embedder: object | None = None  # socialsynth.text.embeddings.Embedder; None skips the content check
-    filters: FilterSettings = field(default_factory=FilterSettings)
+    filters: RewriteFilters = field(default_factory=RewriteFilters)
     template: Template = field(default_factory=lambda: load_template("norm_rewrite"))
+    stage: Callable[[str], AbstractContextManager] = _track_nothing
+    fluency_off: str | None = None  # why the fluency filter was turned off during the run, if it was
 
     def provenance(self) -> dict:
         return {
@@ -229,97 +318,89 @@ class NormRewriter:
             "embedding_model": getattr(self.embedder, "name", None),
         }
 
+    @property
+    def fluency_on(self) -> bool:
+        return self.filters.max_perplexity > 0 and self.fluency_off is None
+
     def process(self, rows: Sequence[tuple[int, dict]]) -> list[dict]:
         """Turn (index, comment record) pairs into output records (one per comment, seed fields first)."""
+        results = self.run(rows)
+        provenance = self.provenance()
+        return [result.record(self.filters, provenance) for result in results]
+
+    def run(self, rows: Sequence[tuple[int, dict]]) -> list[CommentResult]:
+        """Rewrite, rate, measure fluency and content: one CommentResult per row."""
+        completions = self._rewrite(rows)
+        cleaned = [clean_generation(c.text) for c in completions]
+        original_ratings, rewrite_ratings = self._rate(rows, cleaned)
+        perplexities = self._perplexities([c.text or " " for c in cleaned])
+        similarities = self._similarities(rows, cleaned)
+        levels = [level for _ in rows for level in self.levels]  # the layout of every flat list above
+        rewrites = [
+            Rewrite(level=level, completion=completion, cleaned=clean, rating=rating, similarity=sim, perplexity=ppl)
+            for level, completion, clean, rating, sim, ppl in zip(
+                levels, completions, cleaned, rewrite_ratings, similarities, perplexities, strict=True
+            )
+        ]
+        return [
+            CommentResult(idx=idx, row=row, rating=rating, rewrites=group)
+            for (idx, row), rating, group in zip(
+                rows, original_ratings, _per_comment(rewrites, len(self.levels)), strict=True
+            )
+        ]
+
+    def _rewrite(self, rows: Sequence[tuple[int, dict]]) -> list[Completion]:
+        """One request per comment and level, keyed "<id>:<level>" (per-request seeds survive resumes)."""
         chats, keys = [], []
         for _, row in rows:
             for level in self.levels:
                 chats.append(rewrite_chat(self.dim, self.template, _title(row), row["comment"], level))
                 keys.append(f"{row['id']}:{level}")
-        completions = self.backend.generate(chats, self.params, keys=keys)
-        cleaned = [clean_generation(c.text) for c in completions]
+        with self.stage("rewrite"):
+            return self.backend.generate(chats, self.params, keys=keys)
 
-        # Rate originals and rewrites together: one pass over the model.
-        to_rate = []
-        for _, row in rows:
-            to_rate.append((_title(row), row["comment"]))
-        for (_, row), start in zip(rows, range(0, len(cleaned), len(self.levels))):
-            to_rate.extend((_title(row), cl.text or row["comment"]) for cl in cleaned[start : start + len(self.levels)])
-        ratings = self.rater.rate(to_rate, keys=[f"rate:{i}" for i in range(len(to_rate))])
-        perplexities = self._perplexities([c.text or " " for c in cleaned])
+    def _rate(self, rows: Sequence[tuple[int, dict]], cleaned: list[Cleaned]) -> tuple[list[Rating], list[Rating]]:
+        """Rate originals and rewrites together (one pass over the model): (originals, rewrites in layout order).
+        An empty rewrite is rated as its original (its rating is not reported)."""
+        originals = [(_title(row), row["comment"]) for _, row in rows]
+        rewrites = [
+            (_title(row), cl.text or row["comment"])
+            for (_, row), texts in zip(rows, _per_comment(cleaned, len(self.levels)), strict=True)
+            for cl in texts
+        ]
+        items = originals + rewrites
+        with self.stage("rate"):
+            ratings = self.rater.rate(items, keys=[f"rate:{i}" for i in range(len(items))])
+        return ratings[: len(originals)], ratings[len(originals) :]
+
+    def _similarities(self, rows: Sequence[tuple[int, dict]], cleaned: list[Cleaned]) -> list[float | None]:
+        if not self.embedder:
+            return [None] * len(cleaned)
         originals = [row["comment"] for _, row in rows for _ in self.levels]
-        similarity = (
-            self.embedder.pair_similarity(originals, [c.text for c in cleaned]).tolist() if self.embedder else None
-        )
-
-        provenance = self.provenance()
-        records = []
-        n = len(self.levels)
-        for r, (idx, row) in enumerate(rows):
-            orig_rating = ratings[r]
-            record = {
-                "id": str(row["id"]),
-                "idx": idx,
-                "original_comment": row["comment"],
-                "original_rating": orig_rating.level,
-                "original_score": row.get("label", row.get("score")),
-                "submission_title": _title(row),
-            }
-            filters, generation, rewrite_ratings, rewrite_expected = {}, {}, {}, {}
-            for j, level in enumerate(self.levels):
-                k = r * n + j
-                text = cleaned[k].text
-                record[str(level)] = text
-                rating = ratings[len(rows) + k]
-                flags = lexical_flags(text, row["comment"])
-                sim = None if similarity is None else round(float(similarity[k]), 4)
-                ppl = round(perplexities[k], 2) if text and perplexities[k] is not None else None
-                flags["low_similarity"] = sim is not None and sim < self.filters.min_similarity
-                flags["disfluent"] = not text or (ppl is not None and ppl > self.filters.max_perplexity)
-                flags["truncated"] = completions[k].finish_reason == "length"
-                filters[str(level)] = {
-                    **flags,
-                    "passed": not any(flags.values()),
-                    "similarity": sim,
-                    "perplexity": ppl,
-                    "cut": cleaned[k].notes,
-                }
-                rewrite_ratings[str(level)] = rating.level if text else None
-                rewrite_expected[str(level)] = round(rating.expected, 4) if text else None
-                generation[str(level)] = {
-                    "finish_reason": completions[k].finish_reason,
-                    "new_tokens": completions[k].n_new_tokens,
-                    "request_seed": completions[k].seed,
-                }
-            record["rewrite_ratings"] = rewrite_ratings
-            record["rewrite_ratings_expected"] = rewrite_expected
-            record["original_rating_detail"] = orig_rating.to_dict()
-            record["filters"] = filters
-            record["generation"] = generation
-            failed = [
-                f"level {lv}: {completions[r * n + j].error}"
-                for j, lv in enumerate(self.levels)
-                if completions[r * n + j].finish_reason == "error"
-            ]
-            record["status"] = "error" if failed else "ok"
-            if failed:
-                record["error"] = "; ".join(failed)
-            record["provenance"] = provenance
-            records.append(record)
-        return records
+        return self.embedder.pair_similarity(originals, [c.text for c in cleaned]).tolist()
 
     def _perplexities(self, texts: list[str]) -> list[float | None]:
-        """Perplexities for the fluency filter; none when it is off (--max-perplexity 0) or when the backend
-        cannot compute them (a server without prompt logprobs: warned once, then the filter stays off)."""
-        if self.filters.max_perplexity <= 0:
+        """Perplexities for the fluency filter; none when it is off (--max-perplexity 0, or turned off earlier)."""
+        if not self.fluency_on:
             return [None] * len(texts)
         try:
-            return self.backend.perplexity(texts)
+            with self.stage("fluency"):
+                return self.backend.perplexity(texts)
         except Unsupported as e:
-            log.warning("fluency filter off: %s", e.message)
-            self.filters.max_perplexity = 0.0
-            self.rater.method_notes.append(f"fluency filter off: {e.message}")
+            self.turn_off_fluency(e.message)
             return [None] * len(texts)
+
+    def turn_off_fluency(self, reason: str) -> str:
+        """The backend cannot compute perplexities (a server without prompt logprobs): no fluency filter for the
+        rest of the run. Warns once and returns the note (also kept in ``fluency_off`` for the run record)."""
+        log.warning("fluency filter off: %s", reason)
+        self.fluency_off = f"fluency filter off: {reason}"
+        return self.fluency_off
+
+    @property
+    def notes(self) -> list[str]:
+        """What changed during the run and why: the rater's method switches, then the fluency filter's."""
+        return [*self.rater.method_notes, *([self.fluency_off] if self.fluency_off else [])]
 
 
 def _title(row: dict) -> str:

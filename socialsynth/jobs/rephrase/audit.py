@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -137,7 +137,7 @@ def replay_rates(originals: Sequence[str], synthetics: Sequence[str], doc_freq: 
     post_hits, post_has = Counter(), Counter()
     tok_hits, tok_total = Counter(), Counter()
     examples: dict[str, list] = {"names": [], "numbers": [], "ngrams": []}
-    for orig, syn in zip(originals, synthetics):
+    for orig, syn in zip(originals, synthetics, strict=True):
         r = replay(orig, syn, doc_freq, max_df)
         for kind, total, hit in (
             ("names", len(r["names"]), r["replayed_names"]),

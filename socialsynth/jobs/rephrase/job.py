@@ -1,9 +1,11 @@
 """Privacy-preserving rephrasing (socsys/synthetic, seed 001): each post is rewritten by one or more LLMs so that
 its personal details are swapped for plausible alternatives, optionally after a per-model temperature search,
-and optionally followed by a linkability audit. `rephrase_posts.py` is a thin front end to `run_rephrase_job`.
+and optionally followed by a linkability audit. `rephrase_posts.py` (and `socialsynth rephrase`) parse a
+:class:`~socialsynth.jobs.rephrase.config.RephraseConfig` and call :func:`run`.
 
 Models are loaded one at a time (search and generate everything with model 1, free it, then model 2) so that
-several 7-8B models fit one GPU in turn.
+several 7-8B models fit one GPU in turn. The run record is `rephrased.meta.json` in the output folder (sharded:
+`rephrased.shard-I-of-N.meta.json`); it counts tokens per model and per stage ("search", "rephrase").
 """
 
 from __future__ import annotations
@@ -14,20 +16,32 @@ import random
 import re
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field, is_dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from socialsynth.core.errors import InputError
-from socialsynth.core.io import JsonlWriter, atomic_write_json, atomic_write_text, iter_jsonl, read_records, select_range, shard_path
-from socialsynth.llm import Backend, BackendSpec, Chat, GenerationParams
-from socialsynth.jobs.rephrase.audit import strip_context
-from socialsynth.prompts import Template, load_template
-from socialsynth.core.provenance import jsonable, previous_meta, versions
-from socialsynth.text.quality import QUOTES, Cleaned, clean_generation, lexical_flags
+from socialsynth.core.io import (
+    JsonlWriter,
+    atomic_write_json,
+    atomic_write_text,
+    iter_jsonl,
+    read_records,
+    select_range,
+    shard_path,
+)
+from socialsynth.core.run import JobRun, record_path
 from socialsynth.core.runner import GracefulStop, run_chunks
+from socialsynth.jobs.rephrase.audit import strip_context
+from socialsynth.jobs.rephrase.config import RephraseConfig, parse_temperatures
+from socialsynth.llm import Backend, Chat, GenerationParams
+from socialsynth.prompts import Template, load_template
+from socialsynth.text.quality import QUOTES, Cleaned, clean_generation, lexical_flags
+
+__all__ = ["RephraseConfig", "parse_temperatures", "run", "format_summary"]
 
 log = logging.getLogger(__name__)
 RECORDS_NAME = "rephrased"
@@ -97,27 +111,6 @@ def model_slugs(models: Sequence[str]) -> list[str]:
     return [f"{b}-{i + 1}" if counts[b] > 1 and base.index(b) != i else b for i, b in enumerate(base)]
 
 
-def parse_temperatures(spec: str) -> tuple[float, ...]:
-    """`0.5:1.0:0.1` (start:stop:step, stop included) or `0.5,0.7,0.9`."""
-    try:
-        if ":" in spec:
-            start, stop, step = (float(x) for x in spec.split(":"))
-            if step <= 0 or stop < start:
-                raise ValueError
-            n = int(round((stop - start) / step)) + 1
-            temps = [round(start + i * step, 6) for i in range(n) if start + i * step <= stop + 1e-9]
-        else:
-            temps = [float(x) for x in spec.split(",") if x.strip()]
-    except ValueError:
-        raise InputError(
-            f"expected START:STOP:STEP (e.g. 0.5:1.0:0.1) or a list like 0.5,0.7, got {spec!r}",
-            field="--search-temperatures",
-        ) from None
-    if not temps or any(t < 0 for t in temps):
-        raise InputError(f"no valid temperatures in {spec!r}", field="--search-temperatures")
-    return tuple(sorted(set(temps)))
-
-
 def temperature_search(
     backend: Backend,
     template: Template,
@@ -154,7 +147,7 @@ def plot_search(by_model: dict[str, dict], path: Path) -> str | None:
     fig, ax = plt.subplots(figsize=(5, 3.8))
     for slug, res in by_model.items():
         points = sorted((float(t), m) for t, m in res["means"].items())
-        line = ax.plot(*zip(*points), marker="o", label=slug)[0]
+        line = ax.plot(*zip(*points, strict=True), marker="o", label=slug)[0]
         chosen = float(res["chosen"])
         ax.plot([chosen], [res["means"][str(chosen)]], marker="*", ms=14, color=line.get_color())
     ax.set(xlabel="temperature", ylabel="mean cosine similarity to original", title="temperature search (* = chosen)")
@@ -174,31 +167,7 @@ def format_search(by_model: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-# -- the job ---------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class RephraseConfig:
-    input: Path
-    output_dir: Path = Path("output/rephrase")
-    models: tuple[Any, ...] = (BackendSpec(),)  # BackendSpec (or anything with .model and .load())
-    text_col: str = "original_post"
-    id_col: str | None = None  # None: "id" if the input has it, else the row number
-    samples_per_model: int = 1
-    params: GenerationParams = field(default_factory=GenerationParams)
-    template: str = "privacy_rephrase"
-    batch_size: int = 8  # posts per chunk (generated together and written together)
-    start_idx: int = 0
-    end_idx: int | None = None
-    shard: tuple[int, int] | None = None
-    skip_bad_rows: bool = False
-    max_post_chars: int = 10_000
-    search_temperatures: tuple[float, ...] | None = None
-    search_sample: int = 50
-    embedding_model: str | None = "embedded"
-    audit: bool = False
-    device: str = "auto"
-    command: str = ""
+# -- inputs ----------------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -222,7 +191,7 @@ def load_posts(cfg: RephraseConfig) -> tuple[list[Post], Counter, int]:
     skipped = Counter(data.skipped)
     id_col = cfg.id_col or ("id" if data.records and all("id" in r for r in data.records) else None)
     posts, seen = [], set()
-    for rec, line in zip(data.records, data.line_numbers):
+    for rec, line in zip(data.records, data.line_numbers, strict=True):
         if len(rec[cfg.text_col]) > cfg.max_post_chars:
             skipped[f"post longer than {cfg.max_post_chars} characters"] += 1
             continue
@@ -231,7 +200,7 @@ def load_posts(cfg: RephraseConfig) -> tuple[list[Post], Counter, int]:
             raise InputError(f"duplicate id {pid!r} (ids must be unique; use --id-col)", path=cfg.input, field=id_col)
         seen.add(pid)
         posts.append(Post(0, pid, rec[cfg.text_col], rec))
-    selected = select_range(posts, cfg.start_idx, cfg.end_idx, cfg.shard)
+    selected = select_range(posts, cfg.range.start_idx, cfg.range.end_idx, cfg.shard)
     for i, post in selected:
         post.idx = i
     return [p for _, p in selected], skipped, len(data.records)
@@ -239,6 +208,9 @@ def load_posts(cfg: RephraseConfig) -> tuple[list[Post], Counter, int]:
 
 def record_key(post_id: str, slug: str, k: int) -> str:
     return f"{post_id}:{slug}:{k}"
+
+
+# -- one model's rephrasings -----------------------------------------------------------------------------------
 
 
 class Rephraser:
@@ -259,43 +231,38 @@ class Rephraser:
         keys = [record_key(post.id, self.slug, k) for post, k in items]
         completions = self.backend.generate(chats, self.params, keys=keys)
         provenance = self.provenance()
-        records = []
-        for (post, k), key, comp in zip(items, keys, completions):
-            cleaned = clean_rephrasing(comp.text)
-            flags = lexical_flags(cleaned.text, post.text)
-            # a copy without the "Posted in the X subreddit:" prefix is unchanged too
-            flags["unchanged"] = (
-                flags["unchanged"] or lexical_flags(cleaned.text, strip_context(post.text))["unchanged"]
-            )
-            flags["truncated"] = comp.finish_reason == "length"
-            records.append(
-                {
-                    "id": key,
-                    "post_id": post.id,
-                    "idx": post.idx,
-                    "model": self.backend.name,
-                    "model_slug": self.slug,
-                    "sample": k,
-                    "original": post.text,
-                    "generated_text": cleaned.text,
-                    "raw_text": comp.text,
-                    "cut": cleaned.notes,
-                    "flags": flags,
-                    "passed": not any(flags.values()),
-                    "generation": {
-                        "finish_reason": comp.finish_reason,
-                        "new_tokens": comp.n_new_tokens,
-                        "request_seed": comp.seed,
-                    },
-                    "status": "ok",
-                    "provenance": provenance,
-                }
-            )
-        return records
+        return [
+            self.record(post, k, key, comp, provenance)
+            for (post, k), key, comp in zip(items, keys, completions, strict=True)
+        ]
 
-
-def _spec_dict(spec) -> dict:
-    return asdict(spec) if is_dataclass(spec) else {"model": spec.model}
+    def record(self, post: Post, k: int, key: str, comp: Any, provenance: dict) -> dict:
+        cleaned = clean_rephrasing(comp.text)
+        flags = lexical_flags(cleaned.text, post.text)
+        # a copy without the "Posted in the X subreddit:" prefix is unchanged too
+        flags["unchanged"] = flags["unchanged"] or lexical_flags(cleaned.text, strip_context(post.text))["unchanged"]
+        flags["truncated"] = comp.finish_reason == "length"
+        return {
+            "id": key,
+            "post_id": post.id,
+            "idx": post.idx,
+            "model": self.backend.name,
+            "model_slug": self.slug,
+            "sample": k,
+            "original": post.text,
+            "generated_text": cleaned.text,
+            "raw_text": comp.text,
+            "cut": cleaned.notes,
+            "flags": flags,
+            "passed": not any(flags.values()),
+            "generation": {
+                "finish_reason": comp.finish_reason,
+                "new_tokens": comp.n_new_tokens,
+                "request_seed": comp.seed,
+            },
+            "status": "ok",
+            "provenance": provenance,
+        }
 
 
 def _free(backend) -> None:
@@ -310,174 +277,251 @@ def _free(backend) -> None:
         pass
 
 
+# -- the job ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class OutputPaths:
+    """Where a run (or one shard of it) writes: records, run record, CSVs, plot and audit."""
+
+    out_dir: Path
+    shard: tuple[int, int] | None
+
+    def file(self, name: str) -> Path:
+        return shard_path(self.out_dir / name, self.shard)
+
+    @property
+    def records(self) -> Path:
+        return self.file(f"{RECORDS_NAME}.jsonl")
+
+    @property
+    def record(self) -> Path:
+        return record_path(self.records)
+
+
+class LazyEmbedder:
+    """The embedding model, loaded on first use (or the one given, e.g. a test's)."""
+
+    def __init__(self, name: str | None, device: str, given: Any = None):
+        self.name, self.device, self.model = name, device, given
+
+    def get(self) -> Any:
+        if self.model is None:
+            from socialsynth.text.embeddings import Embedder
+
+            self.model = Embedder(self.name, device=self.device)
+        return self.model
+
+
+@dataclass
+class Rephrasing:
+    """What the steps of one run share: the config, the selected posts, the models and where things go."""
+
+    cfg: RephraseConfig
+    template: Template
+    posts: list[Post]
+    skipped: Counter
+    n_input: int
+    specs: list[Any]  # BackendSpec (or anything with .model and .load())
+    slugs: list[str]
+    paths: OutputPaths
+    embedder: LazyEmbedder
+    t_start: float = field(default_factory=time.perf_counter)
+    search: dict = field(default_factory=dict)
+
+    def keys(self, slugs: Sequence[str]) -> list[str]:
+        """Every record key the selected posts need from these models."""
+        samples = range(self.cfg.samples_per_model)
+        return [record_key(p.id, s, k) for s in slugs for p in self.posts for k in samples]
+
+
+def run(cfg: RephraseConfig, *, specs: Sequence[Any] | None = None, embedder: Any = None,
+        command: str | None = None) -> dict:
+    """Run (or resume) the job; return the summary. Raises InputError for bad input, Interrupted on SIGTERM.
+
+    ``specs`` replace the BackendSpecs of ``cfg.models`` (anything with ``.model`` and ``.load()``); ``embedder``
+    (anything with ``encode`` and ``pair_similarity``) replaces loading ``cfg.embedding_model``."""
+    job = load_inputs(cfg, specs, embedder)
+    with JobRun("rephrase", job.paths.record, cfg, command=command) as record:
+        describe_run(record, job)
+        open_search(record, job)
+        generate(record, job)
+        records = read_outputs(job)
+        summary = summarise_outputs(record, job, records)
+        if cfg.audit:
+            summary.update(audit_outputs(record, job, records))
+        summary["seconds"] = round(time.perf_counter() - job.t_start, 2)
+        record.meta["summary"] = {k: v for k, v in summary.items() if k not in ("audit_table", "search_table")}
+    return summary
+
+
+def load_inputs(cfg: RephraseConfig, specs: Sequence[Any] | None, embedder: Any) -> Rephrasing:
+    """Step 1: the template, the selected posts and the models (nothing is written yet)."""
+    t_start = time.perf_counter()
+    template = load_template(cfg.template)
+    posts, skipped, n_input = load_posts(cfg)
+    specs = list(specs) if specs is not None else cfg.specs()
+    slugs = model_slugs([s.model for s in specs])
+    return Rephrasing(cfg, template, posts, skipped, n_input, specs, slugs, OutputPaths(cfg.output_dir, cfg.shard),
+                      LazyEmbedder(cfg.embedding_model, cfg.model.device, embedder), t_start)
+
+
+def describe_run(record: JobRun, job: Rephrasing) -> None:
+    """Step 2: what this run reads and which models it uses, in the run record."""
+    cfg = job.cfg
+    record.meta.update(
+        {
+            "input": str(cfg.input),
+            "output": str(job.paths.records),
+            "models": dict(zip(job.slugs, [s.model for s in job.specs], strict=True)),
+            "template": f"{job.template.name}@{job.template.hash}",
+            "n_input_rows": job.n_input,
+            "skipped": dict(job.skipped),
+            "n_selected": len(job.posts),
+            "shard": list(cfg.shard) if cfg.shard else None,
+        }
+    )
+    record.meta.setdefault("per_model", {})
+
+
 def _search_settings(cfg: RephraseConfig, sample_ids: list[str]) -> dict:
     return {
         "temperatures": list(cfg.search_temperatures or ()),
         "sample_size": len(sample_ids),
         "sample_ids": sample_ids,
-        "seed": cfg.params.seed,
+        "seed": cfg.sampling.seed,
         "embedding_model": cfg.embedding_model,
         "template": cfg.template,
     }
 
 
-def run_rephrase_job(cfg: RephraseConfig, embedder=None) -> dict:
-    """Run (or resume) the job; return the summary. Raises InputError for bad input, Interrupted on SIGTERM.
-
-    `embedder` (anything with `encode` and `pair_similarity`) replaces loading `cfg.embedding_model`."""
-    if cfg.samples_per_model < 1:
-        raise InputError("must be at least 1", field="--samples-per-model")
-    if (cfg.search_temperatures or cfg.audit) and not cfg.embedding_model and embedder is None:
-        raise InputError("--search-temperatures and --audit need an embedding model", field="--embedding-model")
-    template = load_template(cfg.template)
-    posts, skipped, n_input = load_posts(cfg)
-    slugs = model_slugs([m.model for m in cfg.models])
-    out_dir = Path(cfg.output_dir)
-    out = shard_path(out_dir / f"{RECORDS_NAME}.jsonl", cfg.shard)
-    meta_file = shard_path(out_dir / f"{RECORDS_NAME}.meta.json", cfg.shard)
-    t_start = time.perf_counter()
-
-    def get_embedder():
-        nonlocal embedder
-        if embedder is None:
-            from socialsynth.text.embeddings import Embedder
-
-            embedder = Embedder(cfg.embedding_model, device=cfg.device)
-        return embedder
-
-    sample_ids: list[str] = []
-    if cfg.search_temperatures:
-        rng = random.Random(cfg.params.seed)
-        sample = rng.sample(posts, min(cfg.search_sample, len(posts)))
-        sample_ids = [p.id for p in sample]
-    meta = previous_meta(meta_file)
-    search = meta.get("temperature_search") or {}
-    if cfg.search_temperatures and search.get("settings") != _search_settings(cfg, sample_ids):
+def open_search(record: JobRun, job: Rephrasing) -> None:
+    """Step 3: the temperature search's sample, and the results of an earlier run with the same settings."""
+    cfg = job.cfg
+    if not cfg.search_temperatures:
+        return
+    sample = random.Random(cfg.sampling.seed).sample(job.posts, min(cfg.search_sample, len(job.posts)))
+    settings = _search_settings(cfg, [p.id for p in sample])
+    search = record.meta.get("temperature_search") or {}
+    if search.get("settings") != settings:
         search = {}  # a different search: do it again
-    if cfg.search_temperatures:
-        search.setdefault("settings", _search_settings(cfg, sample_ids))
-        search.setdefault("by_model", {})
-    meta.update(
-        {
-            "command": cfg.command,
-            "input": str(cfg.input),
-            "output": str(out),
-            "config": jsonable({**asdict(replace(cfg, models=())), "models": [_spec_dict(m) for m in cfg.models]}),
-            "models": dict(zip(slugs, [m.model for m in cfg.models])),
-            "template": f"{template.name}@{template.hash}",
-            "versions": versions(),
-            "n_input_rows": n_input,
-            "skipped": dict(skipped),
-            "n_selected": len(posts),
-            "shard": list(cfg.shard) if cfg.shard else None,
-            "complete": False,
-        }
-    )
-    if cfg.search_temperatures:
-        meta["temperature_search"] = search
-    per_model = meta.setdefault("per_model", {})
-    stop = GracefulStop()
-    with stop, JsonlWriter(out) as writer:
+    search.setdefault("settings", settings)
+    search.setdefault("by_model", {})
+    record.meta["temperature_search"] = job.search = search
+
+
+def generate(record: JobRun, job: Rephrasing) -> None:
+    """Step 4: each model in turn (search, then rephrase what is missing); the record says what is written."""
+    with GracefulStop() as stop, JsonlWriter(job.paths.records) as writer:
         try:
-            for spec, slug in zip(cfg.models, slugs):
-                todo = [
-                    (p, k)
-                    for p in posts
-                    for k in range(cfg.samples_per_model)
-                    if record_key(p.id, slug, k) not in writer.done
-                ]
-                log.info("%s: %d records to do (of %d)", slug, len(todo), len(posts) * cfg.samples_per_model)
-                if not todo:
-                    continue
-                backend = spec.load()
-                params, source = cfg.params, "flags"
-                if cfg.search_temperatures:
-                    done = search["by_model"].get(slug)
-                    if done is None:
-                        t0 = time.perf_counter()
-                        sample = [(p.id, p.text) for p in posts if p.id in set(sample_ids)]
-                        means = temperature_search(
-                            backend,
-                            template,
-                            sample,
-                            cfg.search_temperatures,
-                            cfg.params,
-                            get_embedder().pair_similarity,
-                        )
-                        chosen = choose_temperature(means)
-                        done = {
-                            "means": {str(t): m for t, m in means.items()},
-                            "chosen": chosen,
-                            "seconds": round(time.perf_counter() - t0, 2),
-                        }
-                        search["by_model"][slug] = done
-                        atomic_write_json(meta_file, meta)  # a killed job keeps its search
-                        log.info("temperature search for %s:\n%s", slug, format_search({slug: done}))
-                    params, source = replace(cfg.params, temperature=float(done["chosen"])), "search"
-                job = Rephraser(backend, template, params, slug, cfg.samples_per_model)
-                counts = run_chunks(
-                    todo,
-                    job.process,
-                    writer,
-                    cfg.batch_size * cfg.samples_per_model,
-                    stop,
-                    desc=f"{slug} rephrasings",
-                    resume_hint=f"rerun the same command to resume: {cfg.command}",
-                )
-                st = backend.stats
-                per_model[slug] = {
-                    "model": spec.model,
-                    "temperature": params.temperature,
-                    "temperature_source": source,
-                    "provenance": job.provenance(),
-                    "records_this_run": counts.done,
-                    "seconds": round(counts.seconds, 2),
-                    "new_tokens": st.new_tokens,
-                    "new_tokens_per_second": round(st.new_tokens / st.seconds, 1) if st.seconds else None,
-                }
-                _free(backend)
-                backend = None
+            for spec, slug in zip(job.specs, job.slugs, strict=True):
+                rephrase_with(record, job, spec, slug, writer, stop)
         finally:
-            meta["n_written"] = len(writer.done)
-            meta["complete"] = all(
-                record_key(p.id, s, k) in writer.done
-                for p in posts
-                for s in slugs
-                for k in range(cfg.samples_per_model)
-            )
-            meta["seconds"] = round(time.perf_counter() - t_start, 2)
-            atomic_write_json(meta_file, meta)
+            record.meta["n_written"] = len(writer.done)
+            record.mark_complete(all(key in writer.done for key in job.keys(job.slugs)))
+            record.save()
 
-    records = [rec for _, rec in iter_jsonl(out)] if out.exists() else []
-    wanted = {p.id for p in posts}
-    records = [r for r in records if r["post_id"] in wanted and r["model_slug"] in slugs]
-    summary: dict = {
-        "output": str(out),
-        "meta": str(meta_file),
-        "n_selected": len(posts),
-        "skipped": dict(skipped),
-        "by_model": summarise(records, slugs),
-        "csv": write_csvs(cfg, posts, records, slugs, out_dir),
+
+def rephrase_with(record: JobRun, job: Rephrasing, spec: Any, slug: str, writer: JsonlWriter,
+                  stop: GracefulStop) -> None:
+    """One model: load it, find its temperature, write the rephrasings it still owes, free it."""
+    cfg = job.cfg
+    todo = [(p, k) for p in job.posts for k in range(cfg.samples_per_model)
+            if record_key(p.id, slug, k) not in writer.done]
+    log.info("%s: %d records to do (of %d)", slug, len(todo), len(job.posts) * cfg.samples_per_model)
+    if not todo:
+        return
+    backend = spec.load()
+    try:
+        params, source = model_params(record, job, backend, spec, slug)
+        rephraser = Rephraser(backend, job.template, params, slug, cfg.samples_per_model)
+        with record.track(backend, "rephrase", model=spec.model):
+            counts = run_chunks(todo, rephraser.process, writer, cfg.batch_size * cfg.samples_per_model, stop,
+                                desc=f"{slug} rephrasings",
+                                resume_hint=f"rerun the same command to resume: {record.command}")
+        st = backend.stats
+        record.meta["per_model"][slug] = {
+            "model": spec.model,
+            "temperature": params.temperature,
+            "temperature_source": source,
+            "provenance": rephraser.provenance(),
+            "records_this_run": counts.done,
+            "seconds": round(counts.seconds, 2),
+            "new_tokens": st.new_tokens,
+            "new_tokens_per_second": round(st.new_tokens / st.seconds, 1) if st.seconds else None,
+        }
+    finally:
+        _free(backend)
+
+
+def model_params(record: JobRun, job: Rephrasing, backend: Backend, spec: Any,
+                 slug: str) -> tuple[GenerationParams, str]:
+    """The sampling parameters for one model and where its temperature came from ("flags" or "search")."""
+    cfg = job.cfg
+    if not cfg.search_temperatures:
+        return cfg.params, "flags"
+    done = job.search["by_model"].get(slug)
+    if done is None:
+        done = search_model(record, job, backend, spec, slug)
+    return replace(cfg.params, temperature=float(done["chosen"])), "search"
+
+
+def search_model(record: JobRun, job: Rephrasing, backend: Backend, spec: Any, slug: str) -> dict:
+    """The temperature search for one model, saved in the record at once (a killed job keeps it)."""
+    t0 = time.perf_counter()
+    sample_ids = set(job.search["settings"]["sample_ids"])
+    sample = [(p.id, p.text) for p in job.posts if p.id in sample_ids]
+    with record.track(backend, "search", model=spec.model):
+        means = temperature_search(backend, job.template, sample, job.cfg.search_temperatures, job.cfg.params,
+                                   job.embedder.get().pair_similarity)
+    done = {
+        "means": {str(t): m for t, m in means.items()},
+        "chosen": choose_temperature(means),
+        "seconds": round(time.perf_counter() - t0, 2),
     }
-    if cfg.search_temperatures and search.get("by_model"):
-        summary["search_table"] = format_search(search["by_model"])
-        summary["search_plot"] = plot_search(
-            search["by_model"], shard_path(out_dir / "temperature_search.png", cfg.shard)
-        )
-    if cfg.audit:
-        by_model = run_audit(posts, records, slugs, get_embedder())
-        audit_file = shard_path(out_dir / "audit.json", cfg.shard)
-        from socialsynth.jobs.rephrase.audit import format_audit
+    job.search["by_model"][slug] = done
+    record.save()
+    log.info("temperature search for %s:\n%s", slug, format_search({slug: done}))
+    return done
 
-        table = format_audit(by_model)
-        atomic_write_json(audit_file, {"embedding_model": getattr(embedder, "name", None), "by_model": by_model})
-        atomic_write_text(audit_file.with_suffix(".txt"), table + "\n")
-        summary.update(audit_table=table, audit=str(audit_file))
-        meta["audit"] = by_model
-    summary["seconds"] = round(time.perf_counter() - t_start, 2)
-    meta["summary"] = {k: v for k, v in summary.items() if k not in ("audit_table", "search_table")}
-    atomic_write_json(meta_file, meta)
+
+def read_outputs(job: Rephrasing) -> list[dict]:
+    """The records of the selected posts and models (the file may hold others)."""
+    out = job.paths.records
+    records = [rec for _, rec in iter_jsonl(out)] if out.exists() else []
+    wanted = {p.id for p in job.posts}
+    return [r for r in records if r["post_id"] in wanted and r["model_slug"] in job.slugs]
+
+
+def summarise_outputs(record: JobRun, job: Rephrasing, records: list[dict]) -> dict:
+    """Step 5: per-model counts and flag rates, the seed's CSVs, and the search table and plot."""
+    summary: dict = {
+        "output": str(job.paths.records),
+        "meta": str(record.path),
+        "n_selected": len(job.posts),
+        "skipped": dict(job.skipped),
+        "by_model": summarise(records, job.slugs),
+        "csv": write_csvs(job.cfg, job.posts, records, job.slugs, job.paths),
+    }
+    by_model = job.search.get("by_model")
+    if job.cfg.search_temperatures and by_model:
+        summary["search_table"] = format_search(by_model)
+        summary["search_plot"] = plot_search(by_model, job.paths.file("temperature_search.png"))
     return summary
+
+
+def audit_outputs(record: JobRun, job: Rephrasing, records: list[dict]) -> dict:
+    """Step 6 (--audit): the linkability audit of every model's rephrasings, as JSON and as a table."""
+    from socialsynth.jobs.rephrase.audit import format_audit
+
+    embedder = job.embedder.get()
+    by_model = run_audit(job.posts, records, job.slugs, embedder)
+    audit_file = job.paths.file("audit.json")
+    table = format_audit(by_model)
+    atomic_write_json(audit_file, {"embedding_model": getattr(embedder, "name", None), "by_model": by_model})
+    atomic_write_text(audit_file.with_suffix(".txt"), table + "\n")
+    record.meta["audit"] = by_model
+    return {"audit_table": table, "audit": str(audit_file)}
 
 
 def summarise(records: list[dict], slugs: Sequence[str]) -> dict:
@@ -497,13 +541,14 @@ def summarise(records: list[dict], slugs: Sequence[str]) -> dict:
     return out
 
 
-def write_csvs(cfg: RephraseConfig, posts: list[Post], records: list[dict], slugs, out_dir: Path) -> list[str]:
+def write_csvs(cfg: RephraseConfig, posts: list[Post], records: list[dict], slugs: Sequence[str],
+               paths: OutputPaths) -> list[str]:
     """The seed's output: the input rows with `generated_text` after the text column, one file per model."""
     import pandas as pd
 
     by_key = {r["id"]: r for r in records}
     has_id = bool(posts) and (cfg.id_col or "id") in posts[0].row
-    paths = []
+    written = []
     for slug in slugs:
         rows = []
         for p in posts:
@@ -519,10 +564,10 @@ def write_csvs(cfg: RephraseConfig, posts: list[Post], records: list[dict], slug
                 if cfg.samples_per_model > 1:
                     row["sample"] = k
                 rows.append(row)
-        path = shard_path(out_dir / f"{slug}_generated.csv", cfg.shard)
+        path = paths.file(f"{slug}_generated.csv")
         atomic_write_text(path, pd.DataFrame(rows).to_csv(index=False))
-        paths.append(str(path))
-    return paths
+        written.append(str(path))
+    return written
 
 
 def run_audit(posts: list[Post], records: list[dict], slugs, embedder) -> dict:

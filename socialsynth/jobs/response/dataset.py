@@ -43,7 +43,6 @@ them atomically (readers never see half a file); nothing is appended or resumed.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
@@ -55,10 +54,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from socialsynth.core.cli import default_dir
 from socialsynth.core.errors import InputError
-from socialsynth.core.io import SUPPORTED_EXTENSIONS, atomic_write_json, atomic_write_text, read_records
-from socialsynth.core.provenance import command_line, jsonable, versions
+from socialsynth.core.io import SUPPORTED_EXTENSIONS, atomic_write_text, read_records
+from socialsynth.core.provenance import versions
+from socialsynth.core.run import JobRun
+from socialsynth.jobs.response.config import BuildConfig, default_output_dir
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +67,6 @@ CASES_META = "cases.meta.json"
 PROFILE_KEYS = ("description", "gender", "location", "level")
 LANGUAGES = ("en", "zh")
 SPLITS = ("train", "test")
-
-
-def default_output_dir() -> Path:
-    return default_dir("output") / "responses"
 
 
 # -- records ---------------------------------------------------------------------------------------------------
@@ -489,31 +485,6 @@ def assign_splits(
 # -- building cases --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class BuildConfig:
-    input: Path | None = None
-    topics: Path | None = None
-    users: Path | None = None
-    responses: Path | None = None
-    format: str = "schema"
-    user_history: Path | None = None
-    output_dir: Path = field(default_factory=default_output_dir)
-    top_k: int = 5
-    k1: float = 1.5
-    b: float = 0.75
-    min_history: int = 10
-    min_topic_chars: int = 4
-    exclude_topics: Path | None = None
-    exclude_texts: Path | None = None
-    keep_user_name_posts: bool = False
-    require_topics: bool | None = None  # None: the input format's default
-    test_topics: tuple[str, ...] = ()
-    test_fraction: float | None = None
-    seed: int = 0
-    skip_bad_rows: bool = False
-    command: str = ""
-
-
 def load_inputs(cfg: BuildConfig) -> Inputs:
     if cfg.format == "weibo":
         from socialsynth.jobs.response.weibo import load_weibo
@@ -526,32 +497,23 @@ def load_inputs(cfg: BuildConfig) -> Inputs:
     return load_schema_inputs(cfg.input, cfg.topics, cfg.users, cfg.responses, cfg.skip_bad_rows)
 
 
-def build_cases(cfg: BuildConfig, inputs: Inputs | None = None) -> tuple[list[dict], dict]:
-    """Clean, split and retrieve: the case records and the counts that go into the meta file."""
-    if cfg.top_k < 1:
-        raise InputError("must be at least 1", field="--top-k")
-    if cfg.min_history < 0:
-        raise InputError("must be >= 0", field="--min-history")
-    inputs = inputs or load_inputs(cfg)
-    if not inputs.topics:
-        raise InputError("no usable topics", path=inputs.files.get("topics"))
-    require_topics = inputs.require_topics if cfg.require_topics is None else cfg.require_topics
-    rules = CleaningRules(
+def cleaning_rules(cfg: BuildConfig, inputs: Inputs) -> CleaningRules:
+    """The seed's history filters as configured (--require-topics unset: the input format's default)."""
+    return CleaningRules(
         min_topic_chars=cfg.min_topic_chars,
         exclude_topics=read_list_file(cfg.exclude_topics),
         exclude_texts=read_list_file(cfg.exclude_texts),
         drop_naming_user=not cfg.keep_user_name_posts,
-        require_topics=require_topics,
+        require_topics=inputs.require_topics if cfg.require_topics is None else cfg.require_topics,
     )
-    splits, split_how = assign_splits(inputs.topics, cfg.test_topics, cfg.test_fraction, cfg.seed)
-    topics = {t.topic_id: t for t in inputs.topics}
-    languages = {t.topic_id: t.language or detect_language(t.news) for t in inputs.topics}
 
-    # the responses to use, one per (topic, user)
-    skipped_cases: Counter = Counter()
+
+def choose_responses(inputs: Inputs, skipped_cases: Counter) -> dict[tuple[str, str], Response]:
+    """The responses to use, one per (topic, user); the others are counted in `skipped_cases` by reason."""
+    topic_ids = {t.topic_id for t in inputs.topics}
     chosen: dict[tuple[str, str], Response] = {}
     for r in inputs.responses:
-        if r.topic_id not in topics:
+        if r.topic_id not in topic_ids:
             skipped_cases["response to an unknown topic"] += 1
         elif r.user_id not in inputs.users:
             skipped_cases["user not in the users file"] += 1
@@ -563,18 +525,21 @@ def build_cases(cfg: BuildConfig, inputs: Inputs | None = None) -> tuple[list[di
             skipped_cases["second response of a user to a topic (first kept)"] += 1
         else:
             chosen[(r.topic_id, r.user_id)] = r
+    return chosen
 
-    # what no history may contain: each user's answers to held-out topics
-    test_answers: dict[str, list[Response]] = defaultdict(list)
+
+def clean_histories(
+    inputs: Inputs, chosen: dict[tuple[str, str], Response], splits: dict[str, str], rules: CleaningRules,
+    post_drops: Counter,
+) -> dict[str, list[Post]]:
+    """user_id -> the history posts that pass the rules, without the user's answers to held-out topics."""
+    test_answers: dict[str, list[Response]] = defaultdict(list)  # what no history may contain
     for (tid, uid), r in chosen.items():
         if splits[tid] == "test":
             test_answers[uid].append(r)
-
-    post_drops: Counter = Counter()
     cleaned: dict[str, list[Post]] = {}
     for uid in sorted({uid for _, uid in chosen}):
-        user = inputs.users[uid]
-        kept = clean_history(user, rules, post_drops)
+        kept = clean_history(inputs.users[uid], rules, post_drops)
         leaks = test_answers.get(uid, [])
         if leaks:
             before = len(kept)
@@ -582,40 +547,74 @@ def build_cases(cfg: BuildConfig, inputs: Inputs | None = None) -> tuple[list[di
             if before > len(kept):
                 post_drops["answer to a test topic"] += before - len(kept)
         cleaned[uid] = kept
+    return cleaned
 
-    cases, users_with_case = [], set()
-    skipped_users: dict[str, str] = {}
-    history_sizes = []
+
+def case_record(topic: Topic, user: User, response: Response, history: Sequence[Post], ranked, split: str,
+                language: str) -> dict:
+    """One cases.jsonl line (records.py schema) from the retrieved history (`ranked`: [(index, score)])."""
+    return {
+        "id": f"{topic.topic_id}:{user.user_id}",
+        "topic_id": topic.topic_id,
+        "topic": topic.topic,
+        "news": topic.news,
+        "user_id": user.user_id,
+        "user_name": user.name,
+        "profile": dict(user.profile),
+        "history": [history_item_text(history[i], language) for i, _ in ranked],
+        "history_ids": [history[i].id for i, _ in ranked],
+        "history_scores": [round(s, 4) for _, s in ranked],
+        "response": response.text,
+        "response_id": response.id,
+        "split": split,
+        "language": language,
+    }
+
+
+@dataclass
+class CaseTally:
+    """What building the cases counted: skipped cases and users by reason, history sizes."""
+
+    skipped_cases: Counter = field(default_factory=Counter)
+    skipped_users: dict[str, str] = field(default_factory=dict)
+    users_with_case: set[str] = field(default_factory=set)
+    history_sizes: list[int] = field(default_factory=list)
+
+
+def make_cases(cfg: BuildConfig, inputs: Inputs, chosen: dict[tuple[str, str], Response],
+               cleaned: dict[str, list[Post]], splits: dict[str, str], languages: dict[str, str],
+               tally: CaseTally) -> list[dict]:
+    """One case per chosen response whose user keeps at least --min-history posts; BM25 picks its history."""
+    topics = {t.topic_id: t for t in inputs.topics}
+    cases = []
     for (tid, uid), response in chosen.items():
         topic, user, language = topics[tid], inputs.users[uid], languages[tid]
         history = [p for p in cleaned[uid] if not _same_post(p, response)]
         if len(history) < cfg.min_history:
             reason = f"fewer than {cfg.min_history} history posts after cleaning"
-            skipped_cases[reason] += 1
-            skipped_users.setdefault(uid, reason)
+            tally.skipped_cases[reason] += 1
+            tally.skipped_users.setdefault(uid, reason)
             continue
         ranked = top_k(topic.news, [p.retrieval_text for p in history], cfg.top_k, language, cfg.k1, cfg.b)
-        history_sizes.append(len(history))
-        users_with_case.add(uid)
-        cases.append(
-            {
-                "id": f"{tid}:{uid}",
-                "topic_id": tid,
-                "topic": topic.topic,
-                "news": topic.news,
-                "user_id": uid,
-                "user_name": user.name,
-                "profile": dict(user.profile),
-                "history": [history_item_text(history[i], language) for i, _ in ranked],
-                "history_ids": [history[i].id for i, _ in ranked],
-                "history_scores": [round(s, 4) for _, s in ranked],
-                "response": response.text,
-                "response_id": response.id,
-                "split": splits[tid],
-                "language": language,
-            }
-        )
-    skipped_users = {u: r for u, r in skipped_users.items() if u not in users_with_case}
+        tally.history_sizes.append(len(history))
+        tally.users_with_case.add(uid)
+        cases.append(case_record(topic, user, response, history, ranked, splits[tid], language))
+    return cases
+
+
+def build_cases(cfg: BuildConfig, inputs: Inputs | None = None) -> tuple[list[dict], dict]:
+    """Clean, split and retrieve: the case records and the counts that go into the meta file."""
+    inputs = inputs or load_inputs(cfg)
+    if not inputs.topics:
+        raise InputError("no usable topics", path=inputs.files.get("topics"))
+    rules = cleaning_rules(cfg, inputs)
+    splits, split_how = assign_splits(inputs.topics, cfg.test_topics, cfg.test_fraction, cfg.seed)
+    languages = {t.topic_id: t.language or detect_language(t.news) for t in inputs.topics}
+    tally, post_drops = CaseTally(), Counter()
+    chosen = choose_responses(inputs, tally.skipped_cases)
+    cleaned = clean_histories(inputs, chosen, splits, rules, post_drops)
+    cases = make_cases(cfg, inputs, chosen, cleaned, splits, languages, tally)
+    skipped_users = {u: r for u, r in tally.skipped_users.items() if u not in tally.users_with_case}
     stats = {
         "n_topics": len(inputs.topics),
         "n_users": len(inputs.users),
@@ -623,15 +622,15 @@ def build_cases(cfg: BuildConfig, inputs: Inputs | None = None) -> tuple[list[di
         "n_cases": len(cases),
         "cases_by_split": dict(Counter(c["split"] for c in cases)),
         "cases_by_language": dict(Counter(c["language"] for c in cases)),
-        "n_users_with_cases": len(users_with_case),
+        "n_users_with_cases": len(tally.users_with_case),
         "skipped_rows": dict(inputs.skipped),
-        "skipped_cases": dict(skipped_cases),
+        "skipped_cases": dict(tally.skipped_cases),
         "skipped_users": {"count": len(skipped_users), "reasons": dict(Counter(skipped_users.values()))},
         "dropped_history_posts": dict(post_drops),
-        "history_posts_after_cleaning": _describe(history_sizes),
+        "history_posts_after_cleaning": _describe(tally.history_sizes),
         "split": {"how": split_how, "test_topics": sorted(t for t, s in splits.items() if s == "test")},
         "tokenizer": {lang: tokenizer_name(lang) for lang in sorted(set(languages.values()))},
-        "require_topics": require_topics,
+        "require_topics": rules.require_topics,
     }
     return cases, stats
 
@@ -664,25 +663,26 @@ def write_cases(cases: Iterable[dict], path: Path) -> None:
 
 
 def run_build(cfg: BuildConfig, inputs: Inputs | None = None) -> dict:
-    """Build cases.jsonl and cases.meta.json in cfg.output_dir; return the summary."""
+    """Build cases.jsonl and cases.meta.json (the run record) in cfg.output_dir; return the summary."""
     t0 = time.perf_counter()
-    inputs = inputs or load_inputs(cfg)
-    cases, stats = build_cases(cfg, inputs)
     out_dir = Path(cfg.output_dir)
     out, meta_file = out_dir / CASES_NAME, out_dir / CASES_META
-    write_cases(cases, out)
-    meta = {
-        "command": cfg.command,
-        "config": jsonable(asdict(cfg)),
-        "inputs": {role: {"path": p, "sha256": _file_hash(p)} for role, p in inputs.files.items()},
-        "versions": _versions(),
-        "counts": stats,
-        "output": str(out),
-        "rerun": "rebuilt from the inputs and replaced atomically",
-        "seconds": round(time.perf_counter() - t0, 2),
-    }
-    atomic_write_json(meta_file, meta)
-    return {"output": str(out), "meta": str(meta_file), **stats, "seconds": meta["seconds"]}
+    with JobRun("response.build-dataset", meta_file, cfg) as run:
+        run.meta["versions"] = _versions()
+        inputs = inputs or load_inputs(cfg)
+        cases, stats = build_cases(cfg, inputs)
+        write_cases(cases, out)
+        seconds = round(time.perf_counter() - t0, 2)
+        run.meta.update(
+            inputs={role: {"path": p, "sha256": _file_hash(p)} for role, p in inputs.files.items()},
+            counts=stats,
+            output=str(out),
+            rerun="rebuilt from the inputs and replaced atomically",
+            n_written=len(cases),
+        )
+        run.note_items(len(cases))
+        run.mark_complete(True)
+    return {"output": str(out), "meta": str(meta_file), **stats, "seconds": seconds}
 
 
 def _versions() -> dict:
@@ -720,100 +720,3 @@ def format_summary(s: dict) -> str:
     lines.append("tokenizer: " + ", ".join(f"{k} {v}" for k, v in s["tokenizer"].items()))
     lines += [f"cases: {s['output']}", f"meta:  {s['meta']}", f"time:  {s['seconds']} s"]
     return "\n".join(lines)
-
-
-# -- command line ----------------------------------------------------------------------------------------------
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("input")
-    g.add_argument(
-        "--input",
-        "-i",
-        type=Path,
-        default=None,
-        help="folder with topics/users/responses (.jsonl, .csv, .tsv or .parquet); with --format weibo the folder "
-        "of topic folders (news.txt + search CSV)",
-    )
-    g.add_argument("--topics", type=Path, default=None, help="topics file (overrides the one in --input)")
-    g.add_argument("--users", type=Path, default=None, help="users file with their history (overrides --input)")
-    g.add_argument("--responses", type=Path, default=None, help="real responses file (overrides --input)")
-    g.add_argument(
-        "--format",
-        choices=["schema", "weibo"],
-        default="schema",
-        help="schema: the documented topics/users/responses files; weibo: the seed's Weibo crawl",
-    )
-    g.add_argument(
-        "--user-history",
-        type=Path,
-        default=None,
-        help="--format weibo: folder of per-user history files (<id>/<id>.json or <id>.json); "
-        "default: <input>/user_history",
-    )
-    g.add_argument("--skip-bad-rows", action="store_true", help="count and skip malformed rows instead of stopping")
-    p.add_argument(
-        "-o",
-        "--output-dir",
-        type=Path,
-        default=default_output_dir(),
-        help="where cases.jsonl and cases.meta.json go",
-    )
-    c = p.add_argument_group("cleaning (the seed's rules)")
-    c.add_argument("--min-history", type=int, default=10, help="skip a case whose user keeps fewer history posts")
-    c.add_argument(
-        "--min-topic-chars",
-        type=int,
-        default=4,
-        help="drop history posts with a topic shorter than this (the seed dropped topics of <= 3 characters)",
-    )
-    c.add_argument("--exclude-topics", type=Path, default=None, help="file: topics to exclude, one a line")
-    c.add_argument("--exclude-texts", type=Path, default=None, help="file: texts to exclude (substring), one a line")
-    c.add_argument(
-        "--keep-user-name-posts", action="store_true", help="keep posts that contain the user's own name (seed: drop)"
-    )
-    c.add_argument(
-        "--require-topics",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="drop history posts without topics (the seed's rule; default: on for --format weibo, off otherwise)",
-    )
-    r = p.add_argument_group("retrieval and split")
-    r.add_argument("--top-k", type=int, default=5, help="history posts retrieved per case (BM25 against the news)")
-    r.add_argument("--bm25-k1", type=float, default=1.5, help="BM25 term-frequency saturation")
-    r.add_argument("--bm25-b", type=float, default=0.75, help="BM25 length normalisation")
-    r.add_argument("--test-topics", default=None, help="comma-separated topic ids held out as the test split")
-    r.add_argument("--test-fraction", type=float, default=None, help="fraction of topics held out (seeded)")
-    r.add_argument("--seed", type=int, default=0, help="seed of the --test-fraction draw")
-
-
-def config_from_args(args: argparse.Namespace) -> BuildConfig:
-    return BuildConfig(
-        input=args.input,
-        topics=args.topics,
-        users=args.users,
-        responses=args.responses,
-        format=args.format,
-        user_history=args.user_history,
-        output_dir=args.output_dir,
-        top_k=args.top_k,
-        k1=args.bm25_k1,
-        b=args.bm25_b,
-        min_history=args.min_history,
-        min_topic_chars=args.min_topic_chars,
-        exclude_topics=args.exclude_topics,
-        exclude_texts=args.exclude_texts,
-        keep_user_name_posts=args.keep_user_name_posts,
-        require_topics=args.require_topics,
-        test_topics=tuple(t.strip() for t in (args.test_topics or "").split(",") if t.strip()),
-        test_fraction=args.test_fraction,
-        seed=args.seed,
-        skip_bad_rows=args.skip_bad_rows,
-        command=command_line(),
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    summary = run_build(config_from_args(args))
-    print(format_summary(summary))
-    return 0

@@ -44,6 +44,8 @@ import numpy as np
 
 from socialsynth.core.errors import InputError
 from socialsynth.core.io import atomic_write_json, atomic_write_text, iter_jsonl
+from socialsynth.core.run import JobRun
+from socialsynth.jobs.response.config import EvaluateConfig
 from socialsynth.jobs.response.sentiment import LABELS, make_sentiment
 from socialsynth.jobs.response.text_metrics import SentenceBleu, guess_language, is_cjk, rouge_l
 
@@ -61,89 +63,7 @@ COLUMN_TITLES = {
     "kl": "KL",
 }
 PROVENANCE_FIELDS = ("model", "adapter", "params", "seed", "variant", "method")
-
-
-# --------------------------------------------------------------------------- command line
-
-
-def add_arguments(p) -> None:
-    from socialsynth.core.cli import default_dir
-
-    g = p.add_argument_group("inputs and outputs")
-    g.add_argument(
-        "-o",
-        "--output-dir",
-        "--output_dir",
-        dest="output_dir",
-        type=Path,
-        default=default_dir("output") / "responses",
-        help="the pipeline folder: predictions/*.jsonl and cases.jsonl are read from it, eval/ is written in it",
-    )
-    g.add_argument(
-        "--predictions",
-        nargs="+",
-        type=Path,
-        default=None,
-        metavar="FILE",
-        help="prediction files to compare (default: every DIR/predictions/*.jsonl); the method name is the file "
-        "name without .jsonl",
-    )
-    g.add_argument(
-        "--cases",
-        type=Path,
-        default=None,
-        help="cases.jsonl, for each case's language and topic title (default: DIR/cases.jsonl when it exists)",
-    )
-    g.add_argument(
-        "--eval-dir",
-        type=Path,
-        default=None,
-        help="where to write the evaluation (default: DIR/eval); e.g. one folder per sentiment model",
-    )
-    g.add_argument(
-        "--language",
-        choices=["auto", "en", "zh"],
-        default="auto",
-        help="tokenization language: auto = from cases.jsonl, else 'zh' when 30%%+ of a reference's letters are CJK",
-    )
-    m = p.add_argument_group("metrics")
-    m.add_argument(
-        "--sentiment",
-        default="lexicon",
-        help="'lexicon' (VADER, English only) or a classifier folder saved by train_classifier.py",
-    )
-    m.add_argument(
-        "--sentiment-map",
-        default=None,
-        metavar="CLASS=LABEL,...",
-        help="map the classifier's class names to positive/neutral/negative, e.g. '1=positive,0=negative' "
-        "(needed unless its classes are already named positive/neutral/negative or pos/neu/neg)",
-    )
-    m.add_argument(
-        "--embedding-model",
-        default="embedded",
-        help="sentence-transformers model for the embedding cosine: 'embedded' (all-MiniLM-L6-v2), a name or a "
-        "path; 'none' skips the metric",
-    )
-    m.add_argument("--device", default="auto", help="device of the embedding model and the sentiment classifier")
-    m.add_argument("--batch-size", type=int, default=64, help="texts per batch for the embedder and classifier")
-    m.add_argument(
-        "--kl-epsilon",
-        type=float,
-        default=1e-6,
-        help="added to every probability before KL (then renormalised), so an empty class gives a finite KL",
-    )
-    m.add_argument(
-        "--min-topic-users",
-        type=int,
-        default=1,
-        help="topics with fewer shared cases are reported in macro.json but left out of the macro averages",
-    )
-    m.add_argument(
-        "--bootstrap", type=int, default=2000, help="bootstrap resamples for the 95%% intervals (0: means only)"
-    )
-    m.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    m.add_argument("--no-plots", action="store_true", help="do not draw the per-topic PNGs")
+EVALUATE_META = "evaluate.meta.json"  # the run record, in the eval folder
 
 
 # --------------------------------------------------------------------------- reading
@@ -202,10 +122,10 @@ def method_names(paths: Sequence[Path]) -> list[str]:
     return names
 
 
-def prediction_files(args) -> list[Path]:
-    if args.predictions:
-        return list(args.predictions)
-    folder = Path(args.output_dir) / "predictions"
+def prediction_files(cfg: EvaluateConfig) -> list[Path]:
+    if cfg.predictions:
+        return list(cfg.predictions)
+    folder = Path(cfg.output_dir) / "predictions"
     files = sorted(folder.glob("*.jsonl"))
     if not files:
         raise InputError("no predictions/*.jsonl found: run `infer` first, or pass --predictions", path=folder)
@@ -531,23 +451,27 @@ class TopicPlots:
 # --------------------------------------------------------------------------- the stage
 
 
-def run(args) -> int:
-    from tqdm import tqdm
+@dataclass
+class Inputs:
+    """The prediction files read and aligned: the shared ids and what each method lost."""
 
-    from socialsynth.core.provenance import command_line, versions
+    methods: list[MethodPredictions]
+    ids: list[str]
+    dropped: dict[str, dict[str, int]]
+    mismatched: dict[str, int]  # method -> ids whose reference differs from the first method's
+    languages: dict[str, str]  # id -> "en" | "zh"
+    titles: dict[str, str]  # topic id -> title
+    cases_path: Path | None
 
-    out_dir = Path(args.output_dir)
-    eval_dir = Path(args.eval_dir) if args.eval_dir else out_dir / "eval"
-    if args.kl_epsilon < 0:
-        raise InputError("must be >= 0", field="--kl-epsilon")
-    if args.bootstrap < 0:
-        raise InputError("must be >= 0", field="--bootstrap")
 
-    files = prediction_files(args)
+def read_inputs(cfg: EvaluateConfig) -> Inputs:
+    """Read every prediction file and cases.jsonl, align the methods on their shared ids, pick each language."""
+    out_dir = Path(cfg.output_dir)
+    files = prediction_files(cfg)
     names = method_names(files)
-    methods = [read_predictions(Path(f), n) for f, n in zip(files, names)]
-    cases_path = args.cases if args.cases is not None else (out_dir / "cases.jsonl")
-    if args.cases is None and not cases_path.exists():
+    methods = [read_predictions(Path(f), n) for f, n in zip(files, names, strict=True)]
+    cases_path = cfg.cases if cfg.cases is not None else (out_dir / "cases.jsonl")
+    if cfg.cases is None and not cases_path.exists():
         cases_path = None
     case_languages, titles = read_cases(cases_path)
     ids, dropped = align(methods)
@@ -560,46 +484,48 @@ def run(args) -> int:
     }
     for method, count in mismatched.items():
         if count:
-            log.warning(
-                "%d ids have another reference in %s than in %s; using %s's",
-                count,
-                method,
-                methods[0].method,
-                methods[0].method,
-            )
-    if args.language != "auto":
-        languages = {k: args.language for k in ids}
+            log.warning("%d ids have another reference in %s than in %s; using %s's", count, method,
+                        methods[0].method, methods[0].method)
+    if cfg.language != "auto":
+        languages = {k: cfg.language for k in ids}
     else:
         languages = {k: case_languages.get(k) or guess_language(base[k]["reference"]) for k in ids}
+    return Inputs(methods, ids, dropped, mismatched, languages, titles, cases_path)
 
-    sentiment = make_sentiment(args.sentiment, args.sentiment_map, device=args.device, batch_size=args.batch_size)
-    sentiment.check_languages([languages[k] for k in ids])
+
+def load_scorers(cfg: EvaluateConfig, inputs: Inputs, eval_dir: Path):
+    """(sentiment labeller, embedder or None) as --sentiment and --embedding-model say."""
+    sentiment = make_sentiment(cfg.sentiment, cfg.sentiment_map, device=cfg.device, batch_size=cfg.batch_size)
+    sentiment.check_languages([inputs.languages[k] for k in inputs.ids])
     embedder = None
-    if args.embedding_model.lower() != "none":
+    if cfg.embedding_model.lower() != "none":
         from socialsynth.text.embeddings import Embedder
 
-        embedder = Embedder(
-            args.embedding_model, device=args.device, batch_size=args.batch_size, cache_dir=eval_dir / "cache"
-        )
-    bleu = SentenceBleu()
-    method_order = [m.method for m in methods]
-    micro, _ = micro_metrics(ids, methods, languages, sentiment, embedder, bleu)
-    topics = macro_metrics(micro, method_order, args.kl_epsilon, args.min_topic_users, titles)
-    rows = summarize(micro, topics, method_order, args.bootstrap, args.seed)
+        embedder = Embedder(cfg.embedding_model, device=cfg.device, batch_size=cfg.batch_size,
+                            cache_dir=eval_dir / "cache")
+    return sentiment, embedder
 
-    eval_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(eval_dir / "micro.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in micro))
-    if not args.no_plots:
-        plots = eval_dir / "plots"
-        plots.mkdir(parents=True, exist_ok=True)
-        drawer = TopicPlots(method_order)
-        try:
-            for topic, name in tqdm(plot_names(list(topics)).items(), desc="plots", unit="topic", leave=False):
-                drawer.draw(plots / name, topic, topics[topic])
-                topics[topic]["plot"] = str(Path("plots") / name)
-        finally:
-            drawer.close()
-    provenance = {
+
+def draw_plots(topics: dict[str, dict], method_order: Sequence[str], eval_dir: Path) -> None:
+    """plots/<topic>.png per topic; each topic entry gets its plot's relative path."""
+    from tqdm import tqdm
+
+    plots = eval_dir / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    drawer = TopicPlots(method_order)
+    try:
+        for topic, name in tqdm(plot_names(list(topics)).items(), desc="plots", unit="topic", leave=False):
+            drawer.draw(plots / name, topic, topics[topic])
+            topics[topic]["plot"] = str(Path("plots") / name)
+    finally:
+        drawer.close()
+
+
+def provenance(cfg: EvaluateConfig, inputs: Inputs, sentiment, embedder, bleu: SentenceBleu) -> dict:
+    """How every number was computed: the provenance block of comparison.json."""
+    from socialsynth.core.provenance import command_line, versions
+
+    return {
         "command": command_line(),
         "versions": versions(),
         "sentiment": sentiment.describe(),
@@ -607,52 +533,90 @@ def run(args) -> int:
         "rouge_l": "F1 of the LCS of lower-cased tokens (words; one token per CJK character)",
         "bleu": {"implementation": "sacrebleu sentence BLEU, 0-100", "signatures": bleu.signatures()},
         "embedding_model": embedder.name if embedder is not None else None,
-        "kl": f"bits; add {args.kl_epsilon:g} to every probability of both distributions, then renormalise",
+        "kl": f"bits; add {cfg.kl_epsilon:g} to every probability of both distributions, then renormalise",
         "jsd": "bits (log base 2), unsmoothed",
-        "bootstrap": {"resamples": args.bootstrap, "seed": args.seed, "level": 0.95},
-        "min_topic_users": args.min_topic_users,
-        "languages": dict(Counter(languages[k] for k in ids)),
-        "cases_file": str(cases_path) if cases_path else None,
+        "bootstrap": {"resamples": cfg.bootstrap, "seed": cfg.seed, "level": 0.95},
+        "min_topic_users": cfg.min_topic_users,
+        "languages": dict(Counter(inputs.languages[k] for k in inputs.ids)),
+        "cases_file": str(inputs.cases_path) if inputs.cases_path else None,
     }
-    atomic_write_json(
-        eval_dir / "macro.json", {"labels": list(LABELS), "kl_epsilon": args.kl_epsilon, "topics": topics}
-    )
-    table = format_table(rows)
-    inputs = {
+
+
+def input_report(inputs: Inputs) -> dict:
+    """Per method: its file, how many lines were usable, failed, duplicated or dropped, and its provenance."""
+    return {
         m.method: {
             "path": str(m.path),
             "lines": m.lines,
             "usable": len(m.records),
             "failed": len(m.failed),
             "duplicates": m.duplicates,
-            "dropped": dropped[m.method],
-            "reference_mismatches": mismatched.get(m.method, 0),
+            "dropped": inputs.dropped[m.method],
+            "reference_mismatches": inputs.mismatched.get(m.method, 0),
             "provenance": m.provenance(),
         }
-        for m in methods
+        for m in inputs.methods
     }
+
+
+def report_text(cfg: EvaluateConfig, inputs: Inputs, rows: list[dict], n_topics: int, sentiment_info: dict) -> str:
+    """comparison.txt: the table, then what it averages over and what each method lost."""
+    notes = [
+        f"{len(inputs.ids)} cases shared by {len(inputs.methods)} method(s), {n_topics} topics; "
+        f"sentiment: {_describe_short(sentiment_info)}",
+        "mean [95% bootstrap interval]; * = best; micro metrics over cases, JSD/KL (bits, KL(real||pred), "
+        f"epsilon {cfg.kl_epsilon:g}) over topics with >= {cfg.min_topic_users} case(s); BLEU: sacrebleu 0-100",
+    ]
+    for m in inputs.methods:
+        if inputs.dropped[m.method]:
+            reasons = ", ".join(f"{v} {k}" for k, v in inputs.dropped[m.method].items())
+            notes.append(f"{m.method}: dropped {reasons}")
+    return "\n".join([format_table(rows), "", *notes]) + "\n"
+
+
+def evaluate(cfg: EvaluateConfig, eval_dir: Path) -> dict:
+    """Score, write eval/ (micro.jsonl, macro.json, comparison.json/.txt, plots/); return the summary."""
+    inputs = read_inputs(cfg)
+    sentiment, embedder = load_scorers(cfg, inputs, eval_dir)
+    bleu = SentenceBleu()
+    method_order = [m.method for m in inputs.methods]
+    micro, _ = micro_metrics(inputs.ids, inputs.methods, inputs.languages, sentiment, embedder, bleu)
+    topics = macro_metrics(micro, method_order, cfg.kl_epsilon, cfg.min_topic_users, inputs.titles)
+    rows = summarize(micro, topics, method_order, cfg.bootstrap, cfg.seed)
+
+    eval_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(eval_dir / "micro.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in micro))
+    if not cfg.no_plots:
+        draw_plots(topics, method_order, eval_dir)
+    prov = provenance(cfg, inputs, sentiment, embedder, bleu)
+    atomic_write_json(eval_dir / "macro.json", {"labels": list(LABELS), "kl_epsilon": cfg.kl_epsilon, "topics": topics})
     atomic_write_json(
         eval_dir / "comparison.json",
-        {"shared_cases": len(ids), "topics": len(topics), "methods": rows, "inputs": inputs, "provenance": provenance},
+        {"shared_cases": len(inputs.ids), "topics": len(topics), "methods": rows, "inputs": input_report(inputs),
+         "provenance": prov},
     )
-    notes = [
-        f"{len(ids)} cases shared by {len(methods)} method(s), {len(topics)} topics; "
-        f"sentiment: {_describe_short(provenance['sentiment'])}",
-        "mean [95% bootstrap interval]; * = best; micro metrics over cases, JSD/KL (bits, KL(real||pred), "
-        f"epsilon {args.kl_epsilon:g}) over topics with >= {args.min_topic_users} case(s); BLEU: sacrebleu 0-100",
-    ]
-    for m in methods:
-        if dropped[m.method]:
-            reasons = ", ".join(f"{v} {k}" for k, v in dropped[m.method].items())
-            notes.append(f"{m.method}: dropped {reasons}")
-    text = "\n".join([table, "", *notes]) + "\n"
+    text = report_text(cfg, inputs, rows, len(topics), prov["sentiment"])
     atomic_write_text(eval_dir / "comparison.txt", text)
-    print(text, end="")
-    print(
-        f"wrote {eval_dir}/: micro.jsonl ({len(micro)} rows), macro.json, comparison.json, comparison.txt"
-        + ("" if args.no_plots else f", plots/ ({len(topics)} PNGs)")
+    return {"text": text, "eval_dir": str(eval_dir), "micro_rows": len(micro), "topics": len(topics),
+            "shared_cases": len(inputs.ids), "methods": method_order, "plots": not cfg.no_plots}
+
+
+def run_evaluate(cfg: EvaluateConfig) -> dict:
+    """evaluate() under the run record eval/evaluate.meta.json."""
+    eval_dir = Path(cfg.eval_dir) if cfg.eval_dir else Path(cfg.output_dir) / "eval"
+    with JobRun("response.evaluate", eval_dir / EVALUATE_META, cfg) as run:
+        summary = evaluate(cfg, eval_dir)
+        run.meta.update({k: v for k, v in summary.items() if k != "text"})
+        run.note_items(summary["micro_rows"])
+        run.mark_complete(True)
+    return summary
+
+
+def format_summary(s: dict) -> str:
+    return s["text"] + (
+        f"wrote {s['eval_dir']}/: micro.jsonl ({s['micro_rows']} rows), macro.json, comparison.json, comparison.txt"
+        + ("" if not s["plots"] else f", plots/ ({s['topics']} PNGs)")
     )
-    return 0
 
 
 def _describe_short(info: dict) -> str:

@@ -19,57 +19,28 @@ Answers are cleaned the same way for every method: whitespace, a leaked end-of-t
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import re
-import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from socialsynth.core.cli import add_model_args, add_sampling_args, default_dir, sampling_params
 from socialsynth.core.errors import InputError
-from socialsynth.core.io import JsonlWriter, atomic_write_json, iter_jsonl, meta_path
-from socialsynth.llm.base import request_seed
-from socialsynth.core.provenance import command_line, previous_meta, versions
+from socialsynth.core.io import JsonlWriter, iter_jsonl
+from socialsynth.core.provenance import command_line
+from socialsynth.core.run import JobRun, record_path
 from socialsynth.core.runner import GracefulStop, run_chunks
+from socialsynth.jobs.response.config import SEED_SAMPLING, InferConfig  # noqa: F401  (re-exported)
 from socialsynth.jobs.response.pac_lora import is_pac_lora_dir, load_pac_lora
-from socialsynth.jobs.response.records import VARIANTS, chat_for
+from socialsynth.jobs.response.records import chat_for
 from socialsynth.jobs.response.spans import EncodedPrompt, encode_prompt, fit_length
-from socialsynth.jobs.response.training import TRAINING_FILE, load_base
+from socialsynth.jobs.response.training import TRAINING_FILE
+from socialsynth.llm.base import request_seed
 
 log = logging.getLogger(__name__)
 
-SEED_SAMPLING = {"temperature": 0.7, "top_p": 0.9, "top_k": 20, "repetition_penalty": 1.2, "max_new_tokens": 256}
 END_MARKERS = ("<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<end_of_turn>", "</s>", "<|endoftext|>")
-QUOTES = {'"': '"', "'": "'", "“": "”", "‘": "’", "「": "」", "『": "』", "«": "»"}
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-o", "--output-dir", type=Path, default=default_dir("output") / "responses", help="stage folder")
-    which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--adapter", type=Path, default=None, help="an adapter folder written by train")
-    which.add_argument("--zero-shot", action="store_true", help="no adapter: the base model through --backend")
-    p.add_argument(
-        "--variant", choices=VARIANTS, default=None, help="prompt variant (default: the adapter's; full for zero-shot)"
-    )
-    p.add_argument("--input-file", type=Path, default=None, help="Alpaca JSONL (default: OUTPUT/alpaca/VARIANT.jsonl)")
-    p.add_argument("--split", default="test", help="which records to answer (their 'split' field)")
-    p.add_argument(
-        "--method-name",
-        default=None,
-        help="predictions file name and 'method' field (default: the adapter's name, or zero-shot[-VARIANT])",
-    )
-    p.add_argument("--batch-size", type=int, default=8, help="prompts generated together")
-    p.add_argument(
-        "--max-length",
-        type=int,
-        default=1024,
-        help="adapters: prompt tokens at most (the user span is cut first); zero-shot: the backend's limits apply",
-    )
-    add_model_args(p)
-    p.set_defaults(model=None)  # adapters: the base model they were trained on; zero-shot: embedded
-    add_sampling_args(p)
-    p.set_defaults(**SEED_SAMPLING)
+QUOTE_PAIRS = {'"': '"', "'": "'", "“": "”", "‘": "’", "「": "」", "『": "』", "«": "»"}  # opening -> closing
 
 
 # ----------------------------------------------------------------------------------------------- answers
@@ -81,7 +52,7 @@ def clean_prediction(text: str) -> str:
         if marker in text:
             text = text.split(marker, 1)[0]
     text = text.strip()
-    while len(text) >= 2 and text[0] in QUOTES and text[-1] == QUOTES[text[0]]:
+    while len(text) >= 2 and text[0] in QUOTE_PAIRS and text[-1] == QUOTE_PAIRS[text[0]]:
         inner = text[1:-1]
         if text[0] in inner:  # "a" and "b": the quotes are not around the whole answer
             break
@@ -123,12 +94,12 @@ class AdapterGenerator:
     """Batched sampling with a PAC-LoRA or peft LoRA adapter on its base model (left padding, HF generate)."""
 
     def __init__(self, directory: Path, info: dict, model_name: str, device: str, dtype: str, quantization=None):
-        from socialsynth.llm.hf import _eos_ids, resolve_device, resolve_dtype
+        from socialsynth.llm.loading import eos_ids, load_causal_lm, resolve_device, resolve_dtype
 
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.method = info["method"]
-        self.tokenizer, base = load_base(model_name, self.device, self.dtype, quantization)
+        self.tokenizer, base = load_causal_lm(model_name, self.device, self.dtype, quantization, frozen=True)
         if self.method == "pac-lora":
             self.model = load_pac_lora(base, directory)
         else:
@@ -138,7 +109,7 @@ class AdapterGenerator:
         if not quantization:
             self.model.to(self.device)
         self.model.eval()
-        self.eos_ids = _eos_ids(base, self.tokenizer)
+        self.eos_ids = eos_ids(base, self.tokenizer)
         self.pad_id = self.tokenizer.pad_token_id
 
     def _left_pad(self, prompts: list[EncodedPrompt]):
@@ -192,24 +163,6 @@ class AdapterGenerator:
 # ----------------------------------------------------------------------------------------------- running
 
 
-def _backend_spec(args, model: str):
-    """The zero-shot backend from the model flags (cli.backend_spec when this checkout has it)."""
-    from socialsynth import cli
-
-    if hasattr(cli, "backend_spec"):
-        return cli.backend_spec(args, model=model)
-    from socialsynth.llm import BackendSpec
-
-    return BackendSpec(
-        backend=args.backend,
-        model=model,
-        quantization=args.quantization,
-        device=args.device,
-        dtype=args.dtype,
-        max_batch_size=args.batch_size,
-    )
-
-
 def read_cases(path: Path, split: str) -> list[tuple[int, dict]]:
     if not path.exists():
         raise InputError("file not found (run extract-personas first, or pass --input-file)", path=path)
@@ -235,138 +188,177 @@ def _record(case: dict, method: str, variant: str, text: str, reason: str, prov:
     }
 
 
-def run(args) -> int:
-    if args.batch_size < 1:
-        raise InputError("must be >= 1", field="--batch-size")
-    out = Path(args.output_dir)
-    info = read_adapter(Path(args.adapter)) if args.adapter else None
-    if info and args.backend != "hf":
-        raise InputError(
-            "adapters run in this process (transformers); drop --backend or use --zero-shot", field="backend"
-        )
-    variant = args.variant or (info and info.get("variant")) or "full"
-    if info and info.get("variant") and args.variant and args.variant != info["variant"]:
+@dataclass
+class InferPlan:
+    """What infer answers and where: the method's name, the prompt variant, the records, the predictions file."""
+
+    method: str
+    variant: str
+    info: dict | None  # read_adapter's answer; None for zero-shot
+    input_file: Path
+    cases: list[tuple[int, dict]]  # (line, Alpaca record) of the chosen split
+    target: Path
+
+
+def plan_inference(cfg: InferConfig) -> InferPlan:
+    """Read the adapter's description and the records of --split; name the method and the predictions file."""
+    out = Path(cfg.output_dir)
+    info = read_adapter(Path(cfg.adapter)) if cfg.adapter else None
+    variant = cfg.variant or (info and info.get("variant")) or "full"
+    if info and info.get("variant") and cfg.variant and cfg.variant != info["variant"]:
         log.warning(
             "adapter %s was trained on variant %s; answering %s prompts", info["name"], info["variant"], variant
         )
-    method = args.method_name or (
+    method = cfg.method_name or (
         info["name"] if info else ("zero-shot" if variant == "full" else f"zero-shot-{variant}")
     )
     if not re.fullmatch(r"[\w.+-]+", method):
         raise InputError("use letters, digits and . _ + - only (it names a file)", field="--method-name")
-    input_file = Path(args.input_file) if args.input_file else out / "alpaca" / f"{variant}.jsonl"
-    cases = read_cases(input_file, args.split)
+    input_file = Path(cfg.input_file) if cfg.input_file else out / "alpaca" / f"{variant}.jsonl"
+    cases = read_cases(input_file, cfg.split)
     if not cases:
-        raise InputError(f"no records with split {args.split!r}", path=input_file)
-    target = out / "predictions" / f"{method}.jsonl"
-    params = sampling_params(args)
-    t0 = time.perf_counter()
-    with JsonlWriter(target) as writer:
-        todo = [(line, c) for line, c in cases if str(c["id"]) not in writer.done]
-        already = len(cases) - len(todo)
-        if not todo:
-            print(f"{method}: all {len(cases)} {args.split} cases are already in {target}; nothing to do")
-            return 0
-        if info:
-            model_name = args.model or info["base_model"] or "embedded"
-            engine = AdapterGenerator(Path(args.adapter), info, model_name, args.device, args.dtype, args.quantization)
-            prov = {"model": model_name, "adapter": str(args.adapter), "params": params.to_dict(), "seed": args.seed}
-            prompts = {}
-            for line, c in todo:  # encode up front: bad records fail before any generation
-                full = encode_prompt(engine.tokenizer, c, input_file, line, need_spans=info["method"] == "pac-lora")
-                prompts[c["id"]] = (fit_length(full, args.max_length), len(full))
-            todo.sort(key=lambda lc: -(len(prompts[lc[1]["id"]][0]) if prompts[lc[1]["id"]][0] else 0))
+        raise InputError(f"no records with split {cfg.split!r}", path=input_file)
+    return InferPlan(method, variant, info, input_file, cases, out / "predictions" / f"{method}.jsonl")
 
-            def process(chunk):
-                records, ok = [], []
-                for _line, c in chunk:
-                    enc, n_full = prompts[c["id"]]
-                    if enc is None:
-                        error = f"prompt of {n_full} tokens does not fit --max-length {args.max_length}"
-                        records.append(_record(c, method, variant, "", "error", prov, status="error", error=error))
-                    else:
-                        ok.append(c)
-                if ok:
-                    seed = request_seed(args.seed, str(ok[0]["id"]))
-                    outs = engine.generate([prompts[c["id"]][0] for c in ok], params, seed)
-                    for c, (text, n_new, reason) in zip(ok, outs):
-                        enc, n_full = prompts[c["id"]]
-                        records.append(
-                            _record(
-                                c,
-                                method,
-                                variant,
-                                text,
-                                reason,
-                                prov,
-                                sampling_seed=seed,
-                                n_new_tokens=n_new,
-                                prompt_tokens_cut=n_full - len(enc),
-                            )
-                        )
-                return records
 
-            describe = {
-                "backend": "hf (in process, adapter)",
-                "model": model_name,
-                "device": engine.device,
-                "dtype": str(engine.dtype).replace("torch.", ""),
-                "method": info["method"],
-            }
+class AdapterJob:
+    """Answers chunks of records with an adapter on its base model in this process (tokens counted in `run`)."""
+
+    def __init__(self, cfg: InferConfig, plan: InferPlan, run: JobRun):
+        self.cfg, self.plan, self.run = cfg, plan, run
+        self.params = cfg.params
+        self.model_name = cfg.model.model or plan.info["base_model"] or "embedded"
+        self.engine = AdapterGenerator(Path(cfg.adapter), plan.info, self.model_name, cfg.model.device,
+                                       cfg.model.dtype, cfg.model.quantization)
+        self.prov = {"model": self.model_name, "adapter": str(cfg.adapter), "params": self.params.to_dict(),
+                     "seed": self.params.seed}
+        self.prompts: dict = {}
+        self.describe = {
+            "backend": "hf (in process, adapter)",
+            "model": self.model_name,
+            "device": self.engine.device,
+            "dtype": str(self.engine.dtype).replace("torch.", ""),
+            "method": plan.info["method"],
+        }
+
+    def prepare(self, todo: list[tuple[int, dict]]) -> list[tuple[int, dict]]:
+        """Encode every prompt up front (bad records fail before any generation); longest first."""
+        spans = self.plan.info["method"] == "pac-lora"
+        for line, c in todo:
+            full = encode_prompt(self.engine.tokenizer, c, self.plan.input_file, line, need_spans=spans)
+            self.prompts[c["id"]] = (fit_length(full, self.cfg.max_length), len(full))
+        return sorted(todo, key=lambda lc: -(len(self.prompts[lc[1]["id"]][0]) if self.prompts[lc[1]["id"]][0] else 0))
+
+    def process(self, chunk) -> list[dict]:
+        records, ok = [], []
+        for _line, c in chunk:
+            enc, n_full = self.prompts[c["id"]]
+            if enc is None:
+                error = f"prompt of {n_full} tokens does not fit --max-length {self.cfg.max_length}"
+                records.append(self._record(c, "", "error", status="error", error=error))
+            else:
+                ok.append(c)
+        if ok:
+            records += self._generate(ok)
+        return records
+
+    def _generate(self, ok: list[dict]) -> list[dict]:
+        seed = request_seed(self.params.seed, str(ok[0]["id"]))
+        outs = self.engine.generate([self.prompts[c["id"]][0] for c in ok], self.params, seed)
+        records = []
+        for c, (text, n_new, reason) in zip(ok, outs, strict=True):
+            enc, n_full = self.prompts[c["id"]]
+            self.run.count_tokens(self.model_name, "infer", len(enc), n_new)
+            records.append(self._record(c, text, reason, sampling_seed=seed, n_new_tokens=n_new,
+                                        prompt_tokens_cut=n_full - len(enc)))
+        return records
+
+    def _record(self, case: dict, text: str, reason: str, **extra) -> dict:
+        return _record(case, self.plan.method, self.plan.variant, text, reason, self.prov, **extra)
+
+
+class ZeroShotJob:
+    """Answers chunks of records through a socialsynth backend (--backend/-m); tokens tracked by the caller."""
+
+    def __init__(self, cfg: InferConfig, plan: InferPlan):
+        self.plan = plan
+        self.params = cfg.params
+        self.model_name = cfg.model.model or "embedded"
+        self.backend = cfg.model.spec(self.model_name, seed=self.params.seed).load()
+        self.describe = self.backend.describe()
+        self.prov = {"model": self.model_name, "adapter": None, "params": self.params.to_dict(),
+                     "seed": self.params.seed}
+
+    def prepare(self, todo: list[tuple[int, dict]]) -> list[tuple[int, dict]]:
+        return todo
+
+    def process(self, chunk) -> list[dict]:
+        chats = [chat_for(c) for _line, c in chunk]
+        outs = self.backend.generate(chats, self.params, keys=[str(c["id"]) for _line, c in chunk])
+        records = []
+        for (_line, c), comp in zip(chunk, outs, strict=True):
+            extra = {"sampling_seed": comp.seed, "n_new_tokens": comp.n_new_tokens}
+            if comp.finish_reason == "error":
+                extra.update(status="error", error=getattr(comp, "error", None) or "generation failed")
+            records.append(_record(c, self.plan.method, self.plan.variant, comp.text, comp.finish_reason, self.prov,
+                                   **extra))
+        return records
+
+
+def answer(cfg: InferConfig, plan: InferPlan, run: JobRun, writer: JsonlWriter, todo: list) -> int:
+    """Load the model, answer `todo` in chunks of --batch-size through the resumable writer; return how many
+    records this run wrote."""
+    job = AdapterJob(cfg, plan, run) if plan.info else ZeroShotJob(cfg, plan)
+    todo = job.prepare(todo)
+    run.meta["model"] = job.describe
+    hint = f"rerun `{command_line()}` to continue"
+    with GracefulStop() as stop:
+        if isinstance(job, ZeroShotJob):
+            with run.track(job.backend, "infer", model=job.model_name):
+                counts = run_chunks(todo, job.process, writer, cfg.batch_size, stop, desc="cases", resume_hint=hint)
         else:
-            model_name = args.model or "embedded"
-            backend = _backend_spec(args, model_name).load()
-            describe = backend.describe()
-            prov = {"model": model_name, "adapter": None, "params": params.to_dict(), "seed": args.seed}
+            counts = run_chunks(todo, job.process, writer, cfg.batch_size, stop, desc="cases", resume_hint=hint)
+    run.note_items(counts.done)
+    return counts.written
 
-            def process(chunk):
-                chats = [chat_for(c) for _line, c in chunk]
-                outs = backend.generate(chats, params, keys=[str(c["id"]) for _line, c in chunk])
-                records = []
-                for (_line, c), comp in zip(chunk, outs):
-                    extra = {"sampling_seed": comp.seed, "n_new_tokens": comp.n_new_tokens}
-                    if comp.finish_reason == "error":
-                        extra.update(status="error", error=getattr(comp, "error", None) or "generation failed")
-                    records.append(_record(c, method, variant, comp.text, comp.finish_reason, prov, **extra))
-                return records
 
-        with GracefulStop() as stop:
-            counts = run_chunks(
-                todo,
-                process,
-                writer,
-                args.batch_size,
-                stop,
-                desc="cases",
-                resume_hint=f"rerun `{command_line()}` to continue",
-            )
-        total = len(writer.done)
-    meta = previous_meta(meta_path(target))
-    runs = meta.get("runs", []) + [
-        {"command": command_line(), "written": counts.written, "seconds": round(time.perf_counter() - t0, 2)}
-    ]
-    atomic_write_json(
-        meta_path(target),
-        {
-            "method": method,
-            "variant": variant,
-            "split": args.split,
-            "input_file": str(input_file),
-            "adapter": str(args.adapter) if args.adapter else None,
-            "adapter_method": info["method"] if info else "zero-shot",
-            "model": describe,
-            "params": params.to_dict(),
-            "seed": args.seed,
-            "batch_size": args.batch_size,
-            "max_length": args.max_length,
-            "cases": len(cases),
-            "written": total,
-            "runs": runs,
-            "versions": versions(),
-        },
+def run_infer(cfg: InferConfig) -> dict:
+    """Write the missing predictions of --split to predictions/<method>.jsonl and its run record; the summary."""
+    plan = plan_inference(cfg)
+    with JobRun("response.infer", record_path(plan.target), cfg) as run:
+        run.meta.update(_record_fields(cfg, plan))
+        with JsonlWriter(plan.target) as writer:
+            todo = [(line, c) for line, c in plan.cases if str(c["id"]) not in writer.done]
+            already = len(plan.cases) - len(todo)
+            written = answer(cfg, plan, run, writer, todo) if todo else 0
+            total = len(writer.done)
+        run.meta["written"] = total
+        run.mark_complete(all(str(c["id"]) in writer.done for _line, c in plan.cases))
+    return {"method": plan.method, "split": cfg.split, "target": str(plan.target), "cases": len(plan.cases),
+            "written": written, "already": already, "total": total}
+
+
+def _record_fields(cfg: InferConfig, plan: InferPlan) -> dict:
+    """The job fields of predictions/<method>.meta.json."""
+    return {
+        "method": plan.method,
+        "variant": plan.variant,
+        "split": cfg.split,
+        "input_file": str(plan.input_file),
+        "adapter": str(cfg.adapter) if cfg.adapter else None,
+        "adapter_method": plan.info["method"] if plan.info else "zero-shot",
+        "params": cfg.params.to_dict(),
+        "seed": cfg.sampling.seed,
+        "batch_size": cfg.batch_size,
+        "max_length": cfg.max_length,
+        "cases": len(plan.cases),
+    }
+
+
+def format_summary(s: dict) -> str:
+    if s["already"] == s["cases"] and not s["written"]:
+        return f"{s['method']}: all {s['cases']} {s['split']} cases are already in {s['target']}; nothing to do"
+    return (
+        f"{s['method']}: {s['written']} predictions written, {s['already']} already there, {s['total']} of "
+        f"{s['cases']} {s['split']} cases in {s['target']}"
     )
-    print(
-        f"{method}: {counts.written} predictions written, {already} already there, {total} of {len(cases)} "
-        f"{args.split} cases in {target}"
-    )
-    return 0

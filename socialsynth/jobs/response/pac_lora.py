@@ -41,7 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+from socialsynth.jobs.response.records import DEFAULT_TARGETS
+
 ROUTER_HIDDEN = 32
 CONFIG_FILE = "pac_lora_config.json"
 WEIGHTS_FILE = "pac_lora.safetensors"

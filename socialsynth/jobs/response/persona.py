@@ -25,24 +25,24 @@ model: the Alpaca files are still written, but without a persona section, so onl
 
 from __future__ import annotations
 
-import argparse
 import logging
 import re
 import time
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
 
-from socialsynth.core.cli import add_model_args, add_sampling_args, backend_spec, sampling_params
 from socialsynth.core.errors import InputError
 from socialsynth.core.io import JsonlWriter, atomic_write_json, iter_jsonl
-from socialsynth.llm import Backend, GenerationParams
-from socialsynth.prompts import Template, load_template
-from socialsynth.core.provenance import command_line, jsonable, previous_meta, versions
+from socialsynth.core.provenance import command_line
+from socialsynth.core.run import JobRun
 from socialsynth.core.runner import GracefulStop, run_chunks
 from socialsynth.jobs.response.alpaca import write_alpaca
-from socialsynth.jobs.response.dataset import CASES_NAME, default_output_dir
+from socialsynth.jobs.response.config import PersonaConfig
+from socialsynth.jobs.response.dataset import CASES_NAME
+from socialsynth.llm import Backend
+from socialsynth.prompts import Template, load_template
 
 log = logging.getLogger(__name__)
 PERSONAS_NAME = "personas.jsonl"
@@ -171,20 +171,6 @@ def load_cases(path: Path) -> list[dict]:
 # -- the job ---------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class PersonaConfig:
-    output_dir: Path = field(default_factory=default_output_dir)
-    cases: Path | None = None  # default <output_dir>/cases.jsonl
-    model: Any = None  # a BackendSpec (anything with .model and .load()); None only with no_personas
-    params: GenerationParams = field(default_factory=lambda: GenerationParams(max_new_tokens=160))
-    persona_template: str | None = None  # default response_persona_<language>
-    instruction_templates: dict[str, str] = field(default_factory=dict)  # language -> template name or path
-    persona_posts: int = 5
-    batch_size: int = 8
-    no_personas: bool = False
-    command: str = ""
-
-
 class PersonaJob:
     def __init__(self, backend: Backend, cfg: PersonaConfig):
         self.backend, self.cfg = backend, cfg
@@ -238,52 +224,47 @@ def read_personas(path: Path) -> dict[str, dict]:
 def run_personas(cfg: PersonaConfig, backend: Backend | None = None) -> dict:
     """Extract the missing personas (unless no_personas), then write the Alpaca files; return the summary.
 
-    `backend` replaces loading `cfg.model` (tests pass a FakeBackend)."""
+    `backend` replaces loading the model of `cfg.model` (tests pass a FakeBackend)."""
     t0 = time.perf_counter()
     out_dir = Path(cfg.output_dir)
     cases = load_cases(Path(cfg.cases) if cfg.cases else out_dir / CASES_NAME)
-    if cfg.persona_posts < 1:
-        raise InputError("must be at least 1", field="--persona-posts")
     users = users_from_cases(cases, cfg.persona_posts)
-    out, meta_file = out_dir / PERSONAS_NAME, out_dir / PERSONAS_META
-    meta = previous_meta(meta_file)
-    meta.update(
-        {
-            "command": cfg.command,
-            "config": jsonable({**asdict(replace(cfg, model=None)), "model": _spec_dict(cfg.model)}),
-            "versions": versions(),
-            "n_users": len(users),
-        }
-    )
-    this_run = 0
-    if not cfg.no_personas:
-        stop = GracefulStop()
-        with stop, JsonlWriter(out, key="user_id") as writer:
-            todo = [u for u in users if u.user_id not in writer.done]
-            log.info("personas: %d users to do (of %d)", len(todo), len(users))
-            try:
-                if todo:
-                    if backend is None:
-                        if cfg.model is None:
-                            raise InputError("no model given for extract-personas", field="--model")
-                        backend = cfg.model.load()
-                    job = PersonaJob(backend, cfg)
-                    counts = run_chunks(
-                        todo,
-                        job.process,
-                        writer,
-                        cfg.batch_size,
-                        stop,
-                        desc="personas",
-                        resume_hint=f"rerun the same command to resume: {cfg.command}",
-                    )
-                    this_run = counts.written
-                    meta["model"] = backend.describe()
-            finally:
-                meta["n_written"] = len(writer.done)
-                meta["complete"] = all(u.user_id in writer.done for u in users)
-                atomic_write_json(meta_file, meta)
-    records = read_personas(out) if not cfg.no_personas else {}
+    out = out_dir / PERSONAS_NAME
+    if cfg.no_personas:
+        return write_outputs(cfg, cases, users, {}, 0, t0)
+    with JobRun("response.personas", out_dir / PERSONAS_META, cfg) as run:
+        run.meta["n_users"] = len(users)
+        this_run = extract_personas(cfg, users, out, run, backend)
+        summary = write_outputs(cfg, cases, users, read_personas(out), this_run, t0)
+        run.meta["summary"] = summary
+    return summary
+
+
+def extract_personas(cfg: PersonaConfig, users: Sequence[UserItem], out: Path, run: JobRun,
+                     backend: Backend | None) -> int:
+    """Write the personas still missing from `out` in chunks (resumable); return how many this run wrote."""
+    with GracefulStop() as stop, JsonlWriter(out, key="user_id") as writer:
+        todo = [u for u in users if u.user_id not in writer.done]
+        log.info("personas: %d users to do (of %d)", len(todo), len(users))
+        try:
+            if not todo:
+                return 0
+            backend = backend or cfg.spec().load()
+            run.meta["model"] = backend.describe()
+            with run.track(backend, "persona"):
+                counts = run_chunks(todo, PersonaJob(backend, cfg).process, writer, cfg.batch_size, stop,
+                                    desc="personas", resume_hint=f"rerun the same command to resume: {command_line()}")
+            run.note_items(counts.done)
+            return counts.written
+        finally:
+            run.meta["n_written"] = len(writer.done)
+            run.mark_complete(all(u.user_id in writer.done for u in users))
+
+
+def write_outputs(cfg: PersonaConfig, cases: Sequence[Mapping], users: Sequence[UserItem],
+                  records: Mapping[str, dict], this_run: int, t0: float) -> dict:
+    """The Alpaca files (rebuilt from cases + personas on every run) and alpaca.meta.json; returns the summary."""
+    out_dir = Path(cfg.output_dir)
     wanted = {u.user_id for u in users}
     records = {uid: rec for uid, rec in records.items() if uid in wanted}
     personas = {uid: rec.get("persona") or [] for uid, rec in records.items()}
@@ -297,7 +278,7 @@ def run_personas(cfg: PersonaConfig, backend: Backend | None = None) -> dict:
         "personas_total": len(records),
         "status": dict(status),
         "no_personas": cfg.no_personas,
-        "personas": None if cfg.no_personas else str(out),
+        "personas": None if cfg.no_personas else str(out_dir / PERSONAS_NAME),
         "alpaca": alpaca,
         "seconds": round(time.perf_counter() - t0, 2),
     }
@@ -306,20 +287,8 @@ def run_personas(cfg: PersonaConfig, backend: Backend | None = None) -> dict:
             "--no-personas: no persona was extracted; only alpaca/without_persona.jsonl is meaningful "
             "(full and without_history have no persona section)"
         )
-    if not cfg.no_personas:
-        meta["summary"] = summary
-        atomic_write_json(meta_file, meta)
-    atomic_write_json(out_dir / ALPACA_DIR / "alpaca.meta.json", {"command": cfg.command, **summary})
+    atomic_write_json(out_dir / ALPACA_DIR / "alpaca.meta.json", {"command": command_line(), **summary})
     return summary
-
-
-def _spec_dict(spec) -> dict | None:
-    if spec is None:
-        return None
-    try:
-        return asdict(spec)
-    except TypeError:
-        return {"model": getattr(spec, "model", str(spec))}
 
 
 def format_summary(s: dict) -> str:
@@ -337,58 +306,3 @@ def format_summary(s: dict) -> str:
     lines.append("instruction templates: " + ", ".join(f"{k} {v}" for k, v in a["templates"].items()))
     lines.append(f"time: {s['seconds']} s")
     return "\n".join(lines)
-
-
-# -- command line ----------------------------------------------------------------------------------------------
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "-o", "--output-dir", type=Path, default=default_output_dir(), help="stage folder (cases.jsonl is read here)"
-    )
-    p.add_argument("--cases", type=Path, default=None, help="cases file (default: <output-dir>/cases.jsonl)")
-    p.add_argument(
-        "--no-personas",
-        action="store_true",
-        help="skip the model: write the Alpaca files without personas (only without_persona is meaningful then)",
-    )
-    p.add_argument("--persona-posts", type=int, default=5, help="history posts shown per user in the persona prompt")
-    p.add_argument(
-        "--persona-template",
-        default=None,
-        help="persona prompt (a template name or YAML path; default response_persona_en / _zh by case language)",
-    )
-    p.add_argument("--instruction-template-en", default=None, help="English Alpaca instruction template (name/path)")
-    p.add_argument("--instruction-template-zh", default=None, help="Chinese Alpaca instruction template (name/path)")
-    p.add_argument("--batch-size", type=int, default=8, help="users per generation batch (written together)")
-    add_model_args(p)
-    add_sampling_args(p)
-    p.set_defaults(max_new_tokens=160)
-
-
-def config_from_args(args: argparse.Namespace) -> PersonaConfig:
-    if args.batch_size < 1:
-        raise InputError("must be at least 1", field="--batch-size")
-    templates = {
-        lang: name
-        for lang, name in (("en", args.instruction_template_en), ("zh", args.instruction_template_zh))
-        if name
-    }
-    return PersonaConfig(
-        output_dir=args.output_dir,
-        cases=args.cases,
-        model=None if args.no_personas else backend_spec(args),
-        params=sampling_params(args),
-        persona_template=args.persona_template,
-        instruction_templates=templates,
-        persona_posts=args.persona_posts,
-        batch_size=args.batch_size,
-        no_personas=args.no_personas,
-        command=command_line(),
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    summary = run_personas(config_from_args(args))
-    print(format_summary(summary))
-    return 0

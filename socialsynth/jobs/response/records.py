@@ -25,6 +25,8 @@ from __future__ import annotations
 from typing import Mapping
 
 VARIANTS = ("full", "without_persona", "without_history")
+# the linear layers an adapter wraps by default (Llama/Qwen2 names); PAC-LoRA and plain LoRA alike
+DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 SPAN_NEWS = "news"
 SPAN_USER = "user"
 

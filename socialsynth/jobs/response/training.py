@@ -18,128 +18,27 @@ absent; a rerun once it exists does nothing.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from socialsynth.core.cli import add_model_args, default_dir
+from socialsynth.core.config import flat_values
 from socialsynth.core.errors import InputError, Interrupted
 from socialsynth.core.io import atomic_write_json, iter_jsonl
 from socialsynth.core.provenance import command_line, versions
-from socialsynth.core.runner import trainer_stop_callback
-from socialsynth.jobs.response.pac_lora import DEFAULT_TARGETS, apply_pac_lora
-from socialsynth.jobs.response.records import VARIANTS
+from socialsynth.core.run import JobRun
+from socialsynth.core.runner import GracefulStop, trainer_stop_callback
+from socialsynth.jobs.response.config import METHODS, SCHEDULERS, TrainConfig  # noqa: F401  (re-exported)
+from socialsynth.jobs.response.pac_lora import apply_pac_lora
 from socialsynth.jobs.response.spans import encode_example
 
 log = logging.getLogger(__name__)
 
-METHODS = ("pac-lora", "lora")
 TRAINING_FILE = "training.json"
-SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial")
-
-
-# ----------------------------------------------------------------------------------------------- arguments
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "-o",
-        "--output-dir",
-        type=Path,
-        default=default_dir("output") / "responses",
-        help="the stage folder (alpaca/ in it)",
-    )
-    p.add_argument("--method", choices=METHODS, default="pac-lora", help="PAC-LoRA experts or plain peft LoRA")
-    p.add_argument("--variant", choices=VARIANTS, default="full", help="which alpaca/<variant>.jsonl to train on")
-    p.add_argument("--train-file", type=Path, default=None, help="Alpaca JSONL (default: OUTPUT/alpaca/VARIANT.jsonl)")
-    p.add_argument(
-        "--name", default=None, help="adapter folder adapters/NAME (default: METHOD, or METHOD-VARIANT for ablations)"
-    )
-    add_model_args(p)
-    t = p.add_argument_group("training (defaults: the seed's)")
-    t.add_argument("--max-length", type=int, default=1024, help="tokens of prompt + answer (the prompt is cut first)")
-    t.add_argument("--epochs", type=float, default=2.0)
-    t.add_argument("--batch-size", type=int, default=1, help="sequences per device step")
-    t.add_argument("--grad-accum", type=int, default=16, help="gradient accumulation steps")
-    t.add_argument("--lr", type=float, default=2e-5, help="peak learning rate")
-    t.add_argument("--warmup", type=float, default=0.1, help="warmup: a fraction of the steps (<1) or a step count")
-    t.add_argument("--scheduler", choices=SCHEDULERS, default="cosine", help="learning-rate schedule")
-    t.add_argument("--weight-decay", type=float, default=0.0)
-    t.add_argument("--max-steps", type=int, default=None, help="stop after N optimizer steps (overrides --epochs)")
-    t.add_argument(
-        "--precision",
-        choices=["auto", "bf16", "fp16", "fp32"],
-        default="auto",
-        help="autocast precision (auto: bf16 where supported, fp16 on older GPUs, else fp32)",
-    )
-    t.add_argument("--save-steps", type=int, default=200, help="checkpoint every N optimizer steps (and on SIGTERM)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--restart", action="store_true", help="ignore checkpoints of an interrupted run; retrain")
-    t.add_argument("--keep-checkpoints", action="store_true", help="keep the checkpoints after the adapter is written")
-    a = p.add_argument_group("adapter")
-    a.add_argument("--experts", type=int, default=3, help="PAC-LoRA: A experts and B experts per layer")
-    a.add_argument("--rank", type=int, default=8, help="LoRA rank r")
-    a.add_argument("--alpha", type=float, default=16.0, help="LoRA alpha (scaling alpha/r)")
-    a.add_argument("--dropout", type=float, default=0.1, help="dropout on the adapter input")
-    a.add_argument(
-        "--target-modules",
-        default=",".join(DEFAULT_TARGETS),
-        help="comma-separated names of the linear layers to adapt (Llama/Qwen2 names by default)",
-    )
-
-
-# ----------------------------------------------------------------------------------------------- model loading
-
-
-def resolve_model_path(name: str) -> str:
-    """'embedded' -> the converted SmolLM2 checkpoint; anything else is a hub id or a path."""
-    from socialsynth.llm.embedded import EMBEDDED_NAME, embedded_checkpoint
-
-    return str(embedded_checkpoint()) if name == EMBEDDED_NAME else name
-
-
-def load_base(name: str, device: str, dtype, quantization: int | None = None):
-    """(tokenizer, causal LM) on `device` in `dtype`, frozen; pad token set for batching. `quantization` 4/8 loads
-    the base through bitsandbytes (inference only: the adapters stay in full precision on top of it)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    path = resolve_model_path(name)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    kwargs: dict = {"dtype": dtype}
-    if quantization:
-        from socialsynth.llm.hf import _bnb_config
-
-        kwargs["quantization_config"] = _bnb_config(quantization, dtype)
-        kwargs["device_map"] = {"": device}
-    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    if not quantization:
-        model.to(device)
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return tokenizer, model
-
-
-def adapter_name(method: str, variant: str, name: str | None) -> str:
-    if name:
-        if "/" in name or name.startswith("."):
-            raise InputError("must be a plain folder name", field="--name")
-        return name
-    return method if variant == "full" else f"{method}-{variant}"
-
-
-def _check_backend(args) -> None:
-    if getattr(args, "backend", "hf") != "hf":
-        raise InputError(
-            f"train runs the model in this process: --backend {args.backend} cannot train", field="backend"
-        )
-    if getattr(args, "quantization", None):
-        raise InputError("training a quantized base (QLoRA) is not supported; drop -q", field="quantization")
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -229,21 +128,20 @@ def _pac_lora_trainer_class():
     return PACLoRATrainer
 
 
-def build_model(args, base, model_name: str):
-    targets = [t.strip() for t in args.target_modules.split(",") if t.strip()]
-    if not targets:
-        raise InputError("no target modules given", field="--target-modules")
-    if args.method == "pac-lora":
+def build_model(cfg: TrainConfig, base, model_name: str):
+    """The base wrapped with PAC-LoRA experts or a peft LoRA adapter (only the adapter trains)."""
+    targets = cfg.targets
+    if cfg.method == "pac-lora":
         try:
-            return apply_pac_lora(base, targets, args.experts, args.rank, args.alpha, args.dropout, model_name)
+            return apply_pac_lora(base, targets, cfg.experts, cfg.rank, cfg.alpha, cfg.dropout, model_name)
         except ValueError as e:
             raise InputError(str(e), field="--target-modules") from e
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(
-        r=args.rank,
-        lora_alpha=args.alpha,
-        lora_dropout=args.dropout,
+        r=cfg.rank,
+        lora_alpha=cfg.alpha,
+        lora_dropout=cfg.dropout,
         target_modules=targets,
         task_type="CAUSAL_LM",
         bias="none",
@@ -259,61 +157,65 @@ def count_parameters(model) -> tuple[int, int]:
     return trainable, sum(p.numel() for p in model.parameters())
 
 
-def train_adapter(args, stop=None) -> dict:
-    """Train and write adapters/<name>/; returns the training summary (also saved as training.json)."""
-    import torch
-    from transformers import TrainingArguments, set_seed
-    from transformers.trainer_utils import get_last_checkpoint
+@dataclass
+class AdapterPaths:
+    """adapters/<name>/ (the result), adapters/.<name>.work/checkpoints (while training) and the train file."""
 
-    from socialsynth.classify.transformer import pick_device, pick_precision
+    final: Path
+    work: Path
+    train_file: Path
 
-    _check_backend(args)
-    out = Path(args.output_dir)
-    name = adapter_name(args.method, args.variant, args.name)
-    adapters = out / "adapters"
-    final = adapters / name
-    work = adapters / f".{name}.work"
-    checkpoints = work / "checkpoints"
-    if final.exists() and not args.restart:
-        log.info("%s exists: nothing to do (--restart to train again)", final)
-        return {"adapter": str(final), "skipped": "exists"}
-    if args.restart and work.exists():
-        shutil.rmtree(work)
-    train_file = Path(args.train_file) if args.train_file else out / "alpaca" / f"{args.variant}.jsonl"
-    for flag in ("max_length", "batch_size", "grad_accum", "rank", "experts", "save_steps"):
-        if getattr(args, flag) < 1:
-            raise InputError("must be >= 1", field="--" + flag.replace("_", "-"))
-    set_seed(args.seed)
-    device = pick_device(args.device)
-    precision = pick_precision(args.precision, device)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-    base_dtype = dtype[args.dtype] if args.dtype != "auto" else dtype[precision]
-    tokenizer, base = load_base(args.model, device, base_dtype)
-    examples, counts = read_train_examples(train_file, tokenizer, args.max_length, args.method == "pac-lora")
-    other = sorted(v for v in counts["variants"] if v not in (args.variant, "?"))
-    if other:
-        log.warning("%s holds records of variant(s) %s; the adapter is labelled %s", train_file, other, args.variant)
-    model = build_model(args, base, args.model)
-    trainable, total = count_parameters(model)
-    log.info("%s: %d trainable parameters (%.3f%% of %d)", args.method, trainable, 100 * trainable / total, total)
+    @classmethod
+    def of(cls, cfg: TrainConfig) -> AdapterPaths:
+        out = Path(cfg.output_dir)
+        adapters = out / "adapters"
+        name = cfg.adapter_name
+        train_file = Path(cfg.train_file) if cfg.train_file else out / "alpaca" / f"{cfg.variant}.jsonl"
+        return cls(adapters / name, adapters / f".{name}.work", train_file)
 
-    targs = TrainingArguments(
+    @property
+    def checkpoints(self) -> Path:
+        return self.work / "checkpoints"
+
+
+@dataclass
+class Hardware:
+    device: str
+    precision: str  # autocast: bf16, fp16 or fp32
+    base_dtype: object  # torch dtype of the frozen base
+
+
+def pick_hardware(cfg: TrainConfig) -> Hardware:
+    """Device, autocast precision and the base's dtype (--dtype, or the precision's) for training."""
+    from socialsynth.classify.transformer import pick_precision
+    from socialsynth.llm.loading import DTYPES, resolve_device
+
+    device = resolve_device(cfg.model.device)
+    precision = pick_precision(cfg.precision, device)
+    return Hardware(device, precision, DTYPES[cfg.model.dtype if cfg.model.dtype != "auto" else precision])
+
+
+def training_arguments(cfg: TrainConfig, checkpoints: Path, hw: Hardware):
+    """The Trainer's arguments: the seed's schedule, checkpoints every --save-steps, one log line per step."""
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
         output_dir=str(checkpoints),
-        num_train_epochs=args.epochs,
-        max_steps=args.max_steps if args.max_steps else -1,
-        per_device_train_batch_size=args.batch_size,
-        gradient_accumulation_steps=args.grad_accum,
-        learning_rate=args.lr,
-        weight_decay=args.weight_decay,
-        warmup_steps=args.warmup if args.warmup < 1 else int(args.warmup),
-        lr_scheduler_type=args.scheduler,
-        bf16=precision == "bf16",
-        fp16=precision == "fp16",
-        use_cpu=device == "cpu",
-        seed=args.seed,
-        data_seed=args.seed,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps if cfg.max_steps else -1,
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        warmup_steps=cfg.warmup if cfg.warmup < 1 else int(cfg.warmup),
+        lr_scheduler_type=cfg.scheduler,
+        bf16=hw.precision == "bf16",
+        fp16=hw.precision == "fp16",
+        use_cpu=hw.device == "cpu",
+        seed=cfg.seed,
+        data_seed=cfg.seed,
         save_strategy="steps",
-        save_steps=args.save_steps,
+        save_steps=cfg.save_steps,
         save_total_limit=2,
         logging_strategy="steps",
         logging_steps=1,
@@ -324,17 +226,28 @@ def train_adapter(args, stop=None) -> dict:
         disable_tqdm=not log.isEnabledFor(logging.INFO),
     )
 
-    if args.method == "pac-lora":
+
+def make_trainer(cfg: TrainConfig, model, tokenizer, examples: list[dict], checkpoints: Path, hw: Hardware, stop):
+    """A Trainer (PAC-LoRA's checkpoints only its experts and routers) that stops on SIGTERM/SIGINT."""
+    if cfg.method == "pac-lora":
         trainer_cls = _pac_lora_trainer_class()
     else:
         from transformers import Trainer as trainer_cls
-    trainer = trainer_cls(
+    return trainer_cls(
         model=model,
-        args=targs,
+        args=training_arguments(cfg, checkpoints, hw),
         train_dataset=examples,
         data_collator=Collator(tokenizer.pad_token_id),
         callbacks=[trainer_stop_callback(stop)],
     )
+
+
+def run_trainer(trainer, checkpoints: Path, stop) -> tuple[object, str | None, float]:
+    """Train (resuming from the last checkpoint); Interrupted when a stop came before the last step.
+
+    Returns (the train result, the checkpoint resumed from, seconds)."""
+    from transformers.trainer_utils import get_last_checkpoint
+
     last = get_last_checkpoint(str(checkpoints)) if checkpoints.exists() else None
     if last:
         log.info("resuming from %s", last)
@@ -347,6 +260,11 @@ def train_adapter(args, stop=None) -> dict:
             resume_hint="rerun the same command to resume from it",
             exit_code=stop.exit_code,
         )
+    return result, last, time.perf_counter() - t0
+
+
+def logged_losses(state) -> tuple[list[dict], float | None]:
+    """The per-step log entries with a loss, and the last loss (RuntimeError when it is not finite)."""
     losses = [
         {k: e[k] for k in ("step", "epoch", "loss", "learning_rate", "grad_norm") if k in e}
         for e in state.log_history
@@ -355,34 +273,63 @@ def train_adapter(args, stop=None) -> dict:
     final_loss = losses[-1]["loss"] if losses else None
     if final_loss is not None and not math.isfinite(final_loss):
         raise RuntimeError(f"training diverged (loss {final_loss}); lower --lr")
+    return losses, final_loss
+
+
+def train_adapter(cfg: TrainConfig, stop=None) -> dict:
+    """Train and write adapters/<name>/; returns the training summary (also saved as training.json)."""
+    from transformers import set_seed
+
+    from socialsynth.llm.loading import load_causal_lm
+
+    paths = AdapterPaths.of(cfg)
+    if paths.final.exists() and not cfg.restart:
+        log.info("%s exists: nothing to do (--restart to train again)", paths.final)
+        return {"adapter": str(paths.final), "skipped": "exists"}
+    if cfg.restart and paths.work.exists():
+        shutil.rmtree(paths.work)
+    set_seed(cfg.seed)
+    hw = pick_hardware(cfg)
+    tokenizer, base = load_causal_lm(cfg.model.model, hw.device, hw.base_dtype, frozen=True)
+    examples, counts = read_train_examples(paths.train_file, tokenizer, cfg.max_length, cfg.method == "pac-lora")
+    other = sorted(v for v in counts["variants"] if v not in (cfg.variant, "?"))
+    if other:
+        log.warning("%s holds records of variant(s) %s; the adapter is labelled %s", paths.train_file, other,
+                    cfg.variant)
+    model = build_model(cfg, base, cfg.model.model)
+    trainable, total = count_parameters(model)
+    log.info("%s: %d trainable parameters (%.3f%% of %d)", cfg.method, trainable, 100 * trainable / total, total)
+    trainer = make_trainer(cfg, model, tokenizer, examples, paths.checkpoints, hw, stop)
+    result, last, seconds = run_trainer(trainer, paths.checkpoints, stop)
+    losses, final_loss = logged_losses(trainer.state)
     summary = {
-        "method": args.method,
-        "variant": args.variant,
-        "name": name,
-        "base_model": args.model,
-        "train_file": str(train_file),
+        "method": cfg.method,
+        "variant": cfg.variant,
+        "name": cfg.adapter_name,
+        "base_model": cfg.model.model,
+        "train_file": str(paths.train_file),
         "data": counts,
         "examples": len(examples),
-        "steps": state.global_step,
-        "epochs": state.epoch,
+        "steps": trainer.state.global_step,
+        "epochs": trainer.state.epoch,
         "trainable_parameters": trainable,
         "total_parameters": total,
-        "train_seconds": round(time.perf_counter() - t0, 2),
+        "train_seconds": round(seconds, 2),
         "train_runtime": result.metrics.get("train_runtime"),
         "losses": losses,
         "final_loss": final_loss,
         "resumed_from": last,
-        "precision": precision,
-        "base_dtype": str(base_dtype).replace("torch.", ""),
-        "device": device,
-        "seed": args.seed,
-        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "stage"},
+        "precision": hw.precision,
+        "base_dtype": str(hw.base_dtype).replace("torch.", ""),
+        "device": hw.device,
+        "seed": cfg.seed,
+        "args": flat_values(cfg),
         "command": command_line(),
-        "versions": _versions(args.method),
+        "versions": _versions(cfg.method),
     }
-    _write_adapter(model, tokenizer, args.method, final, summary)
-    if not args.keep_checkpoints:
-        shutil.rmtree(work, ignore_errors=True)
+    _write_adapter(model, tokenizer, cfg.method, paths.final, summary)
+    if not cfg.keep_checkpoints:
+        shutil.rmtree(paths.work, ignore_errors=True)
     return summary
 
 
@@ -414,17 +361,30 @@ def _write_adapter(model, tokenizer, method: str, final: Path, summary: dict) ->
         shutil.rmtree(old, ignore_errors=True)
 
 
-def run(args) -> int:
-    from socialsynth.core.runner import GracefulStop
+def record_file(cfg: TrainConfig) -> Path:
+    """The run record of an adapter: adapters/<name>.meta.json, beside the folder (which is replaced whole)."""
+    return Path(cfg.output_dir) / "adapters" / f"{cfg.adapter_name}.meta.json"
 
-    with GracefulStop() as stop:
-        summary = train_adapter(args, stop)
+
+def run_train(cfg: TrainConfig, stop=None) -> dict:
+    """train_adapter under the run record adapters/<name>.meta.json; stops cleanly on SIGTERM/SIGINT."""
+    with JobRun("response.train", record_file(cfg), cfg) as run, GracefulStop() as signals:
+        summary = train_adapter(cfg, signals if stop is None else stop)
+        run.meta["adapter"] = str(AdapterPaths.of(cfg).final)
+        run.meta["skipped"] = summary.get("skipped")
+        for key in ("examples", "steps", "final_loss", "train_seconds", "resumed_from", "trainable_parameters"):
+            if key in summary:
+                run.meta[key] = summary[key]
+        run.note_items(summary.get("examples", 0))
+        run.mark_complete(True)
+    return summary
+
+
+def format_summary(summary: dict) -> str:
     if summary.get("skipped"):
-        print(f"{summary['adapter']} already exists; nothing to do (--restart to train again)")
-        return 0
-    print(
+        return f"{summary['adapter']} already exists; nothing to do (--restart to train again)"
+    return (
         f"{summary['method']} ({summary['variant']}): {summary['steps']} steps on {summary['examples']} examples, "
         f"final loss {summary['final_loss']}, {summary['trainable_parameters']:,} trainable parameters, "
         f"{summary['train_seconds']} s -> {Path(summary['args']['output_dir']) / 'adapters' / summary['name']}"
     )
-    return 0

@@ -14,20 +14,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from socialsynth.core.config import SamplingArgs
+from socialsynth.core.errors import InputError, Interrupted
 from socialsynth.jobs.augment.job import (
     AugmentConfig,
     DuplicateIndex,
     FidelityGate,
-    FilterSettings,
+    TextFilters,
     build_chat,
     load_definition,
     parse_list,
     pick_examples,
     remove_hashtags,
-    run_augment_job,
+    run_generation,
 )
-from socialsynth.core.errors import InputError, Interrupted
-from socialsynth.llm import GenerationParams
 from socialsynth.prompts import load_template
 
 REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").exists())
@@ -250,8 +250,8 @@ def make_cfg(labelled, out, **kw):
         label_name="toxic",
         definition="rude remarks",
         batch_size=2,
-        params=GenerationParams(seed=7),
-        filters=FilterSettings(min_words=4, max_words=30, near_dup=0.95),
+        sampling=SamplingArgs(seed=7),
+        filters=TextFilters(min_words=4, max_words=30, near_dup=0.95),
     )
     base.update(kw)
     return AugmentConfig(**base)
@@ -263,7 +263,7 @@ def read_jsonl(path):
 
 def test_job_writes_flagged_records_with_provenance_and_a_csv(labelled, tmp_path, fake_backend_cls):
     backend = fake_backend_cls(reply=canned)
-    summary = run_augment_job(make_cfg(labelled, tmp_path / "out"), backend=backend, embedder=FakeEmbedder())
+    summary = run_generation(make_cfg(labelled, tmp_path / "out"), backend=backend, embedder=FakeEmbedder())
     records = read_jsonl(tmp_path / "out" / "synthetic_1.jsonl")
     assert summary["passed"] >= 6 and summary["complete"]
     assert len({r["id"] for r in records}) == len(records)
@@ -292,10 +292,10 @@ def test_job_writes_flagged_records_with_provenance_and_a_csv(labelled, tmp_path
 
 def test_rerun_continues_without_duplicates(labelled, tmp_path, fake_backend_cls):
     out = tmp_path / "out"
-    run_augment_job(make_cfg(labelled, out, n=3), backend=fake_backend_cls(reply=canned), embedder=FakeEmbedder())
+    run_generation(make_cfg(labelled, out, n=3), backend=fake_backend_cls(reply=canned), embedder=FakeEmbedder())
     first = read_jsonl(out / "synthetic_1.jsonl")
     backend = fake_backend_cls(reply=canned)
-    summary = run_augment_job(make_cfg(labelled, out, n=12), backend=backend, embedder=FakeEmbedder())
+    summary = run_generation(make_cfg(labelled, out, n=12), backend=backend, embedder=FakeEmbedder())
     records = read_jsonl(out / "synthetic_1.jsonl")
     assert records[: len(first)] == first
     ids = [r["id"] for r in records]
@@ -309,7 +309,7 @@ def test_rerun_continues_without_duplicates(labelled, tmp_path, fake_backend_cls
     assert len(set(texts)) < len(texts) and any(r["flags"]["duplicate"] for r in records[len(first) :])
     # nothing left to do: a third run makes no request
     again = fake_backend_cls(reply=canned)
-    run_augment_job(make_cfg(labelled, out, n=12), backend=again, embedder=FakeEmbedder())
+    run_generation(make_cfg(labelled, out, n=12), backend=again, embedder=FakeEmbedder())
     assert again.generate_calls == []
 
 
@@ -317,7 +317,7 @@ def test_refusals_are_records_and_counted(labelled, tmp_path, fake_backend_cls):
     def reply(chat, key):
         return "I'm sorry, but I can't help with that." if key.endswith("0") else canned(chat, key)
 
-    summary = run_augment_job(
+    summary = run_generation(
         make_cfg(labelled, tmp_path / "out", n=4, max_requests=3), backend=fake_backend_cls(reply=reply), embedder=None
     )
     records = read_jsonl(tmp_path / "out" / "synthetic_1.jsonl")
@@ -327,7 +327,7 @@ def test_refusals_are_records_and_counted(labelled, tmp_path, fake_backend_cls):
 
 
 def test_stops_at_max_requests_and_says_so(labelled, tmp_path, fake_backend_cls):
-    summary = run_augment_job(
+    summary = run_generation(
         make_cfg(labelled, tmp_path / "out", n=50, max_requests=3),
         backend=fake_backend_cls(reply=lambda chat, key: "1. too short"),
         embedder=None,
@@ -350,9 +350,9 @@ def test_low_fidelity_items_are_flagged(tmp_path, fake_backend_cls, fidelity_dir
         label_col="label",
         target_label="toxic",
         fidelity_model=fidelity_dir,
-        filters=FilterSettings(min_words=1, max_words=30, near_dup=0, fidelity_threshold=0.5),
+        filters=TextFilters(min_words=1, max_words=30, near_dup=0, fidelity_threshold=0.5),
     )
-    run_augment_job(cfg, backend=fake_backend_cls(reply=reply), embedder=None)
+    run_generation(cfg, backend=fake_backend_cls(reply=reply), embedder=None)
     records = read_jsonl(tmp_path / "out" / "synthetic_toxic.jsonl")
     assert [r["flags"]["low_fidelity"] for r in records] == [False, True]
     assert records[0]["fidelity"] > 0.5 > records[1]["fidelity"]
@@ -371,12 +371,12 @@ def test_sigterm_stops_after_the_chunk_and_resumes(labelled, tmp_path, fake_back
     out = tmp_path / "out"
     cfg = make_cfg(labelled, out, n=20, batch_size=2)
     with pytest.raises(Interrupted) as info:
-        run_augment_job(cfg, backend=fake_backend_cls(reply=reply), embedder=FakeEmbedder())
+        run_generation(cfg, backend=fake_backend_cls(reply=reply), embedder=FakeEmbedder())
     assert info.value.exit_code == 143 and "rerun" in info.value.resume_hint
     partial = read_jsonl(out / "synthetic_1.jsonl")
     assert {r["generation"]["request"] for r in partial} == {0, 1}
     assert not json.loads((out / "synthetic_1.meta.json").read_text())["complete"]
-    run_augment_job(cfg, backend=fake_backend_cls(reply=canned), embedder=FakeEmbedder())
+    run_generation(cfg, backend=fake_backend_cls(reply=canned), embedder=FakeEmbedder())
     records = read_jsonl(out / "synthetic_1.jsonl")
     assert len({r["id"] for r in records}) == len(records) and records[: len(partial)] == partial
 

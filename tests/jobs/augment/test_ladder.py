@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from socialsynth.jobs.augment.job import RealData
 from socialsynth.core.errors import InputError
+from socialsynth.jobs.augment.job import RealData
 from socialsynth.jobs.augment.ladder import LadderConfig, build_ladder, parse_rates, read_synthetic, run_ladder
 
 

@@ -11,17 +11,18 @@ from pathlib import Path
 
 import pytest
 
+from socialsynth.core.config import SamplingArgs
+from socialsynth.core.errors import InputError
+from socialsynth.jobs.bluesky.config import InstructConfig
 from socialsynth.jobs.bluesky.instruct import (
     COMPLETION_MARKER,
     Chain,
-    InstructConfig,
     completion_example,
     keyword_example,
     needle_example,
     ordinal,
     run_instruct_job,
 )
-from socialsynth.core.errors import InputError
 
 REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").exists())
 POSTS = [
@@ -116,11 +117,11 @@ def test_completion_prefix_plus_target_is_post():
 
 def test_job_outputs_shapes_actions_skipped_and_meta(clusters, tmp_path):
     out = tmp_path / "out"
-    meta = run_instruct_job(InstructConfig(clusters, out, seed=42))
+    meta = run_instruct_job(InstructConfig(clusters, out, sampling=SamplingArgs(seed=42)))
     assert meta["clusters"]["0"]["skipped_action_lines"] == 2
     assert meta["clusters"]["0"]["examples"] == 40 and meta["clusters"]["1"]["examples"] == 15
     assert set(meta["totals"]) <= {"needle", "keyword", "completion"} and len(meta["totals"]) == 3
-    assert json.loads((out / "instruct_meta.json").read_text())["totals"] == meta["totals"]
+    assert json.loads((out / "instruct.meta.json").read_text())["totals"] == meta["totals"]
     for cid in ("0", "1"):
         for msgs in _read(out / f"instruct_cluster_{cid}.jsonl"):
             roles = [m["role"] for m in msgs]
@@ -135,9 +136,9 @@ def test_job_outputs_shapes_actions_skipped_and_meta(clusters, tmp_path):
 
 
 def test_seed_determinism_and_max_chains(clusters, tmp_path):
-    run_instruct_job(InstructConfig(clusters, tmp_path / "a", seed=7, max_chains=10))
-    run_instruct_job(InstructConfig(clusters, tmp_path / "b", seed=7, max_chains=10))
-    run_instruct_job(InstructConfig(clusters, tmp_path / "c", seed=8, max_chains=10))
+    run_instruct_job(InstructConfig(clusters, tmp_path / "a", max_chains=10, sampling=SamplingArgs(seed=7)))
+    run_instruct_job(InstructConfig(clusters, tmp_path / "b", max_chains=10, sampling=SamplingArgs(seed=7)))
+    run_instruct_job(InstructConfig(clusters, tmp_path / "c", max_chains=10, sampling=SamplingArgs(seed=8)))
     a, b, c = ((tmp_path / x / "instruct_cluster_0.jsonl").read_text() for x in "abc")
     assert a == b and a != c
     assert len(a.splitlines()) == 10
@@ -177,3 +178,70 @@ def test_broken_line_exits_2(clusters, tmp_path):
     assert r.returncode == 2, r.stderr
     err = [x for x in r.stderr.splitlines() if not x.startswith("INFO ")]
     assert len(err) == 1 and err[0].startswith(f"error: {path}:16: not valid JSON"), r.stderr
+
+
+# ------------------------------------------------------------------------------------------- stop and resume
+
+
+def _llm_cfg(clusters: Path, out: Path) -> InstructConfig:
+    return InstructConfig(clusters, out, llm_fraction=0.5, batch_size=4)
+
+
+def _outputs(out: Path) -> dict[str, str]:
+    return {p.name: p.read_text() for p in sorted(out.glob("instruct_cluster_*.jsonl"))}
+
+
+def test_sigterm_stops_after_the_chunk_and_rerun_resumes(clusters, tmp_path, fake_backend_cls):
+    """SIGTERM while the first chunk is generated: that chunk is written, the job stops; the rerun generates only
+    what is missing and ends with the same files as an uninterrupted run, without duplicate ids."""
+    import signal
+
+    from socialsynth.core.errors import Interrupted
+    from socialsynth.core.run import read_run_record
+
+    def reply(chat, key):
+        return f"generated for {key}"
+
+    full = tmp_path / "full"
+    run_instruct_job(_llm_cfg(clusters, full), backend=fake_backend_cls(reply=reply))
+    n_answers = len((full / "instruct_llm_answers.jsonl").read_text().splitlines())
+    assert n_answers > 8  # more than two chunks of 4
+
+    sent = []
+
+    def reply_then_term(chat, key):
+        if not sent:
+            sent.append(key)
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives while the first chunk is being generated
+        return reply(chat, key)
+
+    out = tmp_path / "stopped"
+    first = fake_backend_cls(reply=reply_then_term)
+    with pytest.raises(Interrupted) as info:
+        run_instruct_job(_llm_cfg(clusters, out), backend=first)
+    assert info.value.exit_code == 128 + signal.SIGTERM and "rerun" in info.value.resume_hint
+    assert len(first.generate_calls) == 1
+    partial = [json.loads(x) for x in (out / "instruct_llm_answers.jsonl").read_text().splitlines()]
+    assert len(partial) == 4
+    record = read_run_record(out / "instruct.meta.json")
+    assert record["complete"] is False and record["status"] == "interrupted"
+
+    second = fake_backend_cls(reply=reply)
+    run_instruct_job(_llm_cfg(clusters, out), backend=second)
+    asked = [key for _, _, keys in second.generate_calls for key in keys]
+    assert not {r["id"] for r in partial} & set(asked)  # nothing generated twice
+    answers = [json.loads(x) for x in (out / "instruct_llm_answers.jsonl").read_text().splitlines()]
+    ids = [r["id"] for r in answers]
+    assert len(ids) == len(set(ids)) == n_answers
+    assert _outputs(out) == _outputs(full)
+    record = read_run_record(out / "instruct.meta.json")
+    assert record["complete"] is True and len(record["runs"]) == 2
+    stages = record["tokens"]["fake-model"]
+    assert set(stages) == {"summarize", "paraphrase"}
+    full_stages = read_run_record(full / "instruct.meta.json")["tokens"]["fake-model"]
+    for stage in stages:  # tokens summed over both runs equal the uninterrupted run's
+        assert stages[stage]["in"] == full_stages[stage]["in"] and stages[stage]["out"] == full_stages[stage]["out"]
+
+    third = fake_backend_cls(reply=reply)  # a finished job reruns without asking the model anything
+    run_instruct_job(_llm_cfg(clusters, out), backend=third)
+    assert third.generate_calls == [] and _outputs(out) == _outputs(full)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from socialsynth.llm.base import GenerationParams
-from socialsynth.jobs.norms.rewrite import FilterSettings, NormRewriter, Rater, parse_rating
+from socialsynth.jobs.norms.rewrite import RewriteFilters, NormRewriter, Rater, parse_rating
 from socialsynth.prompts import load_dimension, load_template
 
 FORMALITY = load_dimension("formality")
@@ -230,7 +230,7 @@ def test_norm_rewriter_flags_empty_truncated_and_unchanged(fake_backend_cls, ask
 
 def test_norm_rewriter_flags_disfluent_rewrites(fake_backend_cls, askmen_rows):
     backend = fake_backend_cls(reply=canned_rewrite, choice_probs=marker_probs, perplexity=5000.0)
-    job = make_rewriter(backend, levels=(1,), filters=FilterSettings(max_perplexity=1000.0))
+    job = make_rewriter(backend, levels=(1,), filters=RewriteFilters(max_perplexity=1000.0))
     (rec,) = job.process(askmen_rows[:1])
     assert rec["filters"]["1"]["disfluent"] is True
     assert rec["filters"]["1"]["perplexity"] == 5000.0

@@ -105,7 +105,12 @@ def test_zst_dump_split_by_subreddit(tmp_path):
         out,
     )
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["AskMen.jsonl", "Cooking.jsonl", "prepare.meta.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "AskMen.jsonl",
+        "Cooking.jsonl",
+        "prepare.config.yaml",
+        "prepare.meta.json",
+    ]
     assert [r["id"] for r in read_jsonl(out / "AskMen.jsonl")] == SAMPLE_KEPT[:5] + ["i3ab010"]
     assert [r["id"] for r in read_jsonl(out / "Cooking.jsonl")] == SAMPLE_KEPT[5:9]
     assert f"-> {out / 'Cooking.jsonl'}" in result.stdout

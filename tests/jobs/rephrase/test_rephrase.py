@@ -14,19 +14,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from socialsynth.core.config import SamplingArgs
 from socialsynth.core.errors import InputError
-from socialsynth.llm import GenerationParams
-from socialsynth.prompts import load_template
+from socialsynth.jobs.rephrase.config import RephraseConfig
 from socialsynth.jobs.rephrase.job import (
-    RephraseConfig,
     choose_temperature,
     clean_rephrasing,
     model_slugs,
     parse_temperatures,
     rephrase_chat,
-    run_rephrase_job,
+    run,
     temperature_search,
 )
+from socialsynth.llm import GenerationParams
+from socialsynth.prompts import load_template
 
 REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").exists())
 SAMPLE = REPO / "data" / "posts_sample.csv"
@@ -214,13 +215,13 @@ def test_job_searches_generates_writes_and_resumes(tmp_path, temp_backend):
     cfg = RephraseConfig(
         input=src,
         output_dir=tmp_path / "out",
-        models=(spec_a, spec_b),
+        models=["model-a", "model-b"],
         search_temperatures=(0.6, 0.8, 1.0),
         search_sample=3,
         audit=True,
         samples_per_model=2,
     )
-    summary = run_rephrase_job(cfg, embedder=FakeEmbedder(best=1.0))
+    summary = run(cfg, specs=(spec_a, spec_b), embedder=FakeEmbedder(best=1.0))
     out = tmp_path / "out"
     records = read_jsonl(out / "rephrased.jsonl")
     assert len(records) == 6 * 2 * 2
@@ -255,7 +256,7 @@ def test_job_searches_generates_writes_and_resumes(tmp_path, temp_backend):
     lines = (out / "rephrased.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
     (out / "rephrased.jsonl").write_text("".join(lines[:-1]), encoding="utf-8")
     n_calls = len(b.generate_calls)
-    run_rephrase_job(cfg, embedder=FakeEmbedder(best=1.0))
+    run(cfg, specs=(spec_a, spec_b), embedder=FakeEmbedder(best=1.0))
     assert spec_a.loads == 1 and spec_b.loads == 2
     assert len(b.generate_calls) == n_calls + 1 and len(b.generate_calls[-1][0]) == 1  # the search is not redone
     again = read_jsonl(out / "rephrased.jsonl")
@@ -266,10 +267,8 @@ def test_job_without_search_uses_the_given_params_and_row_numbers_as_ids(tmp_pat
     src = tmp_path / "posts.jsonl"
     src.write_text("\n".join(json.dumps({"original_post": f"post {i}"}) for i in range(3)) + "\n")
     backend = fake_backend_cls(reply=lambda chat, key: "I'm sorry, but I can't rewrite this.")
-    cfg = RephraseConfig(
-        input=src, output_dir=tmp_path / "o", models=(FakeSpec(backend),), params=GenerationParams(temperature=0.3)
-    )
-    summary = run_rephrase_job(cfg)
+    cfg = RephraseConfig(input=src, output_dir=tmp_path / "o", sampling=SamplingArgs(temperature=0.3))
+    summary = run(cfg, specs=(FakeSpec(backend),))
     records = read_jsonl(tmp_path / "o" / "rephrased.jsonl")
     assert [r["id"] for r in records] == ["1:fake-model:0", "2:fake-model:0", "3:fake-model:0"]
     assert all(r["flags"]["refusal"] and not r["passed"] for r in records)
@@ -281,9 +280,9 @@ def test_job_without_search_uses_the_given_params_and_row_numbers_as_ids(tmp_pat
 
 def test_missing_text_column_names_file_and_column(tmp_path, fake_backend_cls):
     src = write_posts(tmp_path / "posts.csv", [{"id": "a", "text": "hello"}])
-    cfg = RephraseConfig(input=src, output_dir=tmp_path / "o", models=(FakeSpec(fake_backend_cls()),))
+    cfg = RephraseConfig(input=src, output_dir=tmp_path / "o")
     with pytest.raises(InputError, match="original_post") as err:
-        run_rephrase_job(cfg)
+        run(cfg, specs=(FakeSpec(fake_backend_cls()),))
     assert str(src) in str(err.value)
 
 

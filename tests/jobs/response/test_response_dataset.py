@@ -3,13 +3,13 @@ min-history skip, BM25 retrieval, splits, bad input lines, and the bundled Engli
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from predict_responses import main
 from socialsynth.core.cli import run_main
 from socialsynth.core.errors import InputError
 from socialsynth.jobs.response import dataset
@@ -217,10 +217,8 @@ def test_bad_line_gives_one_line_error_or_counted_skip(tmp_path, capsys):
     # invalid JSON in responses, through the command line: exit 2 and one line on stderr
     write_jsonl(folder / "users.jsonl", users[:1])
     write_jsonl(folder / "responses.jsonl", ['{"topic_id": "t1", "user_id": "a", "text": "ok"}', "{broken"])
-    p = argparse.ArgumentParser()
-    dataset.add_arguments(p)
-    args = p.parse_args(["--input", str(folder), "-o", str(tmp_path / "out")])
-    assert run_main(lambda: dataset.run(args)) == 2
+    argv = ["build-dataset", "--input", str(folder), "-o", str(tmp_path / "out")]
+    assert run_main(lambda: main(argv)) == 2
     err_lines = capsys.readouterr().err.strip().splitlines()
     assert len(err_lines) == 1 and "responses.jsonl:2: invalid JSON" in err_lines[0]
 

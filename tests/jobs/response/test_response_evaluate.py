@@ -9,7 +9,8 @@ import random
 
 import pytest
 
-from socialsynth.core.cli import make_parser, run_main
+from predict_responses import main
+from socialsynth.core.cli import run_main
 from socialsynth.core.errors import EXIT_BAD_INPUT, InputError
 from socialsynth.jobs.response import evaluate
 from socialsynth.jobs.response.evaluate import distribution, js_divergence, kl_divergence, micro_metrics
@@ -246,10 +247,7 @@ def write_predictions(folder, drop=(), failed=()):
 
 
 def run_stage(*argv):
-    parser = make_parser("evaluate")
-    evaluate.add_arguments(parser)
-    args = parser.parse_args([str(a) for a in argv])
-    return run_main(lambda: evaluate.run(args))
+    return run_main(lambda: main(["evaluate", *(str(a) for a in argv)]))
 
 
 def test_evaluate_end_to_end(tmp_path, tiny_encoder_dir, capsys):

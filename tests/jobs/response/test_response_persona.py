@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from socialsynth.llm import GenerationParams
+from socialsynth.core.config import SamplingArgs
 from socialsynth.jobs.response import alpaca
 from socialsynth.jobs.response.persona import PersonaConfig, parse_persona, persona_history, run_personas, split_echoes
 from socialsynth.jobs.response.records import SPAN_NEWS, SPAN_USER, VARIANTS, chat_for, prompt_text
@@ -109,7 +109,7 @@ def test_resume_after_a_crash_adds_the_rest_without_duplicates(tmp_path, fake_ba
     users = [f"u{i}" for i in range(5)]
     cases = [case(u, t) for u in users for t in ("t1", "t2")]
     write_cases(tmp_path / "cases.jsonl", cases)
-    cfg = PersonaConfig(output_dir=tmp_path, batch_size=2, params=GenerationParams(seed=3, max_new_tokens=40))
+    cfg = PersonaConfig(output_dir=tmp_path, batch_size=2, sampling=SamplingArgs(seed=3, max_new_tokens=40))
 
     calls = {"n": 0}
 
@@ -174,7 +174,7 @@ def test_unparsable_answers_are_kept_and_counted(tmp_path, fake_backend_cls):
 
 def test_no_personas_writes_alpaca_without_a_model(tmp_path):
     write_cases(tmp_path / "cases.jsonl", [case("a", "t1"), case("a", "t2", split="test")])
-    summary = run_personas(PersonaConfig(output_dir=tmp_path, no_personas=True, model=None))
+    summary = run_personas(PersonaConfig(output_dir=tmp_path, no_personas=True))
     assert not (tmp_path / "personas.jsonl").exists()
     assert "only alpaca/without_persona.jsonl is meaningful" in summary["note"]
     for variant in VARIANTS:
@@ -243,21 +243,15 @@ def test_zh_instruction_follows_the_seed():
 
 def test_command_line_with_a_real_backend(tmp_path, tiny_model_dir, capsys):
     """The flags end to end: build the bundled sample, then personas with a tiny random Llama through HFBackend."""
-    import argparse
-
-    from socialsynth.jobs.response import dataset, persona
+    from predict_responses import main
 
     sample = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").exists()) / "data" / "responses_sample"
-    p = argparse.ArgumentParser()
-    dataset.add_arguments(p)
-    assert dataset.run(p.parse_args(["--input", str(sample), "-o", str(tmp_path), "--top-k", "3"])) == 0
-    p = argparse.ArgumentParser()
-    persona.add_arguments(p)
-    args = p.parse_args(
+    assert main(["build-dataset", "--input", str(sample), "-o", str(tmp_path), "--top-k", "3"]) == 0
+    args = (
         ["-o", str(tmp_path), "-m", str(tiny_model_dir), "--device", "cpu", "--dtype", "fp32"]
         + ["--max-new-tokens", "6", "--batch-size", "5", "--persona-posts", "2", "--seed", "1"]
     )
-    assert persona.run(args) == 0
+    assert main(["extract-personas", *args]) == 0
     out = capsys.readouterr().out
     assert "personas: 10" in out and "alpaca: full 41, without_persona 41, without_history 41" in out
     records = [json.loads(x) for x in (tmp_path / "personas.jsonl").read_text().splitlines()]

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from predict_responses import build_parser, main
+from predict_responses import main
+from socialsynth.core.config import parse
 from socialsynth.core.errors import InputError, Interrupted
 from socialsynth.jobs.response.inference import clean_prediction
+from socialsynth.jobs.response.config import TrainConfig
 from socialsynth.jobs.response.training import Collator, read_train_examples, train_adapter
 
 
@@ -138,14 +140,14 @@ class StopAfterFirstStep:
 
 def test_sigterm_saves_a_checkpoint_and_a_rerun_resumes(stage, tiny_model_dir):
     argv = ["train", "-o", str(stage), "-m", str(tiny_model_dir), *TRAIN]
-    args = build_parser().parse_args(argv)
+    cfg = parse(TrainConfig, argv[1:])
     with pytest.raises(Interrupted) as stopped:
-        train_adapter(args, StopAfterFirstStep())
+        train_adapter(cfg, StopAfterFirstStep())
     assert stopped.value.exit_code == 143 and "step 1 of 3" in str(stopped.value)
     checkpoint = stage / "adapters" / ".pac-lora.work" / "checkpoints" / "checkpoint-1"
     assert (checkpoint / "pac_lora.safetensors").exists() and not (checkpoint / "model.safetensors").exists()
     assert not (stage / "adapters" / "pac-lora").exists()
-    summary = train_adapter(build_parser().parse_args(argv), None)
+    summary = train_adapter(parse(TrainConfig, argv[1:]), None)
     assert summary["resumed_from"].endswith("checkpoint-1") and summary["steps"] == 3
     assert (stage / "adapters" / "pac-lora" / "training.json").exists()
 

