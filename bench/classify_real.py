@@ -42,36 +42,20 @@ from socialsynth.classify.data import split_indices  # noqa: E402
 from socialsynth.classify.labels import label_key  # noqa: E402
 from socialsynth.classify.metrics import RANKING_GAPS  # noqa: E402
 from socialsynth.classify.model import TrainSettings  # noqa: E402
+from socialsynth.classify.presets import UPVOTE_FIELDS, split_half  # noqa: E402
 from socialsynth.classify.train import TrainJob, run_training  # noqa: E402
 from socialsynth.core.io import atomic_write_json, atomic_write_text, read_records  # noqa: E402
-from socialsynth.classify.presets import UPVOTE_FIELDS, split_half  # noqa: E402
 
+# name: (file under --data, task, text column, label column, id column, max_length, preset)
+_DATASET_FIELDS = ("file", "task", "text", "label", "id", "max_length", "preset")
 DATASETS = {
-    "davidson": dict(
-        file="davidson_hate_offensive/labeled_data.csv",
-        task="multiclass",
-        text="tweet",
-        label="class",
-        id=None,
-        max_length=128,
-    ),
-    "jigsaw": dict(
-        file="jigsaw_toxic/jigsaw_natural_5000.csv",
-        task="binary",
-        text="comment_text",
-        label="is_bad",
-        id="id",
-        max_length=256,
-    ),
-    "pii": dict(
-        file="pii_ner_social/docs.jsonl",
-        task="multilabel",
-        text="text",
-        label="entity_types",
-        id="doc_id",
-        max_length=128,
-    ),
-    "upvote": dict(file=None, task="regression", text=None, label="label", id="id", max_length=256, preset="upvote"),
+    name: dict(zip(_DATASET_FIELDS, row, strict=True))
+    for name, row in {
+        "davidson": ("davidson_hate_offensive/labeled_data.csv", "multiclass", "tweet", "class", None, 128, None),
+        "jigsaw": ("jigsaw_toxic/jigsaw_natural_5000.csv", "binary", "comment_text", "is_bad", "id", 256, None),
+        "pii": ("pii_ner_social/docs.jsonl", "multilabel", "text", "entity_types", "doc_id", 128, None),
+        "upvote": (None, "regression", None, "label", "id", 256, "upvote"),
+    }.items()
 }
 MODELS = ("embedded", "tfidf-logreg", "tfidf-mlp")
 HEADLINE = {

@@ -45,8 +45,8 @@ sys.path.insert(0, str(ROOT))
 from socialsynth.classify.labels import LabelSpace  # noqa: E402
 from socialsynth.classify.model import TrainSettings  # noqa: E402
 from socialsynth.classify.transformer import TransformerClassifier  # noqa: E402
-from socialsynth.text.embeddings import embedded_model_path  # noqa: E402
 from socialsynth.core.io import atomic_write_json  # noqa: E402
+from socialsynth.text.embeddings import embedded_model_path  # noqa: E402
 
 REAL = Path("/work/shared/data/real")
 SOURCES = (

@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from itertools import accumulate
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -72,6 +73,8 @@ COLLECTION = {
     "block": "app.bsky.graph.block",
     "profile": "app.bsky.actor.profile",
 }
+# the delete kinds and the kind of record each deletes
+DELETES = {"unlike": "like", "unrepost": "repost", "unfollow": "follow", "unblock": "block", "post_delete": "post"}
 B32 = "234567abcdefghijklmnopqrstuvwxyz"
 WORDS = (
     "the a this my our new old good bad big small today tonight again really just still never always people "
@@ -173,176 +176,178 @@ class Ring:
 def generate(root: Path, n_events: int, n_users: int, seed: int, texts: list[str], days: int = 2, per_hour: int = 3):
     """Write ``n_events`` Jetstream lines under ``root/DD/HH/jetstream_N``; return counts by kind."""
     rng = random.Random(seed)
-    dids = [f"did:plc:{rng.getrandbits(120):030x}"[:32] for _ in range(n_users)]
-    # activity is heavy-tailed: a few accounts make most events (Zipf-like weights)
-    cum, total = [], 0.0
-    for rank in range(1, n_users + 1):
-        total += 1.0 / rank**0.9
-        cum.append(total)
-    rng.shuffle(dids)
-    outsiders = [f"did:plc:{rng.getrandbits(120):030x}"[:32] for _ in range(max(100, n_users // 4))]
+    dids, user_cum, outsiders = _accounts(rng, n_users)
     kinds = list(MIX)
-    kind_cum, acc = [], 0.0
-    for k in kinds:
-        acc += MIX[k]
-        kind_cum.append(acc)
-    posts = Ring(50_000)  # (uri, cid, root_uri, root_cid, did, rkey, text)
-    created = {k: Ring(50_000) for k in ("like", "repost", "follow", "block")}  # (did, rkey)
+    kind_cum = list(accumulate(MIX[k] for k in kinds))
+    stream = _Stream(rng, dids, outsiders, texts)
     counts: dict[str, int] = {}
     hours = days * 24
     per_file = -(-n_events // (hours * per_hour))
     start_us = 1_735_689_600_000_000  # 2025-01-01T00:00:00Z
-    span_us = hours * 3600 * 1_000_000
-    step = span_us / n_events
-    seq = 0
-    written = 0
+    step = hours * 3600 * 1_000_000 / n_events
     file_no = 0
     handle = None
     kind_batch = rng.choices(kinds, cum_weights=kind_cum, k=n_events)
-    user_batch = rng.choices(range(n_users), cum_weights=cum, k=n_events)
-
-    def cid() -> str:
-        return "bafyrei" + "".join(B32[(x >> (5 * i)) & 31] for x in [rng.getrandbits(260)] for i in range(52))
-
-    def post_record(now: str, text: str) -> dict:
-        return {"$type": COLLECTION["post"], "createdAt": now, "langs": ["en"], "text": text}
-
+    user_batch = rng.choices(range(n_users), cum_weights=user_cum, k=n_events)
     for i in range(n_events):
-        if written % per_file == 0:
+        if i % per_file == 0:
             if handle:
                 handle.close()
-            hour = file_no // per_hour
-            folder = root / f"{hour // 24 + 1:02d}" / f"{hour % 24:02d}"
-            folder.mkdir(parents=True, exist_ok=True)
-            handle = open(folder / f"jetstream_{file_no % per_hour}", "w", encoding="utf-8")
+            handle = _open_file(root, file_no, per_hour)
             file_no += 1
-        written += 1
         time_us = start_us + int(i * step) + rng.randrange(1000)
-        now = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time_us // 1_000_000)) + f".{time_us // 1000 % 1000:03d}Z"
-        kind = label = kind_batch[i]
-        did = dids[user_batch[i]]
-        seq += 1
-        rkey = tid(time_us, seq)
-        commit: dict | None = None
-        env: dict
-        if kind in ("unlike", "unrepost", "unfollow", "unblock", "post_delete"):
-            base = "post" if kind == "post_delete" else kind[2:]
-            target = posts.pop(rng) if base == "post" else created[base].pop(rng)
-            if target is None or rng.random() < 0.08:  # some deletes are of records made before the data starts
-                d_did, d_rkey = did, tid(time_us - rng.randrange(1, 10**12), seq)
-            else:
-                d_did, d_rkey = (target[4], target[5]) if base == "post" else target
-            did = d_did
-            commit = {"rev": rkey, "operation": "delete", "collection": COLLECTION[base], "rkey": d_rkey}
-            kind = "delete"
-        elif kind in ("post", "reply", "quote"):
-            text = texts[rng.randrange(len(texts))]
-            record = post_record(now, text)
-            parent = posts.pick(rng)
-            if kind == "reply":
-                if parent is None or rng.random() < 0.25:  # replies to posts outside the data
-                    puri = f"at://{rng.choice(outsiders)}/app.bsky.feed.post/{tid(time_us - 10**9, seq)}"
-                    parent = (puri, cid(), puri, None, None, None, "")
-                p_uri, p_cid, r_uri, r_cid = parent[0], parent[1], parent[2], parent[3] or parent[1]
-                record["reply"] = {
-                    "parent": {"cid": p_cid, "uri": p_uri},
-                    "root": {"cid": r_cid, "uri": r_uri},
-                }
-            elif kind == "quote" and parent is not None:
-                quoted = {"$type": "app.bsky.embed.record", "record": {"cid": parent[1], "uri": parent[0]}}
-                record["embed"] = quoted
-            c = cid()
-            uri = f"at://{did}/app.bsky.feed.post/{rkey}"
-            root_uri, root_cid = (
-                (record["reply"]["root"]["uri"], record["reply"]["root"]["cid"]) if kind == "reply" else (uri, c)
-            )
-            posts.add((uri, c, root_uri, root_cid, did, rkey, text))
-            commit = {
-                "rev": rkey,
-                "operation": "create",
-                "collection": COLLECTION["post"],
-                "rkey": rkey,
-                "record": record,
-                "cid": c,
-            }
-        elif kind == "post_update":
-            target = posts.pick(rng)
-            if target is not None:
-                did, rkey = target[4], target[5]
-            commit = {
-                "rev": rkey,
-                "operation": "update",
-                "collection": COLLECTION["post"],
-                "rkey": rkey,
-                "record": post_record(now, texts[rng.randrange(len(texts))]),
-                "cid": cid(),
-            }
-        elif kind in ("like", "repost"):
-            target = posts.pick(rng)
-            if target is None or rng.random() < 0.3:  # most of the network is outside any sample
-                subject = {
-                    "cid": cid(),
-                    "uri": f"at://{rng.choice(outsiders)}/app.bsky.feed.post/{tid(time_us - 10**9, seq)}",
-                }
-            else:
-                subject = {"cid": target[1], "uri": target[0]}
-            commit = {
-                "rev": rkey,
-                "operation": "create",
-                "collection": COLLECTION[kind],
-                "rkey": rkey,
-                "record": {"$type": COLLECTION[kind], "createdAt": now, "subject": subject},
-                "cid": cid(),
-            }
-            created[kind].add((did, rkey))
-        elif kind in ("follow", "block"):
-            subject = dids[rng.randrange(n_users)] if rng.random() < 0.6 else rng.choice(outsiders)
-            commit = {
-                "rev": rkey,
-                "operation": "create",
-                "collection": COLLECTION[kind],
-                "rkey": rkey,
-                "record": {"$type": COLLECTION[kind], "createdAt": now, "subject": subject},
-                "cid": cid(),
-            }
-            created[kind].add((did, rkey))
-        elif kind == "profile":
-            record = {
-                "$type": COLLECTION["profile"],
-                "displayName": f"user {did[-6:]}",
-                "description": texts[rng.randrange(len(texts))][:256],
-                "createdAt": now,
-            }
-            commit = {
-                "rev": rkey,
-                "operation": "update" if rng.random() < 0.8 else "create",
-                "collection": COLLECTION["profile"],
-                "rkey": "self",
-                "record": record,
-                "cid": cid(),
-            }
-        if kind == "identity":
-            env = {
-                "did": did,
-                "time_us": time_us,
-                "kind": "identity",
-                "identity": {"did": did, "handle": f"{did[-8:]}.bsky.social", "seq": seq, "time": now},
-            }
-        elif kind == "account":
-            env = {
-                "did": did,
-                "time_us": time_us,
-                "kind": "account",
-                "account": {"active": True, "did": did, "seq": seq, "time": now},
-            }
-        else:
-            env = {"did": did, "time_us": time_us, "kind": "commit", "commit": commit}
+        env = stream.event(kind_batch[i], dids[user_batch[i]], time_us, seq=i + 1)
         handle.write(json.dumps(env, separators=(",", ":"), ensure_ascii=False))
         handle.write("\n")
-        counts[label] = counts.get(label, 0) + 1
+        counts[kind_batch[i]] = counts.get(kind_batch[i], 0) + 1
     if handle:
         handle.close()
     return counts, file_no
+
+
+def _accounts(rng: random.Random, n_users: int) -> tuple[list[str], list[float], list[str]]:
+    """The accounts in the data (shuffled), their cumulative activity weights, and accounts outside the data."""
+    dids = [f"did:plc:{rng.getrandbits(120):030x}"[:32] for _ in range(n_users)]
+    # activity is heavy-tailed: a few accounts make most events (Zipf-like weights)
+    cum = list(accumulate(1.0 / rank**0.9 for rank in range(1, n_users + 1)))
+    rng.shuffle(dids)
+    outsiders = [f"did:plc:{rng.getrandbits(120):030x}"[:32] for _ in range(max(100, n_users // 4))]
+    return dids, cum, outsiders
+
+
+def _open_file(root: Path, file_no: int, per_hour: int):
+    """The ``file_no``-th output file, ``per_hour`` of them an hour: ``root/DD/HH/jetstream_N``."""
+    hour = file_no // per_hour
+    folder = root / f"{hour // 24 + 1:02d}" / f"{hour % 24:02d}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return open(folder / f"jetstream_{file_no % per_hour}", "w", encoding="utf-8")
+
+
+def _timestamp(time_us: int) -> str:
+    """ISO 8601 UTC with milliseconds, as Jetstream writes ``createdAt``."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time_us // 1_000_000)) + f".{time_us // 1000 % 1000:03d}Z"
+
+
+def _commit(rev: str, operation: str, collection: str, rkey: str, record: dict | None = None, cid: str = "") -> dict:
+    """A Jetstream commit; a delete has no record and no cid."""
+    commit = {"rev": rev, "operation": operation, "collection": collection, "rkey": rkey}
+    if record is not None:
+        commit.update(record=record, cid=cid)
+    return commit
+
+
+def _post_record(now: str, text: str) -> dict:
+    return {"$type": COLLECTION["post"], "createdAt": now, "langs": ["en"], "text": text}
+
+
+def _envelope(kind: str, did: str, time_us: int, seq: int, now: str, commit: dict | None) -> dict:
+    """The Jetstream line around an event: identity and account events carry no commit."""
+    if kind == "identity":
+        identity = {"did": did, "handle": f"{did[-8:]}.bsky.social", "seq": seq, "time": now}
+        return {"did": did, "time_us": time_us, "kind": "identity", "identity": identity}
+    if kind == "account":
+        account = {"active": True, "did": did, "seq": seq, "time": now}
+        return {"did": did, "time_us": time_us, "kind": "account", "account": account}
+    return {"did": did, "time_us": time_us, "kind": "commit", "commit": commit}
+
+
+class _Stream:
+    """What the generator remembers between events (recent posts and records, to reply to, like and delete), and
+    one method per kind of event. All randomness comes from the one seeded ``rng``, in a fixed order."""
+
+    def __init__(self, rng: random.Random, dids: list[str], outsiders: list[str], texts: list[str]):
+        self.rng, self.dids, self.outsiders, self.texts = rng, dids, outsiders, texts
+        self.posts = Ring(50_000)  # (uri, cid, root_uri, root_cid, did, rkey, text)
+        self.created = {k: Ring(50_000) for k in ("like", "repost", "follow", "block")}  # (did, rkey)
+
+    def cid(self) -> str:
+        return "bafyrei" + "".join(B32[(x >> (5 * i)) & 31] for x in [self.rng.getrandbits(260)] for i in range(52))
+
+    def text(self) -> str:
+        return self.texts[self.rng.randrange(len(self.texts))]
+
+    def outside_post_uri(self, time_us: int, seq: int) -> str:
+        return f"at://{self.rng.choice(self.outsiders)}/app.bsky.feed.post/{tid(time_us - 10**9, seq)}"
+
+    def event(self, kind: str, did: str, time_us: int, seq: int) -> dict:
+        """One Jetstream line of ``kind`` by ``did`` (deletes and post updates are by the target's author)."""
+        now = _timestamp(time_us)
+        rkey = tid(time_us, seq)
+        commit = None
+        if kind in DELETES:
+            did, commit = self.delete(DELETES[kind], did, rkey, time_us, seq)
+        elif kind in ("post", "reply", "quote"):
+            commit = self.post(kind, did, rkey, now, time_us, seq)
+        elif kind == "post_update":
+            did, commit = self.post_update(did, rkey, now)
+        elif kind in ("like", "repost", "follow", "block"):
+            commit = self.subject_record(kind, did, rkey, now, time_us, seq)
+        elif kind == "profile":
+            commit = self.profile(did, rkey, now)
+        return _envelope(kind, did, time_us, seq, now, commit)
+
+    def delete(self, base: str, did: str, rkey: str, time_us: int, seq: int) -> tuple[str, dict]:
+        target = self.posts.pop(self.rng) if base == "post" else self.created[base].pop(self.rng)
+        if target is None or self.rng.random() < 0.08:  # some deletes are of records made before the data starts
+            d_did, d_rkey = did, tid(time_us - self.rng.randrange(1, 10**12), seq)
+        else:
+            d_did, d_rkey = (target[4], target[5]) if base == "post" else target
+        return d_did, _commit(rkey, "delete", COLLECTION[base], d_rkey)
+
+    def post(self, kind: str, did: str, rkey: str, now: str, time_us: int, seq: int) -> dict:
+        text = self.text()
+        record = _post_record(now, text)
+        parent = self.posts.pick(self.rng)
+        if kind == "reply":
+            record["reply"] = self.reply_ref(parent, time_us, seq)
+        elif kind == "quote" and parent is not None:
+            record["embed"] = {"$type": "app.bsky.embed.record", "record": {"cid": parent[1], "uri": parent[0]}}
+        c = self.cid()
+        uri = f"at://{did}/app.bsky.feed.post/{rkey}"
+        root_uri, root_cid = (
+            (record["reply"]["root"]["uri"], record["reply"]["root"]["cid"]) if kind == "reply" else (uri, c)
+        )
+        self.posts.add((uri, c, root_uri, root_cid, did, rkey, text))
+        return _commit(rkey, "create", COLLECTION["post"], rkey, record, c)
+
+    def reply_ref(self, parent: tuple | None, time_us: int, seq: int) -> dict:
+        if parent is None or self.rng.random() < 0.25:  # replies to posts outside the data
+            puri = self.outside_post_uri(time_us, seq)
+            parent = (puri, self.cid(), puri, None, None, None, "")
+        p_uri, p_cid, r_uri, r_cid = parent[0], parent[1], parent[2], parent[3] or parent[1]
+        return {"parent": {"cid": p_cid, "uri": p_uri}, "root": {"cid": r_cid, "uri": r_uri}}
+
+    def post_update(self, did: str, rkey: str, now: str) -> tuple[str, dict]:
+        target = self.posts.pick(self.rng)
+        if target is not None:
+            did, rkey = target[4], target[5]
+        return did, _commit(rkey, "update", COLLECTION["post"], rkey, _post_record(now, self.text()), self.cid())
+
+    def subject_record(self, kind: str, did: str, rkey: str, now: str, time_us: int, seq: int) -> dict:
+        """A like or repost (of a post) or a follow or block (of an account)."""
+        if kind in ("like", "repost"):
+            target = self.posts.pick(self.rng)
+            if target is None or self.rng.random() < 0.3:  # most of the network is outside any sample
+                subject = {"cid": self.cid(), "uri": self.outside_post_uri(time_us, seq)}
+            else:
+                subject = {"cid": target[1], "uri": target[0]}
+        else:
+            in_data = self.rng.random() < 0.6
+            subject = self.dids[self.rng.randrange(len(self.dids))] if in_data else self.rng.choice(self.outsiders)
+        record = {"$type": COLLECTION[kind], "createdAt": now, "subject": subject}
+        commit = _commit(rkey, "create", COLLECTION[kind], rkey, record, self.cid())
+        self.created[kind].add((did, rkey))
+        return commit
+
+    def profile(self, did: str, rkey: str, now: str) -> dict:
+        record = {
+            "$type": COLLECTION["profile"],
+            "displayName": f"user {did[-6:]}",
+            "description": self.text()[:256],
+            "createdAt": now,
+        }
+        operation = "update" if self.rng.random() < 0.8 else "create"
+        return _commit(rkey, operation, COLLECTION["profile"], "self", record, self.cid())
 
 
 # --------------------------------------------------------------------------- measuring (one process per size)

@@ -27,9 +27,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 from results import update_results  # noqa: E402
 
 from socialsynth.core.io import read_records  # noqa: E402
+from socialsynth.jobs.norms.rewrite import Rater, rating_chat, rewrite_chat  # noqa: E402
 from socialsynth.llm import GenerationParams  # noqa: E402
 from socialsynth.llm.hf import HFBackend  # noqa: E402
-from socialsynth.jobs.norms.rewrite import Rater, rating_chat, rewrite_chat  # noqa: E402
 from socialsynth.prompts import load_dimension, load_template  # noqa: E402
 
 

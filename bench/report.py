@@ -26,65 +26,65 @@ def _fmt(x: float) -> str:
     return f"{x:,.0f}" if x >= 100 else f"{x:.1f}" if x >= 10 else f"{x:.2f}"
 
 
-def rows(results: dict) -> list[tuple[str, str, str, str, str]]:
+Row = tuple[str, str, str, str, str]
+
+# generation.py's rows: (figure, baseline key, socialsynth key, ratio key)
+GENERATION_ROWS = (
+    (
+        "generation, useful new tokens/s, research code's way vs ours",
+        "seed_way_useful_tok_s",
+        "ours_useful_tok_s",
+        "speedup",
+    ),
+    (
+        "rating, comments/s: generate-and-parse (seed) vs one forward pass",
+        "rating_generate_seed_way_per_s",
+        "rating_forward_per_s",
+        "rating_speedup_vs_seed_generate",
+    ),
+)
+
+
+def rows(results: dict) -> list[Row]:
     """(bench script, figure, baseline, socialsynth, ratio) for every section present."""
-    out = []
+    out: list[Row] = []
+
+    def add(script: str, figure: str, baseline: str, ours: str, ratio: str = "-") -> None:
+        out.append((script, figure, baseline, ours, ratio))
+
     tp = results.get("throughput")
     if tp:
         runs = tp["runs"]
         static = runs.get("static 64")
         best_name = max(runs, key=lambda k: runs[k]["useful_tok_s"])
         best = runs[best_name]
-        out.append(
-            (
-                "throughput.py",
-                f"batched generation, useful new tokens/s ({tp['prompts']} rewrite prompts, up to "
-                f"{tp['max_new_tokens']} tokens)",
-                f"{_fmt(static['useful_tok_s'])} (static batches of 64)" if static else "-",
-                f"{_fmt(best['useful_tok_s'])} ({best_name} slots)",
-                f"{best['vs_static']:.2f}x" if static else "-",
-            )
+        add(
+            "throughput.py",
+            f"batched generation, useful new tokens/s ({tp['prompts']} rewrite prompts, up to "
+            f"{tp['max_new_tokens']} tokens)",
+            f"{_fmt(static['useful_tok_s'])} (static batches of 64)" if static else "-",
+            f"{_fmt(best['useful_tok_s'])} ({best_name} slots)",
+            f"{best['vs_static']:.2f}x" if static else "-",
         )
-        out.append(
-            (
-                "throughput.py",
-                "share of the compute bound (matmul work per token at the measured bf16 rate)",
-                f"{_fmt(tp['compute_bound_tok_s'])} tok/s bound ({_fmt(tp['matmul_gflop_s'])} GFLOP/s)",
-                f"{100 * best['useful_tok_s'] / tp['compute_bound_tok_s']:.0f}%",
-                "-",
-            )
+        add(
+            "throughput.py",
+            "share of the compute bound (matmul work per token at the measured bf16 rate)",
+            f"{_fmt(tp['compute_bound_tok_s'])} tok/s bound ({_fmt(tp['matmul_gflop_s'])} GFLOP/s)",
+            f"{100 * best['useful_tok_s'] / tp['compute_bound_tok_s']:.0f}%",
         )
     gen = results.get("generation")
     if gen:
-        out.append(
-            (
-                "generation.py",
-                "generation, useful new tokens/s, research code's way vs ours",
-                _fmt(gen["seed_way_useful_tok_s"]),
-                _fmt(gen["ours_useful_tok_s"]),
-                f"{gen['speedup']:.1f}x",
-            )
-        )
-        out.append(
-            (
-                "generation.py",
-                "rating, comments/s: generate-and-parse (seed) vs one forward pass",
-                _fmt(gen["rating_generate_seed_way_per_s"]),
-                _fmt(gen["rating_forward_per_s"]),
-                f"{gen['rating_speedup_vs_seed_generate']:.1f}x",
-            )
-        )
+        for figure, base, ours, ratio in GENERATION_ROWS:
+            add("generation.py", figure, _fmt(gen[base]), _fmt(gen[ours]), f"{gen[ratio]:.1f}x")
     cs = results.get("classify_speed")
     if cs:
         naive, ours = cs["runs"]["naive"], cs["runs"]["ours"]
-        out.append(
-            (
-                "classify_speed.py",
-                f"MiniLM fine-tuning, seconds per epoch ({cs['texts']:,} tweets)",
-                f"{naive['epoch_s']:.1f} s (padded to 128, fp32)",
-                f"{ours['epoch_s']:.1f} s",
-                f"{cs['ratio_naive_over_ours']:.2f}x",
-            )
+        add(
+            "classify_speed.py",
+            f"MiniLM fine-tuning, seconds per epoch ({cs['texts']:,} tweets)",
+            f"{naive['epoch_s']:.1f} s (padded to 128, fp32)",
+            f"{ours['epoch_s']:.1f} s",
+            f"{cs['ratio_naive_over_ours']:.2f}x",
         )
     cr = results.get("classify_real")
     if cr:
@@ -93,14 +93,11 @@ def rows(results: dict) -> list[tuple[str, str, str, str, str]]:
             if "embedded" not in models or "tfidf-logreg" not in models:
                 continue
             metric = next(iter(models["embedded"]["headline"]))
-            out.append(
-                (
-                    "classify_real.py",
-                    f"{name} ({ds['task']}), test {metric}: TF-IDF linear model vs fine-tuned MiniLM",
-                    f"{models['tfidf-logreg']['headline'][metric]:.3f}",
-                    f"{models['embedded']['headline'][metric]:.3f}",
-                    "-",
-                )
+            add(
+                "classify_real.py",
+                f"{name} ({ds['task']}), test {metric}: TF-IDF linear model vs fine-tuned MiniLM",
+                f"{models['tfidf-logreg']['headline'][metric]:.3f}",
+                f"{models['embedded']['headline'][metric]:.3f}",
             )
     rs = results.get("responses")
     if rs and {"pac-lora", "lora", "zero-shot"} <= set(rs.get("metrics", {})):
@@ -110,26 +107,21 @@ def rows(results: dict) -> list[tuple[str, str, str, str, str]]:
             ("sentiment_acc", "sentiment agreement"),
             ("jsd", "per-topic sentiment JSD (lower is better)"),
         ):
-            out.append(
-                (
-                    "responses_rumoureval.py",
-                    f"RumourEval replies ({n} test cases): {label}, plain LoRA / zero-shot vs PAC-LoRA",
-                    f"{m['lora'][key]['mean']:.3f} / {m['zero-shot'][key]['mean']:.3f}",
-                    f"{m['pac-lora'][key]['mean']:.3f}",
-                    "-",
-                )
+            add(
+                "responses_rumoureval.py",
+                f"RumourEval replies ({n} test cases): {label}, plain LoRA / zero-shot vs PAC-LoRA",
+                f"{m['lora'][key]['mean']:.3f} / {m['zero-shot'][key]['mean']:.3f}",
+                f"{m['pac-lora'][key]['mean']:.3f}",
             )
     cl = results.get("cluster")
     if cl and cl.get("sizes"):
         big = cl["sizes"][-1]
-        out.append(
-            (
-                "cluster.py",
-                f"Jetstream parse + fold into users, events/s ({big['events']:,} events)",
-                "-",
-                _fmt(big["parse_fold_events_per_s"]),
-                f"10x events: {cl['time_ratio']:.1f}x time",
-            )
+        add(
+            "cluster.py",
+            f"Jetstream parse + fold into users, events/s ({big['events']:,} events)",
+            "-",
+            _fmt(big["parse_fold_events_per_s"]),
+            f"10x events: {cl['time_ratio']:.1f}x time",
         )
     return out
 

@@ -34,10 +34,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 from results import update_results  # noqa: E402
 
 from socialsynth.core.io import read_records  # noqa: E402
+from socialsynth.jobs.norms.rewrite import rewrite_chat  # noqa: E402
 from socialsynth.llm import GenerationParams  # noqa: E402
 from socialsynth.llm.decode import decode  # noqa: E402
 from socialsynth.llm.hf import HFBackend  # noqa: E402
-from socialsynth.jobs.norms.rewrite import rewrite_chat  # noqa: E402
 from socialsynth.prompts import load_dimension, load_template  # noqa: E402
 
 

@@ -62,6 +62,13 @@ DEFAULT_METRIC = {
     "regression": "pairwise_acc_0.1",
 }
 LOWER_IS_BETTER = {"mse", "mae", "loss", "hamming_loss"}
+# What --metric may name per task: the headline numbers a validation pass reports (see metrics.headline), or the loss.
+VALIDATION_METRICS = {
+    "binary": ("auprc", "auroc", "f1", "f1_at_0.5", "loss"),
+    "multiclass": ("macro_f1", "accuracy", "loss"),
+    "multilabel": ("micro_f1", "macro_f1", "subset_accuracy", "macro_auprc", "loss"),
+    "regression": ("pairwise_acc_0.1", "r2", "spearman", "mse", "loss"),
+}
 
 
 def scores_from_logits(task: str, logits: np.ndarray) -> np.ndarray:

@@ -35,17 +35,15 @@ from pathlib import Path
 from typing import Any
 
 from socialsynth.core.errors import InputError, Interrupted
-from socialsynth.core.io import atomic_write_json
+from socialsynth.core.io import atomic_write_json, meta_path
 
 RECORD_KEYS = ("job", "command", "config", "versions", "complete", "status", "seconds", "tokens", "runs")
 STATUSES = ("running", "finished", "interrupted", "failed")
 
 
 def record_path(output: str | Path) -> Path:
-    """``out/askmen_formality.jsonl`` -> ``out/askmen_formality.meta.json`` (any suffix is replaced)."""
-    output = Path(output)
-    name = output.name[: -len(".jsonl")] if output.name.endswith(".jsonl") else output.stem
-    return output.with_name(name + ".meta.json")
+    """``out/askmen_formality.jsonl`` -> ``out/askmen_formality.meta.json`` (the output's suffix is replaced)."""
+    return meta_path(output)
 
 
 def config_path(record: str | Path) -> Path:

@@ -46,7 +46,7 @@ def test_order_preserved_duplicates_once_and_sorted_by_length():
     texts = ["bb", "a", "cccc", "bb", "ddd"]
     out = emb.encode(texts)
     assert out.shape == (5, 8) and out.dtype == np.float32
-    for row, t in zip(out, texts):
+    for row, t in zip(out, texts, strict=True):
         np.testing.assert_allclose(row, expected(enc, t), atol=1e-6)
     assert enc.calls == [["cccc", "ddd", "bb", "a"]]  # distinct texts, longest first
 

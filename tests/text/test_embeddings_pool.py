@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from socialsynth.text.embeddings import Embedder, parse_devices
 from socialsynth.core.errors import InputError
+from socialsynth.text.embeddings import Embedder, parse_devices
 
 REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").exists())
 TEXTS = [f"post number {i} about {topic} and other things" for i, topic in enumerate(["cats", "tea", "rain"] * 8)]

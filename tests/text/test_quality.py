@@ -9,9 +9,9 @@ from socialsynth.text.quality import clean_generation, is_degenerate, lexical_fl
 BODY = "Just ask your manager for a meeting and bring numbers."
 
 
-@pytest.mark.parametrize(
-    "raw",
-    [
+# what clean_generation cuts from around BODY, under the note it records
+WRAPPED = {
+    "preamble": [
         f"Sure! Here's the rewritten comment:\n{BODY}",
         f"Sure! Here's the rewritten comment: {BODY}",
         f"Here is the rewritten comment in a very formal style:\n\n{BODY}",
@@ -20,48 +20,27 @@ BODY = "Just ask your manager for a meeting and bring numbers."
         f"Rewritten comment:\n{BODY}",
         f"  Okay, here's my rewrite:\n{BODY}  ",
     ],
-)
-def test_clean_generation_cuts_preambles(raw):
-    cleaned = clean_generation(raw)
-    assert cleaned.text == BODY
-    assert "preamble" in cleaned.notes
-
-
-@pytest.mark.parametrize(
-    "raw",
-    [
+    "echo": [  # the instructions echoed after the answer
         f"{BODY}\n\nPOST TITLE: How do I ask for a raise?\nCOMMENT: ...",
         f"{BODY} Rewrite the comment so that it is Very Formal.",
         f"{BODY}\nREWRITTEN COMMENT: something else",
         f"{BODY}\n\nRATING DEFINITIONS for formality:\n1. Very Casual: ...",
     ],
-)
-def test_clean_generation_cuts_instruction_echoes_after_the_answer(raw):
-    cleaned = clean_generation(raw)
-    assert cleaned.text == BODY
-    assert "echo" in cleaned.notes
-
-
-@pytest.mark.parametrize(
-    "raw",
-    [
+    "trailing_note": [
         f"{BODY}\nNote: I changed the tone to be more formal.",
         f"{BODY}\n\nNote: the meaning is preserved.\nThe rest is unchanged.",
         f"{BODY}\nExplanation: added a greeting.",
         f"{BODY}\n\nI changed the slang to standard English.",
     ],
-)
-def test_clean_generation_cuts_trailing_notes(raw):
-    cleaned = clean_generation(raw)
-    assert cleaned.text == BODY
-    assert "trailing_note" in cleaned.notes
+    "quotes": [f'"{BODY}"', f"“{BODY}”", f"'{BODY}'", f'Sure! Here is the formal version: "{BODY}"'],
+}
 
 
-@pytest.mark.parametrize("raw", [f'"{BODY}"', f"“{BODY}”", f"'{BODY}'", f'Sure! Here is the formal version: "{BODY}"'])
-def test_clean_generation_strips_wrapping_quotes(raw):
+@pytest.mark.parametrize(("note", "raw"), [(note, raw) for note, raws in WRAPPED.items() for raw in raws])
+def test_clean_generation_cuts_what_wraps_the_answer(note, raw):
     cleaned = clean_generation(raw)
     assert cleaned.text == BODY
-    assert "quotes" in cleaned.notes
+    assert note in cleaned.notes
 
 
 @pytest.mark.parametrize(
@@ -99,76 +78,56 @@ def test_clean_generation_keeps_heres_what_worked_for_me():
 # -- flags ------------------------------------------------------------------------------------------------------
 ORIGINAL = "Don't let everyone else's timeline pressure you, man."
 
-
-@pytest.mark.parametrize(
-    "text",
-    [
+# texts that lexical_flags(text, ORIGINAL) flags, and texts it does not flag, by flag
+FLAGGED = {
+    "refusal": [
         "I'm sorry, but I can't help with that.",
         "I cannot rewrite this comment because it may be offensive.",
         "As an AI language model, I don't have opinions.",
         "I am unable to comply with this request.",
     ],
-)
-def test_flags_refusal(text):
-    flags = lexical_flags(text, ORIGINAL)
-    assert flags["refusal"] is True
-
-
-def test_sympathy_is_not_a_refusal():
-    text = "I'm sorry you're going through this, man. Four years is not late, it's just yours."
-    assert lexical_flags(text, ORIGINAL)["refusal"] is False
-
-
-def test_flags_empty():
-    assert lexical_flags("", ORIGINAL)["empty"] is True
-    assert lexical_flags("   \n ", ORIGINAL)["empty"] is True
-    assert lexical_flags("ok", ORIGINAL)["empty"] is False
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
+    "empty": ["", "   \n "],
+    "unchanged": [  # case, punctuation and spacing do not count
         ORIGINAL,
         "don't let everyone else's timeline pressure you man",
         "DONT LET EVERYONE ELSES TIMELINE PRESSURE YOU, MAN!!",
         "  Don't let everyone else's   timeline pressure you, man. ",
     ],
-)
-def test_flags_unchanged_ignores_case_punctuation_and_spacing(text):
-    assert lexical_flags(text, ORIGINAL)["unchanged"] is True
-
-
-def test_flags_changed_text_is_not_unchanged():
-    assert lexical_flags("Do not let other people's timelines pressure you.", ORIGINAL)["unchanged"] is False
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
+    "degenerate": [
         "NOOOOOOOOOOOO",
         "lol lol lol lol lol lol lol lol lol lol lol lol lol",
         "\n".join(["I agree with you."] * 5),
     ],
-)
-def test_flags_degenerate(text):
-    assert is_degenerate(text)
-    assert lexical_flags(text, ORIGINAL)["degenerate"] is True
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
+    "instruction_echo": ["Rewrite the comment to be formal."],
+}
+NOT_FLAGGED = {
+    "refusal": ["I'm sorry you're going through this, man. Four years is not late, it's just yours."],  # sympathy
+    "empty": ["ok"],
+    "unchanged": ["Do not let other people's timelines pressure you."],
+    "degenerate": [
         ORIGINAL,
         "Noooo way, that's wild.",
         "First line.\nSecond line.\nThird line.",
         "It took me almost two years in a new city. What worked for me: a climbing gym, a weekly board game night.",
     ],
+}
+
+
+@pytest.mark.parametrize(
+    ("flag", "text", "expected"),
+    [
+        (flag, text, expected)
+        for expected, table in ((True, FLAGGED), (False, NOT_FLAGGED))
+        for flag, texts in table.items()
+        for text in texts
+    ],
 )
-def test_normal_text_is_not_degenerate(text):
-    assert lexical_flags(text, ORIGINAL)["degenerate"] is False
+def test_lexical_flag(flag, text, expected):
+    assert lexical_flags(text, ORIGINAL)[flag] is expected
+    if flag == "degenerate":
+        assert is_degenerate(text) is expected
 
 
-def test_flags_instruction_echo_and_clean_text_has_no_flags():
-    assert lexical_flags("Rewrite the comment to be formal.", ORIGINAL)["instruction_echo"] is True
+def test_clean_rewrite_has_no_flags():
     flags = lexical_flags("Do not allow the schedules of others to pressure you.", ORIGINAL)
     assert not any(flags.values())

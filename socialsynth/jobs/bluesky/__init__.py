@@ -8,5 +8,7 @@ Modules:
 - ``language``, ``cluster``: the English filter; user clustering with reports and a map.
 - ``ignored``, ``output``: ignored-message selection; the per-cluster files in the seed's schema.
 - ``pipeline``: the whole job behind ``cluster_users.py`` (with the parsed-users cache).
-- ``instruct``: instruction data per cluster (``build_instruct_dataset.py``).
+- ``instruct``: instruction data per cluster (``build_instruct_dataset.py``), LLM answers resumable chunk by chunk.
+- ``config``: the declared settings of both scripts (:class:`ClusterConfig`, :class:`InstructConfig`); ``cli``:
+  their ``main_cluster`` / ``main_instruct``.
 """

@@ -2,7 +2,7 @@
 
     Jetstream files -> events -> users (cached) -> English filter -> embeddings (cached by content) -> user vectors
     -> clusters (constrained k-means, or auto k by silhouette) -> [ignored messages] -> cluster_<id>.jsonl files,
-    user_clusters.json, a cluster report, a 2-D map and meta.json
+    user_clusters.json, a cluster report, a 2-D map and meta.json; the run record is <output-dir>/cluster.meta.json
 
 The parsed-users cache is JSON (gzip), keyed by the input files (path, size, mtime), the day range and the parser
 version, so a changed input or date range is parsed again (the seed reused any cache with 10 users).

@@ -105,7 +105,6 @@ class NormsConfig:
 
     def __post_init__(self) -> None:
         self.levels = tuple(self.levels)
-        self._check_mode()
         self._check_counts()
         check_choice(self, "rating_method", RATING_METHODS)
         check_range(self, "min_similarity", -1, 1)
@@ -115,6 +114,7 @@ class NormsConfig:
         for name in ("rewrite_template", "rating_template"):
             if getattr(self, name) is not None:
                 _check_loads(self, name, load_template)
+        self._check_mode()
 
     def _check_mode(self) -> None:
         if self.judge_agreement is not None:

@@ -19,7 +19,7 @@ from socialsynth.core.runner import GracefulStop, RunCounts, run_chunks
 from socialsynth.jobs.norms.config import NormsConfig
 from socialsynth.jobs.norms.rewrite import NormRewriter, Rater, RewriteFilters
 from socialsynth.llm.base import Backend
-from socialsynth.prompts import load_dimension, load_template
+from socialsynth.prompts import Dimension, load_dimension, load_template
 
 log = logging.getLogger(__name__)
 INPUT_EXTENSIONS = (".jsonl", ".csv", ".parquet", ".pkl")
@@ -119,7 +119,7 @@ def run(cfg: NormsConfig, command: str | None = None) -> dict:
         try:
             if todo:
                 models = load_models(cfg, dim, job)
-                counts = rewrite_all(cfg, models, todo, writer, stop, command)
+                counts = rewrite_all(cfg, models, todo, writer, stop, job, command)
         finally:
             record_outcome(job, cfg, out, writer, selected, models, counts)
     return report(job.meta, out, dim.name)
@@ -144,7 +144,7 @@ def load_inputs(cfg: NormsConfig) -> Inputs:
     return Inputs(Path(path), len(data.records), rows, skipped)
 
 
-def describe_inputs(inputs: Inputs, out: Path, dim, selected: list, shard: tuple[int, int] | None) -> dict:
+def describe_inputs(inputs: Inputs, out: Path, dim: Dimension, selected: list, shard: tuple[int, int] | None) -> dict:
     """The record's fields about what this run reads and writes."""
     return {
         "input": str(inputs.path),
@@ -158,7 +158,7 @@ def describe_inputs(inputs: Inputs, out: Path, dim, selected: list, shard: tuple
     }
 
 
-def load_models(cfg: NormsConfig, dim, job: JobRun) -> Models:
+def load_models(cfg: NormsConfig, dim: Dimension, job: JobRun) -> Models:
     """The generator (tokens counted per stage in the run record), rater, rewriter and optional upvote model."""
     backend = cfg.engine().load()
     embedder = None
@@ -179,11 +179,17 @@ def load_models(cfg: NormsConfig, dim, job: JobRun) -> Models:
 
 
 def rewrite_all(cfg: NormsConfig, models: Models, todo: list, writer: JsonlWriter, stop: GracefulStop,
-                command: str) -> RunCounts:
-    """Rewrite, rate and write the comments still to do, chunk by chunk (-b comments a chunk)."""
-    counts = run_chunks(todo, lambda chunk: models.process(chunk, cfg.levels), writer, cfg.batch_size, stop,
-                        desc="comments", resume_hint=f"rerun the same command to resume: {command}")
-    return counts
+                job: JobRun, command: str) -> RunCounts:
+    """Rewrite, rate and write the comments still to do, chunk by chunk (-b comments a chunk). The record is saved
+    after every chunk, so a killed run's tokens stay counted."""
+
+    def process(chunk: Sequence[tuple[int, dict]]) -> list[dict]:
+        records = models.process(chunk, cfg.levels)
+        job.save()
+        return records
+
+    return run_chunks(todo, process, writer, cfg.batch_size, stop, desc="comments",
+                      resume_hint=f"rerun the same command to resume: {command}")
 
 
 def record_outcome(job: JobRun, cfg: NormsConfig, out: Path, writer: JsonlWriter, selected: list,

@@ -45,6 +45,8 @@ class Agreement:
 @dataclass
 class JudgeReport:
     by_dimension: dict[str, dict[str, Agreement]] = field(default_factory=dict)  # dim -> topic -> counts
+    methods_used: dict[str, str] = field(default_factory=dict)  # dim -> the rating method the judge really used
+    method_notes: dict[str, list[str]] = field(default_factory=dict)  # dim -> why it differs from the one asked
 
     def to_dict(self) -> dict:
         return {d: {t: a.to_dict() for t, a in topics.items()} for d, topics in self.by_dimension.items()}
@@ -92,6 +94,8 @@ def judge_agreement(
                 else:
                     bucket.disagree += 1
         report.by_dimension[dim_name] = dict(counts)
+        report.methods_used[dim_name] = rater.method  # after any fallback (a backend without logprobs)
+        report.method_notes[dim_name] = list(rater.method_notes)
     return report
 
 

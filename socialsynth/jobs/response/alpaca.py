@@ -15,17 +15,17 @@ from __future__ import annotations
 import hashlib
 import json
 import string
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import yaml
 
 from socialsynth.core.errors import InputError
 from socialsynth.core.io import atomic_write_text
-from socialsynth.prompts import TEMPLATES_DIR
 from socialsynth.jobs.response.records import SPAN_NEWS, SPAN_USER, VARIANTS
+from socialsynth.prompts import TEMPLATES_DIR
 
 # which span each placeholder's text belongs to (None: in no span)
 FIELD_SPANS = {
@@ -68,7 +68,7 @@ def template_name(language: str) -> str:
     return f"response_instruction_{language}"
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_instruction_template(name_or_path: str) -> InstructionTemplate:
     """An instruction template by name (prompts/templates/<name>.yaml) or path; checked for the keys it needs."""
     path = Path(name_or_path)

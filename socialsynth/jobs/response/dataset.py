@@ -50,15 +50,16 @@ import random
 import re
 import time
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from socialsynth.core.errors import InputError
 from socialsynth.core.io import SUPPORTED_EXTENSIONS, atomic_write_text, read_records
 from socialsynth.core.provenance import versions
 from socialsynth.core.run import JobRun
-from socialsynth.jobs.response.config import BuildConfig, default_output_dir
+from socialsynth.jobs.response.config import BuildConfig
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +201,7 @@ def read_topics(path: Path, checker: RowChecker) -> list[Topic]:
     data = read_records(path, required=("topic_id",), on_bad_row="skip" if checker.skip else "error")
     checker.skipped.update({f"topics: {k}": v for k, v in data.skipped.items()})
     topics, seen = [], set()
-    for rec, line in zip(data.records, data.line_numbers):
+    for rec, line in zip(data.records, data.line_numbers, strict=False):
         tid, news = _text(rec.get("topic_id")), _text(rec.get("news"))
         topic = _text(rec.get("topic")) or tid
         if not tid:
@@ -229,7 +230,7 @@ def read_users(path: Path, checker: RowChecker) -> dict[str, User]:
     data = read_records(path, required=("user_id",), on_bad_row="skip" if checker.skip else "error")
     checker.skipped.update({f"users: {k}": v for k, v in data.skipped.items()})
     users: dict[str, User] = {}
-    for rec, line in zip(data.records, data.line_numbers):
+    for rec, line in zip(data.records, data.line_numbers, strict=False):
         uid = _text(rec.get("user_id"))
         if not uid:
             checker.bad(path, line, "user_id", "empty user id", "users: empty user_id")
@@ -266,7 +267,7 @@ def read_responses(path: Path, checker: RowChecker) -> list[Response]:
     data = read_records(path, required=("topic_id", "user_id"), on_bad_row="skip" if checker.skip else "error")
     checker.skipped.update({f"responses: {k}": v for k, v in data.skipped.items()})
     out = []
-    for rec, line in zip(data.records, data.line_numbers):
+    for rec, line in zip(data.records, data.line_numbers, strict=False):
         tid, uid, text = _text(rec.get("topic_id")), _text(rec.get("user_id")), _text(rec.get("text"))
         if not tid or not uid:
             name = "topic_id" if not tid else "user_id"

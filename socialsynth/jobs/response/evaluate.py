@@ -26,7 +26,7 @@ interval over topics); a PNG per topic shows real vs each method as grouped bars
 Writes DIR/eval/micro.jsonl (one line per case per method), macro.json (per topic per method), comparison.json
 and comparison.txt (the table, also printed), plots/<topic>.png; every file is written whole through a temporary
 file and renamed, so a reader never sees half of one. Embeddings are cached in DIR/eval/cache, so a rerun (say
-with one more method) only encodes the new texts.
+with one more method) only encodes the new texts. The run record is DIR/eval/evaluate.meta.json.
 """
 
 from __future__ import annotations
@@ -36,9 +36,10 @@ import json
 import logging
 import re
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -115,7 +116,7 @@ def method_names(paths: Sequence[Path]) -> list[str]:
     """File stems; where two files share a stem, 'parent/stem' for all of them."""
     stems = [p.name[: -len(".jsonl")] if p.name.endswith(".jsonl") else p.stem for p in paths]
     counts = Counter(stems)
-    names = [f"{p.parent.name}/{s}" if counts[s] > 1 else s for p, s in zip(paths, stems)]
+    names = [f"{p.parent.name}/{s}" if counts[s] > 1 else s for p, s in zip(paths, stems, strict=False)]
     if len(set(names)) < len(names):
         dup = [n for n, c in Counter(names).items() if c > 1][0]
         raise InputError(f"two prediction files would both be called {dup!r}; rename one", field="--predictions")
@@ -224,7 +225,7 @@ def micro_metrics(
     base = methods[0].records
     references = [base[k]["reference"] for k in ids]
     langs = [languages[k] for k in ids]
-    real = dict(zip(ids, sentiment.predict(references, langs)))
+    real = dict(zip(ids, sentiment.predict(references, langs), strict=False))
     cosines: dict[str, np.ndarray] = {}
     if embedder is not None:
         texts = list(dict.fromkeys([*references, *(m.records[k]["prediction"] for m in methods for k in ids)]))
@@ -280,7 +281,10 @@ def macro_metrics(
             "title": titles.get(topic),
             "n": len(real_labels),
             "in_average": len(real_labels) >= min_users,
-            "real": {"counts": _counts(real_labels), "distribution": dict(zip(LABELS, real.round(6).tolist()))},
+            "real": {
+                "counts": _counts(real_labels),
+                "distribution": dict(zip(LABELS, real.round(6).tolist(), strict=True)),
+            },
             "methods": {},
         }
         for method in method_order:
@@ -288,7 +292,7 @@ def macro_metrics(
             pred = distribution(labels)
             entry["methods"][method] = {
                 "counts": _counts(labels),
-                "distribution": dict(zip(LABELS, pred.round(6).tolist())),
+                "distribution": dict(zip(LABELS, pred.round(6).tolist(), strict=False)),
                 "jsd": round(js_divergence(real, pred), 6),
                 "kl": round(kl_divergence(real, pred, epsilon), 6),
             }
@@ -357,7 +361,8 @@ def format_table(rows: Sequence[dict]) -> str:
     widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
 
     def line(cells):
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+        pairs = enumerate(zip(cells, widths, strict=True))
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in pairs).rstrip()
 
     return "\n".join([line(header), line(["-" * w for w in widths]), *(line(c) for c in body)])
 

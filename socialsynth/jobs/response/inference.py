@@ -2,7 +2,8 @@
 
 Reads alpaca/<variant>.jsonl (records of one --split, "test" by default) and writes predictions/<method>.jsonl in
 the records.py schema, one line per case, resumable (a rerun skips the ids already written) with provenance on every
-line (model, adapter, sampling parameters, seed) and predictions/<method>.meta.json.
+line (model, adapter, sampling parameters, seed) and predictions/<method>.meta.json (the run record, with the
+tokens read and written per model under stage "infer").
 
 Adapters (--adapter adapters/NAME): the base model named in the adapter's training.json (or -m) is loaded in this
 process and prompts are generated in batches with left padding through transformers' generate() with the seed's

@@ -181,12 +181,12 @@ class PersonaJob:
 
     def process(self, users: Sequence[UserItem]) -> list[dict]:
         templates = [self.template(u.language) for u in users]
-        chats = [persona_chat(t, u.name, u.history) for t, u in zip(templates, users)]
+        chats = [persona_chat(t, u.name, u.history) for t, u in zip(templates, users, strict=False)]
         keys = [u.user_id for u in users]
         completions = self.backend.generate(chats, self.cfg.params, keys=keys)
         describe = self.backend.describe()
         records = []
-        for user, tpl, chat, comp in zip(users, templates, chats, completions):
+        for user, tpl, chat, comp in zip(users, templates, chats, completions, strict=False):
             parsed = parse_persona(comp.text)
             items, echoed = split_echoes(parsed, "\n".join(turn["content"] for turn in chat))
             if items:

@@ -22,7 +22,7 @@ predictions/<method>.jsonl (infer), one line per case: {"id", "topic_id", "user_
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 VARIANTS = ("full", "without_persona", "without_history")
 # the linear layers an adapter wraps by default (Llama/Qwen2 names); PAC-LoRA and plain LoRA alike

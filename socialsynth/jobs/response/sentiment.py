@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from socialsynth.core.errors import InputError
 
@@ -165,7 +165,7 @@ class ClassifierSentiment:
             "classifier_kind": card.get("kind"),
             "base_model": card.get("base_model") or card.get("model"),
             "task": self.model.task,
-            "classes": dict(zip(self.model.labels.names, self.label_of_class)),
+            "classes": dict(zip(self.model.labels.names, self.label_of_class, strict=False)),
             "thresholds": list(self.model.thresholds),
         }
 

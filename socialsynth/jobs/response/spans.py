@@ -16,8 +16,8 @@ alone exceed the limit the record is refused (``encode_example`` returns None an
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 from socialsynth.core.errors import InputError
 from socialsynth.jobs.response.records import SPAN_NEWS, SPAN_USER, chat_for, prompt_text
@@ -145,7 +145,7 @@ def _cut_plan(runs: list[tuple[int, int]], excess: int) -> set[int]:
         while cap > 0 and sum(max(0, n - cap) for n in lengths) < excess:
             cap -= 1
     drop = set()
-    for (s, e), n in zip(runs, lengths):
+    for (s, e), n in zip(runs, lengths, strict=False):
         if n > cap:
             drop.update(range(s + cap, e))
     return drop

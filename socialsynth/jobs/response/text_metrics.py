@@ -16,7 +16,7 @@ that decides how both tokenize (words for English, one token per character for C
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 __all__ = ["is_cjk", "cjk_share", "guess_language", "tokens", "lcs_length", "rouge_l", "SentenceBleu"]
 

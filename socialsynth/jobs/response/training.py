@@ -13,7 +13,8 @@ Long jobs: a checkpoint (adapter weights and optimizer state, never the frozen b
 optimizer steps and on SIGTERM/SIGINT (then exit 128+signal); rerunning the same command resumes from the last one
 (--restart starts over). The adapter folder adapters/<name>/ (weights, config, training.json with the arguments,
 the losses and provenance) is written into a temporary folder and renamed into place, so it is either complete or
-absent; a rerun once it exists does nothing.
+absent; a rerun once it exists does nothing. The run record (command, config, status, time per run) is
+adapters/<name>.meta.json, beside the folder.
 """
 
 from __future__ import annotations

@@ -137,7 +137,7 @@ def load_weibo(root: Path, users_dir: Path | None = None, skip_bad_rows: bool = 
             on_bad_row="skip" if skip_bad_rows else "error",
         )
         skipped.update({f"search csv: {k}": v for k, v in data.skipped.items()})
-        for row, line in zip(data.records, data.line_numbers):
+        for row, line in zip(data.records, data.line_numbers, strict=False):
             uid, text = _text(row.get(CSV_COLUMNS["user_id"])), _text(row.get(CSV_COLUMNS["text"]))
             if not uid:
                 checker.bad(csvs[0], line + 1, CSV_COLUMNS["user_id"], "empty user id", "search csv: empty user_id")

@@ -12,7 +12,7 @@ from socialsynth.jobs.bluesky.language import english_mask, filter_english_users
 def blobs(sizes=(30, 25, 20), dim=16, spread=0.05, seed=0):
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(len(sizes), dim)) * 3
-    X = np.vstack([c + rng.normal(scale=spread, size=(n, dim)) for c, n in zip(centres, sizes)])
+    X = np.vstack([c + rng.normal(scale=spread, size=(n, dim)) for c, n in zip(centres, sizes, strict=True)])
     truth = np.repeat(np.arange(len(sizes)), sizes)
     return X, truth
 

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from socialsynth.jobs.bluesky.events import EventStats, find_input_files, parse_files, quoted_uri
 from socialsynth.core.errors import InputError
+from socialsynth.jobs.bluesky.events import EventStats, find_input_files, parse_files, quoted_uri
 
-REAL = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").exists()).parent / "shared" / "data" / "real"
+REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").exists())
+REAL = REPO.parent / "shared" / "data" / "real"
 ALICE, BOB = "did:plc:alice", "did:plc:bob"
 T0 = 1740798047_000000
 

@@ -54,7 +54,7 @@ def build(members=MEMBERS):
 def test_seen_content_and_weights_by_hand():
     data, _ = build()
     uris, weights = seen_content(MEMBERS, data)
-    got = dict(zip(uris, weights.tolist()))
+    got = dict(zip(uris, weights.tolist(), strict=True))
     # liked/reposted: 1 + 2; posts by S, followed by two members: 1 + 0.5 * 2
     assert got == {puri(OTHER, "liked"): 3.0, puri(OTHER, "reposted"): 3.0, puri(S, "s1"): 2.0, puri(S, "s2"): 2.0}
 

@@ -99,7 +99,7 @@ def test_cluster_lines_order_schema_and_contents():
     ]  # fmt: skip
     assert set(kinds) == set(ACTIONS)
     by = {}
-    for kind, line in zip(kinds, action_lines):
+    for kind, line in zip(kinds, action_lines, strict=True):
         by.setdefault(kind, []).append(line)
     b1 = {"user_id": B, "text": "b early", "unix_epoch": 100}
     assert by["like"][0] == [b1, make_action("like", A, 410)]

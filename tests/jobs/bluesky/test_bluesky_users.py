@@ -8,7 +8,18 @@ import pytest
 
 from socialsynth.jobs.bluesky.events import EventStats, parse_files, to_event
 from socialsynth.jobs.bluesky.users import UserData, build_chains
-from tests.jobs.bluesky.test_bluesky_events import ALICE, ALL_KINDS, BOB, REAL, T0, commit, post, post_uri, reply, subject_record
+from tests.jobs.bluesky.test_bluesky_events import (
+    ALICE,
+    ALL_KINDS,
+    BOB,
+    REAL,
+    T0,
+    commit,
+    post,
+    post_uri,
+    reply,
+    subject_record,
+)
 
 CAROL = "did:plc:carol"
 

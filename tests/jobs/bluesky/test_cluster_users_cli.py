@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from socialsynth.core.run import read_run_record
+
 REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").exists())
 TOPICS = {
     "cooking": [
@@ -164,12 +166,18 @@ def test_cluster_users_end_to_end(tmp_path):
     assert chain[0]["user_id"] == "did:plc:cooking1" and chain[1]["user_id"] == "did:plc:cooking2"
     assert chain[0]["unix_epoch"] < chain[1]["unix_epoch"]
     assert (folder / "cluster_map.png").stat().st_size > 1000
+    record = read_run_record(out / "cluster.meta.json")
+    assert record["job"] == "cluster" and record["complete"] is True and record["status"] == "finished"
+    assert record["k"] == 2 and record["output"] == str(folder) and record["events"] == meta["events"]
+    assert record["config"]["n_clusters"] == 2 and (out / "cluster.config.yaml").exists()
+    assert "run record:" in proc.stdout and "cluster sizes:" in proc.stdout
     # a rerun reuses the parsed-users cache; a changed input file is parsed again
     again = _run(*args)
     assert again.returncode == 0 and "reusing parsed users" in again.stderr
     (day / "more").write_text("\n".join(lines[20:-1]) + "\n", encoding="utf-8")
     changed = _run(*args)
     assert changed.returncode == 0 and "reusing parsed users" not in changed.stderr
+    assert [r["status"] for r in read_run_record(out / "cluster.meta.json")["runs"]] == ["finished"] * 3
 
 
 def test_cluster_users_too_few_users_is_bad_input(tmp_path):

@@ -435,8 +435,11 @@ def test_cli_judge_agreement_prints_a_table_per_dimension(tmp_path, tiny_model_d
     assert "12 pairs" in proc.stdout
     written = list(out.glob("judge_agreement_*.json"))
     assert len(written) == 1
-    report = json.loads(written[0].read_text(encoding="utf-8"))["report"]
+    result = json.loads(written[0].read_text(encoding="utf-8"))
+    report = result["report"]
     assert set(report) == {"formality", "supportiveness", "sarcasm", "politeness", "humor"}
+    assert result["rating_method"] == "likelihood"
+    assert result["rating_method_used"] == {dim: "likelihood" for dim in report}  # no fallback on a local model
     for dim, topics in report.items():
         counts = topics["all"]
         assert counts["agree"] + counts["disagree"] + counts["ties"] + counts["skipped"] == 12, dim

@@ -59,6 +59,7 @@ def test_judge_agreement_counts(fake_backend_cls):
         "ties": 1,
         "skipped": 3,
     }
+    assert report.methods_used == {"formality": "logits"} and report.method_notes == {"formality": []}
     # Each distinct (title, comment) is rated once per dimension.
     assert len(backend.score_calls) == 1
     assert len(backend.score_calls[0][0]) == 4

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from socialsynth.jobs.norms.rewrite import NormRewriter, Rater, RewriteFilters, parse_rating
 from socialsynth.llm.base import GenerationParams
-from socialsynth.jobs.norms.rewrite import RewriteFilters, NormRewriter, Rater, parse_rating
 from socialsynth.prompts import load_dimension, load_template
 
 FORMALITY = load_dimension("formality")
@@ -152,7 +152,7 @@ def test_norm_rewriter_records_have_the_seed_fields(fake_backend_cls, askmen_row
     rows = askmen_rows[3:5]
     records = job.process(rows)
     assert len(records) == 2
-    for (idx, row), rec in zip(rows, records):
+    for (idx, row), rec in zip(rows, records, strict=True):
         assert list(rec)[:6] == [
             "id",
             "idx",
@@ -294,7 +294,7 @@ def test_score_continuations_matches_an_unbatched_forward_pass(sharp_backend):
     ]
     texts = ["lol ok", "It is advisable to consider this carefully.", "I think that works."]
     got = sharp_backend.score_continuations(chats, texts)
-    for chat, text, value in zip(chats, texts, got):
+    for chat, text, value in zip(chats, texts, got, strict=True):
         prompt = sharp_backend.encode_chat(chat)
         cont = sharp_backend.tokenizer.encode(text, add_special_tokens=False)
         with torch.inference_mode():

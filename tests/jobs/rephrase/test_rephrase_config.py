@@ -218,3 +218,34 @@ def test_a_shard_keeps_its_record_name(tmp_path, capsys, fake_models):
     assert record["shard"] == [1, 2] and record["n_selected"] == 2 and record["complete"] is True
     assert (out / "rephrased.shard-1-of-2.jsonl").exists() and (out / "m_generated.shard-1-of-2.csv").exists()
     assert record["tokens"]["m"]["rephrase"]["in"] == 2 * 10
+
+
+def test_a_stop_after_one_models_search_keeps_that_search(tmp_path, capsys, fake_models, monkeypatch):
+    from socialsynth.core.errors import Interrupted
+
+    load = BackendSpec.load
+
+    def stop_at_b(self):
+        if self.model == "model-b":
+            raise Interrupted("stopped by SIGTERM", resume_hint="rerun to resume")
+        return load(self)
+
+    monkeypatch.setattr(BackendSpec, "load", stop_at_b)
+    out = tmp_path / "o"
+    argv = ["--input", SAMPLE, "-e", "4", "-o", out, "-m", "model-a", "-m", "model-b", "--search-temperatures",
+            "0.5,0.7", "--search-sample", "2"]
+    code, _, err = run_cli(argv, capsys)
+    assert code == 143 and "rerun to resume" in err
+    record = read_run_record(out / "rephrased.meta.json")
+    assert record["status"] == "interrupted" and record["complete"] is False and record["n_written"] == 4
+    assert set(record["temperature_search"]["by_model"]) == {"model-a"}
+    assert set(record["tokens"]["model-a"]) == {"search", "rephrase"}
+
+    monkeypatch.setattr(BackendSpec, "load", load)
+    fake_models.clear()
+    code, _, err = run_cli(argv, capsys)
+    assert code == 0, err
+    assert fake_models == ["model-b"]  # model-a has nothing left to do and its search is kept
+    record = read_run_record(out / "rephrased.meta.json")
+    assert record["complete"] is True and set(record["temperature_search"]["by_model"]) == {"model-a", "model-b"}
+    assert record["tokens"]["model-a"]["search"]["in"] == 2 * 2 * 10

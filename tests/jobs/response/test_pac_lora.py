@@ -265,8 +265,8 @@ def test_span_masks_cover_the_span_text(tokenizer):
             return_dict=True,
         )["input_ids"]
     )
-    news = tokenizer.decode([i for i, f in zip(enc.ids, enc.news) if f]).strip()
-    user = tokenizer.decode([i for i, f in zip(enc.ids, enc.user) if f]).strip()
+    news = tokenizer.decode([i for i, f in zip(enc.ids, enc.news, strict=False) if f]).strip()
+    user = tokenizer.decode([i for i, f in zip(enc.ids, enc.user, strict=False) if f]).strip()
     assert news == "The council banned cars downtown."
     assert user == "Name: bob. Posts: I cycle daily. Cars are loud."
     assert tokenizer.decode(answer_ids(tokenizer, rec)) == "Finally, bikes win!<|im_end|>"
@@ -331,7 +331,8 @@ def test_spans_survive_a_template_that_trims_the_message(tokenizer):
         enc = encode_prompt(tokenizer, rec)
     finally:
         tokenizer.chat_template = original
-    assert tokenizer.decode([i for i, f in zip(enc.ids, enc.news) if f]).strip() == "The council banned cars downtown."
+    news_ids = [i for i, f in zip(enc.ids, enc.news, strict=True) if f]
+    assert tokenizer.decode(news_ids).strip() == "The council banned cars downtown."
 
 
 def test_left_padded_batch_generates_like_single_prompts(pac):

@@ -26,7 +26,8 @@ from socialsynth.jobs.response.dataset import (
     top_k,
 )
 
-SAMPLE = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").exists()) / "data" / "responses_sample"
+REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").exists())
+SAMPLE = REPO / "data" / "responses_sample"
 
 
 def write_jsonl(path: Path, rows) -> Path:

@@ -14,7 +14,12 @@ from socialsynth.core.cli import run_main
 from socialsynth.core.errors import EXIT_BAD_INPUT, InputError
 from socialsynth.jobs.response import evaluate
 from socialsynth.jobs.response.evaluate import distribution, js_divergence, kl_divergence, micro_metrics
-from socialsynth.jobs.response.sentiment import ClassifierSentiment, LexiconSentiment, make_sentiment, parse_sentiment_map
+from socialsynth.jobs.response.sentiment import (
+    ClassifierSentiment,
+    LexiconSentiment,
+    make_sentiment,
+    parse_sentiment_map,
+)
 from socialsynth.jobs.response.text_metrics import SentenceBleu, guess_language, lcs_length, rouge_l, tokens
 
 # --------------------------------------------------------------------------- ROUGE-L
@@ -127,7 +132,7 @@ def test_sentiment_agreement_hand_computed():
     table = {"A": "positive", "B": "negative", "C": "neutral", "D": "positive"}
     table.update({"a": "positive", "b": "positive", "c": "neutral", "d": "negative"})
     method = evaluate.MethodPredictions("m", path=None)
-    for ref, pred in zip("ABCD", "abcd"):
+    for ref, pred in zip("ABCD", "abcd", strict=False):
         method.records[ref] = {"id": ref, "topic_id": "t", "user_id": ref, "prediction": pred, "reference": ref}
     rows, real = micro_metrics(list("ABCD"), [method], {k: "en" for k in "ABCD"}, DictSentiment(table))
     assert [r["sentiment_acc"] for r in rows] == [1.0, 0.0, 1.0, 0.0]
@@ -225,7 +230,7 @@ def write_predictions(folder, drop=(), failed=()):
     (folder / "predictions").mkdir(parents=True, exist_ok=True)
     for method, texts in PREDICTIONS.items():
         lines = []
-        for (topic, user), text in zip(REFERENCES, texts):
+        for (topic, user), text in zip(REFERENCES, texts, strict=False):
             key = f"{topic}:{user}"
             if (method, key) in drop:
                 continue

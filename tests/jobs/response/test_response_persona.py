@@ -155,7 +155,7 @@ def test_prompt_shows_name_and_history_in_the_case_language(tmp_path, fake_backe
     write_cases(tmp_path / "cases.jsonl", [case("a", "t1", "zh", n_history=3), case("b", "t1", "en", n_history=7)])
     backend = fake_backend_cls(reply=lambda chat, key: "1、兴趣话题：美食\n2、语言风格：随意")
     run_personas(PersonaConfig(output_dir=tmp_path, persona_posts=5), backend=backend)
-    chats = {k: c for chats, _, keys in backend.generate_calls for k, c in zip(keys, chats)}
+    chats = {k: c for chats, _, keys in backend.generate_calls for k, c in zip(keys, chats, strict=False)}
     zh_user = chats["a"][-1]["content"]
     assert "用户名：用户a" in zh_user and "3. 历史博文 a-t1-2" in zh_user and "不要使用Markdown" in zh_user
     en_user = chats["b"][-1]["content"]
@@ -219,7 +219,7 @@ def test_spans_are_exactly_the_inserted_fields(language, variant, n_history):
     if persona:
         assert all((p in text) == (variant != "without_persona") for p in persona)
     spans = sorted(s for kind in rec["spans"].values() for s in kind)
-    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))  # no overlaps
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False))  # no overlaps
     assert rec["output"] == c["response"] and rec["input"] == "" and rec["variant"] == variant
     assert chat_for(rec)[0] == {
         "role": "system",
@@ -245,7 +245,8 @@ def test_command_line_with_a_real_backend(tmp_path, tiny_model_dir, capsys):
     """The flags end to end: build the bundled sample, then personas with a tiny random Llama through HFBackend."""
     from predict_responses import main
 
-    sample = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").exists()) / "data" / "responses_sample"
+    sample = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").exists())
+    sample = sample / "data" / "responses_sample"
     assert main(["build-dataset", "--input", str(sample), "-o", str(tmp_path), "--top-k", "3"]) == 0
     args = (
         ["-o", str(tmp_path), "-m", str(tiny_model_dir), "--device", "cpu", "--dtype", "fp32"]

@@ -16,8 +16,8 @@ import pytest
 from predict_responses import main
 from socialsynth.core.config import parse
 from socialsynth.core.errors import InputError, Interrupted
-from socialsynth.jobs.response.inference import clean_prediction
 from socialsynth.jobs.response.config import TrainConfig
+from socialsynth.jobs.response.inference import clean_prediction
 from socialsynth.jobs.response.training import Collator, read_train_examples, train_adapter
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from socialsynth.core.run import read_run_record
+
 REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").exists())
 
 
@@ -297,6 +299,8 @@ def test_sigterm_stops_with_a_checkpoint_and_the_rerun_resumes(tmp_path, separab
     assert "SIGTERM received" in stderr
     assert "rerun the same command to resume" in stderr
     assert not (out / "classifier.json").exists()
+    record = read_run_record(out / "train.meta.json")
+    assert record["status"] == "interrupted" and record["complete"] is False and len(record["runs"]) == 1
     checkpoints = sorted((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     stopped_at = int(checkpoints[-1].name.split("-")[1])
     assert 0 < stopped_at < 200
@@ -313,3 +317,7 @@ def test_sigterm_stops_with_a_checkpoint_and_the_rerun_resumes(tmp_path, separab
     assert metrics["history"]["steps"] == 200
     assert not (out / "checkpoints").exists()
     assert metrics["headline"]["auroc"] > 0.8
+    record = read_run_record(out / "train.meta.json")  # the resumed run is the record's second run
+    assert record["status"] == "finished" and record["complete"] is True
+    assert [r["status"] for r in record["runs"]] == ["interrupted", "finished"]
+    assert record["seconds"] >= sum(r["seconds"] for r in record["runs"]) - 0.1

