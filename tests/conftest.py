@@ -12,8 +12,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pytest
 
@@ -144,7 +144,7 @@ class FakeBackend(Backend):
         keys = list(keys) if keys is not None else [str(i) for i in range(len(chats))]
         self.generate_calls.append((list(chats), params, keys))
         out = []
-        for chat, key in zip(chats, keys):
+        for chat, key in zip(chats, keys, strict=True):
             text = self.reply(chat, key)
             out.append(Completion(text, 10, len(text.split()), self.finish_reason, seed=request_seed(params.seed, key)))
         return out
@@ -155,7 +155,7 @@ class FakeBackend(Backend):
 
     def score_continuations(self, chats, continuations) -> list[float]:
         self.continuation_calls.append((list(chats), list(continuations)))
-        return [self.loglik(c, t) for c, t in zip(chats, continuations)]
+        return [self.loglik(c, t) for c, t in zip(chats, continuations, strict=True)]
 
     def perplexity(self, texts) -> list[float]:
         self.perplexity_calls.append(list(texts))

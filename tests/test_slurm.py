@@ -246,7 +246,7 @@ def test_augment_two_tasks_then_merge(fakebin, tmp_path, ending_model_dir):
     shards = [read_jsonl(out / f"synthetic_1.shard-{i}-of-2.jsonl") for i in (0, 1)]
     metas = [json.loads((out / f"synthetic_1.shard-{i}-of-2.meta.json").read_text()) for i in (0, 1)]
     assert [m["shard"] for m in metas] == [[0, 2], [1, 2]]
-    assert [m["n_passed"] >= share for m, share in zip(metas, (2, 1))] == [True, True]  # 3 split as 2 + 1
+    assert [m["n_passed"] >= share for m, share in zip(metas, (2, 1), strict=True)] == [True, True]  # 3 split as 2 + 1
     for i, records in enumerate(shards):  # task I makes requests I, I+2, I+4, ...
         assert {rec["generation"]["request"] % 2 for rec in records} == {i}
     seeds = [{rec["generation"]["request_seed"] for rec in records} for records in shards]
@@ -345,4 +345,5 @@ def test_job_file_replaces_the_variables(fakebin, tmp_path):
     log.unlink()
     env = slurm_env(fakebin, tmp_path, 0, PYTHON=fake, JOB_FILE=job, SEEDS="7", TRAIN_ARGS="--task binary", OUT="o")
     ok(run_template("train.sbatch", env))
-    assert python_calls(tmp_path) == [f"train_classifier.py --config {job} --task binary --seed 7 --device cuda -o o/seed-7"]
+    expected = f"train_classifier.py --config {job} --task binary --seed 7 --device cuda -o o/seed-7"
+    assert python_calls(tmp_path) == [expected]

@@ -8,8 +8,8 @@ import logging
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from socialsynth.core.errors import EXIT_BAD_INPUT, EXIT_FAILURE, InputError, Interrupted
 

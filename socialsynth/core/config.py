@@ -63,6 +63,7 @@ def flag(
     metavar: str | None = None,
     convert: Callable[[str], Any] | None = None,
     append: bool = False,
+    several: bool = False,
     default_factory: Callable[[], Any] | None = None,
     cli: bool = True,
 ) -> Any:
@@ -78,11 +79,12 @@ def flag(
         convert: turns the command-line (or job-file) string into the field's value, e.g. "1,5" -> (1, 5);
             must raise ValueError on bad text.
         append: the flag may be repeated; the field is a list.
+        several: with ``append``, one flag may also take several values (``--train a.csv b.csv``).
         default_factory: a callable that makes the default (for mutable or environment-dependent defaults).
         cli: False keeps the field out of the parser (set only from Python or a job file).
     """
     meta = {"help": help, "names": tuple(names), "choices": choices, "metavar": metavar, "convert": convert,
-            "append": append, "cli": cli}
+            "append": append, "several": several, "cli": cli}
     if default_factory is not None:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -396,10 +398,13 @@ def _add_flag(target, f: dataclasses.Field, tp: Any, default: Any) -> None:
     kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": _help(f, default)}
     base = _base_type(tp)
     if base is bool and f.metadata.get("convert") is None:
-        kwargs["action"] = argparse.BooleanOptionalAction if default is True else "store_true"
+        # True or None (unset: the job decides) get --x/--no-x; False gets a plain switch
+        kwargs["action"] = "store_true" if default is False else argparse.BooleanOptionalAction
     else:
         if f.metadata.get("append"):
-            kwargs["action"] = "append"
+            kwargs["action"] = "extend" if f.metadata.get("several") else "append"
+            if f.metadata.get("several"):
+                kwargs["nargs"] = "+"
         kwargs["metavar"] = f.metadata.get("metavar")
         choices = f.metadata.get("choices")
         if choices is not None:

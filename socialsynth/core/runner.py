@@ -10,8 +10,8 @@ from __future__ import annotations
 import signal
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from tqdm import tqdm
 

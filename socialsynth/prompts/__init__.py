@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import yaml
@@ -97,7 +97,7 @@ def load_dimension(name_or_path: str) -> Dimension:
     return _parse_dimension(_find_yaml(name_or_path, DIMENSIONS_DIR, "norm dimension", hint))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _parse_dimension(path: Path) -> Dimension:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -141,7 +141,7 @@ def known_templates() -> list[str]:
     return sorted(p.stem for p in TEMPLATES_DIR.glob("*.yaml"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_template(name_or_path: str) -> Template:
     """Load a chat template by name (a file in prompts/templates/) or by the path of a YAML file."""
     path = _find_yaml(name_or_path, TEMPLATES_DIR, "template", "or the path of a YAML file")

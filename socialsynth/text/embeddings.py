@@ -44,8 +44,9 @@ import signal
 import sqlite3
 import time
 import weakref
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -441,7 +442,7 @@ class Embedder:
             encoded = self._encode_model(chunk, pool)
             if self.cache is not None:
                 self.cache.put_many(self.name, [keys[t] for t in chunk], encoded)
-            vectors.update(zip(chunk, encoded))
+            vectors.update(zip(chunk, encoded, strict=True))
         for i, t in enumerate(texts):
             vec = vectors.get(t)
             if vec is not None:

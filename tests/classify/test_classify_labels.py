@@ -27,8 +27,6 @@ from socialsynth.classify.model import (
     read_card,
     scores_from_logits,
 )
-from socialsynth.core.errors import InputError
-from socialsynth.core.stats import bootstrap_mean_ci
 from socialsynth.classify.presets import (
     UpvotePreset,
     elapsed_hms,
@@ -38,6 +36,8 @@ from socialsynth.classify.presets import (
     upvote_text,
     upvotes_from_target,
 )
+from socialsynth.core.errors import InputError
+from socialsynth.core.stats import bootstrap_mean_ci
 
 # ------------------------------------------------------------------------------------------ LabelSpace: binary
 

@@ -115,7 +115,7 @@ def test_tune_thresholds_matches_brute_force():
     def brute_grid(yl, sl):
         f1s = [2 * np.sum((sl >= t) & (yl == 1)) / (np.sum(sl >= t) + yl.sum()) for t in grid]
         best = max(f1s)
-        return float(min((abs(t - 0.5), t) for t, f in zip(grid, f1s) if f == best)[1])
+        return float(min((abs(t - 0.5), t) for t, f in zip(grid, f1s, strict=True) if f == best)[1])
 
     assert tune_thresholds("binary", y[:, 1], s[:, 1], grid=True) == approx([brute_grid(y[:, 1], s[:, 1])])
     assert tune_thresholds("multiclass", [0, 1], [[0.6, 0.4], [0.3, 0.7]]) == []

@@ -25,8 +25,8 @@ import pytest
 
 import train_classifier
 from socialsynth.classify.model import load_classifier
-from socialsynth.classify.train import TrainJob, load_splits
 from socialsynth.classify.presets import upvote_target, upvotes_from_target
+from socialsynth.classify.train import TrainJob, load_splits
 
 SHIFT = int(os.environ.get("SOCIALSYNTH_TEST_SEED_SHIFT", "0"))
 DATA_SEED = SHIFT
@@ -285,7 +285,7 @@ def test_tuned_thresholds_are_saved_reported_and_used(task, trained, rows, separ
     thresholds = card["thresholds"]
     assert len(thresholds) == (1 if task == "binary" else 3)
     assert all(0.0 <= t <= 1.0 for t in thresholds)
-    assert metrics["thresholds"] == dict(zip(names[-1:] if task == "binary" else names, thresholds))
+    assert metrics["thresholds"] == dict(zip(names[-1:] if task == "binary" else names, thresholds, strict=True))
     for split in ("val", "test"):
         assert set(metrics[split]) >= {"at_0.5", "tuned", "n"}
     tuned = metrics["test"]["tuned"]
@@ -293,7 +293,7 @@ def test_tuned_thresholds_are_saved_reported_and_used(task, trained, rows, separ
         assert tuned["threshold"] == pytest.approx(thresholds[0])
         assert metrics["test"]["at_0.5"]["threshold"] == 0.5
     else:
-        assert tuned["thresholds"] == pytest.approx(dict(zip(names, thresholds)))
+        assert tuned["thresholds"] == pytest.approx(dict(zip(names, thresholds, strict=True)))
 
     # the decisions in predictions_test.jsonl are the tuned ones, and the tuned metrics count exactly them
     predictions = read_jsonl(out / "predictions_test.jsonl")
@@ -308,7 +308,7 @@ def test_tuned_thresholds_are_saved_reported_and_used(task, trained, rows, separ
     else:
         tp = fp = fn = 0
         for p in predictions:
-            for n, t in zip(names, thresholds):
+            for n, t in zip(names, thresholds, strict=True):
                 if abs(p["scores"][n] - t) > 1e-6:  # scores are written rounded to 6 decimals
                     assert (n in p["prediction"]) == (p["scores"][n] >= t)
             tp += len(set(p["prediction"]) & set(p["label"]))

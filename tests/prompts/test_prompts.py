@@ -137,10 +137,10 @@ def test_rating_chat_has_system_then_two_turns_per_example_then_the_comment():
         assert line in chat[0]["content"]
     roles = [m["role"] for m in chat[1:-1]]
     assert roles == ["user", "assistant"] * len(dim.examples)
-    for ex, answer in zip(dim.examples, chat[2:-1:2]):
+    for ex, answer in zip(dim.examples, chat[2:-1:2], strict=True):
         assert answer["content"].startswith(str(ex.level))
         assert dim.levels[ex.level - 1].name in answer["content"]
-    for ex, question in zip(dim.examples, chat[1:-1:2]):
+    for ex, question in zip(dim.examples, chat[1:-1:2], strict=True):
         assert ex.comment in question["content"]
     assert chat[-1]["role"] == "user"
     assert "the comment to rate" in chat[-1]["content"]

@@ -20,7 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from socialsynth.core.errors import InputError
-from socialsynth.jobs.prepare.sources import COMMENT_COLUMNS, SUBMISSION_COLUMNS, ColumnMap, RowSource, Submission, iter_comments, load_submissions
+from socialsynth.jobs.prepare.sources import (
+    COMMENT_COLUMNS,
+    SUBMISSION_COLUMNS,
+    ColumnMap,
+    RowSource,
+    Submission,
+    iter_comments,
+    load_submissions,
+)
 
 DAY = 24 * 3600
 URL_ONLY = re.compile(r"^\s*<?(?:https?://|www\.)\S+>?\s*$", re.IGNORECASE)

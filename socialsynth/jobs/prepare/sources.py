@@ -176,7 +176,7 @@ class RowSource:
                             message = f"{len(cells)} cells but the header has {len(header)} columns"
                             self.bad_row("wrong number of cells", message, line=line)
                         else:
-                            yield line, dict(zip(header, cells))
+                            yield line, dict(zip(header, cells, strict=True))
                 except csv.Error as exc:
                     raise InputError(f"cannot parse ({exc})", path=self.path, line=reader.line_num) from exc
         except self._read_errors() as exc:

@@ -55,22 +55,6 @@ def usage() -> str:
     return "\n".join(lines) + "\n\n" + (sys.modules[__name__].__doc__ or "")
 
 
-def _expand_nargs(argv: list[str], flags: Sequence[str]) -> list[str]:
-    """`--predictions a b c` (argparse nargs="+") -> `--predictions a --predictions b --predictions c`."""
-    out: list[str] = []
-    current = None
-    for token in argv:
-        if current is not None and not token.startswith("-"):
-            out += [current, token]
-            continue
-        current = token if token in flags else None
-        if current is None:
-            out.append(token)
-    if current is not None:
-        out.append(current)  # a flag with no value: argparse reports it
-    return out
-
-
 def _tristate(argv: list[str], name: str) -> list[str]:
     """`--require-topics` alone -> `--require-topics=true`; `--no-require-topics` -> `--require-topics=false`."""
     on = {"--" + name, "--" + name.replace("-", "_")}
@@ -89,7 +73,6 @@ def _tristate(argv: list[str], name: str) -> list[str]:
 
 ARGV_REWRITES: dict[str, Callable[[list[str]], list[str]]] = {
     "build-dataset": lambda argv: _tristate(argv, "require-topics"),
-    "evaluate": lambda argv: _expand_nargs(argv, ("--predictions",)),
 }
 
 

@@ -311,8 +311,8 @@ class EvaluateConfig:
                             "is written in it", names=("-o", "--output-dir", "--output_dir"),
                             default_factory=default_output_dir)
     predictions: list[Path] = flag(help="prediction files to compare (default: every DIR/predictions/*.jsonl); the "
-                                   "method name is the file name without .jsonl", append=True, metavar="FILE",
-                                   default_factory=list)
+                                   "method name is the file name without .jsonl", append=True, several=True,
+                                   metavar="FILE", default_factory=list)
     cases: Path | None = flag(None, "cases.jsonl, for each case's language and topic title (default: "
                               "DIR/cases.jsonl when it exists)")
     eval_dir: Path | None = flag(None, "where to write the evaluation (default: DIR/eval); e.g. one folder per "

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Sequence
 
 from socialsynth.core.cli import setup_logging
-from socialsynth.core.config import build_parser, read_job_file, resolve, to_yaml
+from socialsynth.core.config import parse
 from socialsynth.jobs.train.config import TrainConfig
 
 PROG = "train_classifier.py"
@@ -21,26 +20,11 @@ EPILOG = """Examples:
   python train_classifier.py --task regression --preset upvote --input data/askmen.jsonl -o output/upvote_askmen
   python train_classifier.py --task binary --compare --input real.csv --synthetic synthetic.csv:1.0
   python train_classifier.py --predict new.csv --model-dir output/classifier -o output/new_predictions.jsonl"""
-MULTI_FILE_FLAGS = ("train", "synthetic")  # FILE[:W] [FILE[:W] ...]: one flag, several values
 
 
 def parse_config(argv: Sequence[str] | None = None) -> TrainConfig:
-    """Flags (and --config JOB.yaml) -> a validated TrainConfig; --print-config prints it and exits 0.
-
-    core.config.parse, with --train and --synthetic taking several values after one flag as they always have.
-    """
-    parser = build_parser(TrainConfig, PROG, DESCRIPTION, EPILOG)
-    for action in parser._actions:
-        if action.dest in MULTI_FILE_FLAGS:
-            action.nargs = "+"
-    ns = vars(parser.parse_args(argv))
-    job_path = ns.pop("config", None)
-    print_config = ns.pop("print_config", False)
-    cfg = resolve(TrainConfig, ns, read_job_file(job_path) if job_path else {}, job_path)
-    if print_config:
-        sys.stdout.write(to_yaml(cfg))
-        raise SystemExit(0)
-    return cfg
+    """Flags (and --config JOB.yaml) -> a validated TrainConfig; --print-config prints it and exits 0."""
+    return parse(TrainConfig, argv, prog=PROG, description=DESCRIPTION, epilog=EPILOG)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

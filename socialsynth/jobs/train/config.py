@@ -8,7 +8,7 @@ before any data is read or any model loads.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from socialsynth.classify.labels import TASKS
@@ -39,15 +39,15 @@ class EncoderArgs(ModelArgs):
                       names=("-m", "--model", "--model_name"))
     dtype: str = flag("auto", "autocast precision for transformer training (auto: bf16, fp16 on GPUs without bf16)",
                       names=("--precision", "--dtype"), choices=("auto", "bf16", "fp16", "fp32"))
-    # the generation-engine settings of ModelArgs do not apply to a classifier: not flags here
-    backend: str = flag("hf", "generation engine (not used by classifiers)", cli=False)
-    quantization: int | None = flag(None, "not used by classifiers", cli=False)
-    api_base: str | None = flag(None, "not used by classifiers", cli=False)
-    api_key_env: str = flag("OPENAI_API_KEY", "not used by classifiers", cli=False)
-    concurrency: int = flag(16, "not used by classifiers", cli=False)
-    request_timeout: float = flag(600.0, "not used by classifiers", cli=False)
-    max_retries: int = flag(5, "not used by classifiers", cli=False)
-    tensor_parallel: int = flag(1, "not used by classifiers", cli=False)
+    # the generation-engine settings of ModelArgs do not apply to a classifier: neither flags nor job-file keys
+    backend: str = field(default="hf", init=False)
+    quantization: int | None = field(default=None, init=False)
+    api_base: str | None = field(default=None, init=False)
+    api_key_env: str = field(default="OPENAI_API_KEY", init=False)
+    concurrency: int = field(default=16, init=False)
+    request_timeout: float = field(default=600.0, init=False)
+    max_retries: int = field(default=5, init=False)
+    tensor_parallel: int = field(default=1, init=False)
 
 
 @dataclass
@@ -101,7 +101,8 @@ class TrainConfig:
     input: Path | None = flag(None, "one labelled file (CSV, TSV, JSONL, Parquet), split 80/10/10",
                               names=("--input", "-i"))
     train: list[str] = flag(help="training file(s); FILE:W uses W x its rows (0.5 = a seeded half, 2 = twice), e.g. "
-                            "real.csv:1.0,synthetic.csv:0.5", metavar="FILE[:W]", default_factory=list)
+                            "real.csv:1.0,synthetic.csv:0.5", metavar="FILE[:W]", append=True, several=True,
+                            default_factory=list)
     val: Path | None = flag(None, "validation file (default: 10% of the training rows)")
     test: Path | None = flag(None, "test file (default with --input: 10% of it)")
     text_col: str = flag("text", "column with the text", names=("--text-col",))
@@ -131,7 +132,8 @@ class TrainConfig:
     training: TrainingArgs = group(TrainingArgs)
     # ---- modes
     compare: bool = flag(False, "train on real, on synthetic and on both; one table on the same real test set")
-    synthetic: list[str] = flag(help="--compare: synthetic files", metavar="FILE[:W]", default_factory=list)
+    synthetic: list[str] = flag(help="--compare: synthetic files", metavar="FILE[:W]", append=True, several=True,
+                                default_factory=list)
     predict: Path | None = flag(None, "score FILE with --model-dir", metavar="FILE")
     model_dir: Path | None = flag(None, "a trained model folder (for --predict)", names=("--model-dir",))
     verbose: bool = flag(False, "log more", names=("-v", "--verbose"))

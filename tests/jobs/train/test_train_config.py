@@ -16,7 +16,6 @@ from socialsynth.core.cli import run_main
 from socialsynth.core.config import flat_values
 from socialsynth.core.run import read_run_record
 from socialsynth.jobs.train.cli import main, parse_config
-from socialsynth.jobs.train.config import TrainConfig
 
 
 def run_cli(argv) -> tuple[int, str, str]:
