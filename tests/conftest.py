@@ -331,3 +331,37 @@ def train_cli():
         return proc
 
     return run
+
+
+# ------------------------------------------------------------------------------------------------ job command lines
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """Run a job's ``main(argv)`` as its script does (through run_main): returns (exit code, stdout, stderr)."""
+    from socialsynth.core.cli import run_main
+
+    def run(main, argv):
+        try:
+            code = run_main(lambda: main([str(a) for a in argv]))
+        except SystemExit as e:  # argparse's own errors and --print-config exit from inside the parser
+            code = e.code
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
+
+
+@pytest.fixture
+def bad_flag(run_cli):
+    """``bad_flag(main, argv, flag)``: the command must stop with exit 2 and one stderr line naming ``flag``, no
+    traceback; returns that line."""
+
+    def check(main, argv, flag):
+        code, _, err = run_cli(main, argv)
+        lines = err.strip().splitlines()
+        assert code == 2, err
+        assert len(lines) == 1 and flag in lines[0] and "Traceback" not in err, err
+        return lines[0]
+
+    return check

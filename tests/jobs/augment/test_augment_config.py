@@ -15,6 +15,7 @@ from socialsynth.core.config import flat_values, parse
 from socialsynth.core.run import read_run_record
 from socialsynth.jobs.augment.config import AugmentConfig
 from socialsynth.llm import BackendSpec
+from tests.cli_cases import flag_cases
 
 
 def write_rows(path: Path, rows: list[dict]) -> Path:
@@ -74,48 +75,46 @@ def run_script(argv, capsys) -> tuple[int, str, str]:
 # ------------------------------------------------------------------------------------------- bad values
 
 
-BAD = [
-    (["--n", "-1"], "'--n'"),
-    (["--n", "three"], "'--n'"),
-    (["--per-call", "0"], "--per-call"),
-    (["--examples-per-prompt", "0"], "--examples-per-prompt"),
-    (["--max-requests", "0"], "--max-requests"),
-    (["-b", "0"], "--batch-size"),
-    (["--min-words", "-1"], "--min-words"),
-    (["--min-words", "20", "--max-words", "10"], "--max-words"),
-    (["--near-dup", "1.5"], "--near-dup"),
-    (["--fidelity-threshold", "-0.1"], "--fidelity-threshold"),
-    (["--fidelity-model", "no/such/model"], "--fidelity-model"),
-    (["--embedding-model", " "], "--embedding-model"),
-    (["--definition-file", "no/such/defs.yaml"], "--definition-file"),
-    (["--input", "no/such/file.csv"], "--input"),
-    (["--template", ""], "--template"),
-    (["--shard", "3/2"], "--shard"),
-    (["--shard", "0/2", "--positive-rates", "0.1"], "--positive-rates"),
-    (["--positive-rates", "0.1,1.5"], "--positive-rates"),
-    (["--positive-rates", "x"], "--positive-rates"),
-    (["--positive-rates", "0.1", "--epochs", "0"], "--epochs"),
-    (["--positive-rates", "0.1", "--classifier", ""], "--classifier"),
-    (["--positive-rates", "0.1", "--train", "TRAIN"], "--train"),
-    (["--n", "0"], "'--n'"),  # neither generation nor --synthetic
-    (["--n", "0", "--synthetic", "SYN"], "--synthetic"),  # --synthetic without --positive-rates
-    (["--temperature", "-1"], "--temperature"),
-    (["--top-p", "0"], "--top-p"),
-    (["--max-new-tokens", "0"], "--max-new-tokens"),
-    (["--backend", "nope"], "--backend"),
-    (["--concurrency", "0"], "--concurrency"),
-    (["-q", "3"], "--quantization"),
-]
+BAD = flag_cases(
+    """
+    --n -1  -> "'--n'"
+    --n three  -> "'--n'"
+    --per-call 0
+    --examples-per-prompt 0
+    --max-requests 0
+    -b 0  -> --batch-size
+    --min-words -1
+    --min-words 20 --max-words 10  -> --max-words
+    --near-dup 1.5
+    --fidelity-threshold -0.1
+    --fidelity-model no/such/model
+    --embedding-model ' '
+    --definition-file no/such/defs.yaml
+    --input no/such/file.csv
+    --template ''
+    --shard 3/2
+    --shard 0/2 --positive-rates 0.1  -> --positive-rates
+    --positive-rates 0.1,1.5
+    --positive-rates x
+    --positive-rates 0.1 --epochs 0  -> --epochs
+    --positive-rates 0.1 --classifier ''  -> --classifier
+    --positive-rates 0.1 --train TRAIN  -> --train
+    --n 0  -> "'--n'"  # neither generation nor --synthetic
+    --n 0 --synthetic SYN  -> --synthetic  # --synthetic without --positive-rates
+    --temperature -1
+    --top-p 0
+    --max-new-tokens 0
+    --backend nope
+    --concurrency 0
+    -q 3  -> --quantization
+    """
+)
 
 
 @pytest.mark.parametrize("extra, flag", BAD, ids=[" ".join(e) for e, _ in BAD])
-def test_bad_value_is_one_line_naming_the_flag(extra, flag, labelled, tmp_path, capsys, fake_engine):
+def test_bad_value_is_one_line_naming_the_flag(extra, flag, labelled, tmp_path, bad_flag, fake_engine):
     extra = [str(labelled) if x in ("TRAIN", "SYN") else x for x in extra]
-    code, out, err = run_script([*base_args(labelled, tmp_path / "o"), *extra], capsys)
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and flag in lines[0], err
-    assert "Traceback" not in err
+    bad_flag(script.main, [*base_args(labelled, tmp_path / "o"), *extra], flag)
     assert fake_engine == [] and not (tmp_path / "o").exists()  # nothing loaded, nothing written
 
 

@@ -9,19 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from socialsynth.core.cli import run_main
 from socialsynth.core.config import flat_values, parse
 from socialsynth.core.run import read_run_record
 from socialsynth.jobs.bluesky.cli import main_cluster, main_instruct
 from socialsynth.jobs.bluesky.config import ClusterConfig, InstructConfig
-
-
-def _exit_code_and_stderr(main, argv, capsys) -> tuple[int, str]:
-    try:
-        code = run_main(lambda: main(argv))
-    except SystemExit as e:  # argparse's own errors (unknown choice, bad number) exit from the parser
-        code = e.code
-    return code, capsys.readouterr().err
+from tests.cli_cases import flag_cases
 
 
 @pytest.fixture
@@ -44,70 +36,64 @@ def cluster_dir(tmp_path) -> Path:
     return folder
 
 
-CLUSTER_BAD = [
-    (["--n-clusters", "0"], "--n-clusters"),
-    (["--min-cluster-size", "0"], "--min-cluster-size"),
-    (["--n-workers", "0"], "--n-workers"),
-    (["--min-english-posts", "0"], "--min-english-posts"),
-    (["--cap-ignored-messages", "0"], "--cap-ignored-messages"),
-    (["--similarity-threshold", "1.5"], "--similarity-threshold"),
-    (["--similarity-threshold", "abc"], "--similarity-threshold"),
-    (["--start-date", "40"], "--start-date"),
-    (["--start-date", "march"], "--start-date"),
-    (["--start-date", "5", "--end-date", "2025-03-03"], "--end-date"),
-    (["--language-detector", "magic"], "--language-detector"),
-    (["--embed-devices", "cpu:0"], "--embed-devices"),
-    (["--embedding-model", " "], "--embedding-model"),
-    (["--n_clusters", "2.5"], "--n-clusters"),
-]
+CLUSTER_BAD = flag_cases(
+    """
+    --n-clusters 0
+    --min-cluster-size 0
+    --n-workers 0
+    --min-english-posts 0
+    --cap-ignored-messages 0
+    --similarity-threshold 1.5
+    --similarity-threshold abc
+    --start-date 40
+    --start-date march
+    --start-date 5 --end-date 2025-03-03  -> --end-date
+    --language-detector magic
+    --embed-devices cpu:0
+    --embedding-model ' '
+    --n_clusters 2.5  -> --n-clusters
+    """
+)
 
 
 @pytest.mark.parametrize("extra, flag", CLUSTER_BAD, ids=[" ".join(x) for x, _ in CLUSTER_BAD])
-def test_cluster_bad_values_exit_2_naming_the_flag(extra, flag, events_file, tmp_path, capsys):
-    code, err = _exit_code_and_stderr(main_cluster, ["--data-root", str(events_file), "-o", str(tmp_path / "o"),
-                                                     *extra], capsys)
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and flag in lines[0] and "Traceback" not in err, err
+def test_cluster_bad_values_exit_2_naming_the_flag(extra, flag, events_file, tmp_path, bad_flag):
+    bad_flag(main_cluster, ["--data-root", events_file, "-o", tmp_path / "o", *extra], flag)
     assert not (tmp_path / "o").exists()  # nothing was run
 
 
 @pytest.mark.parametrize("argv, flag", [([], "--data-root"), (["--data-root", "/no/such/events"], "--data-root")])
-def test_cluster_data_root_required_and_must_exist(argv, flag, capsys):
-    code, err = _exit_code_and_stderr(main_cluster, argv, capsys)
-    assert code == 2 and flag in err and len(err.strip().splitlines()) == 1, err
+def test_cluster_data_root_required_and_must_exist(argv, flag, bad_flag):
+    bad_flag(main_cluster, argv, flag)
 
 
-INSTRUCT_BAD = [
-    (["--max-chains", "0"], "--max-chains"),
-    (["--llm-fraction", "1.5"], "--llm-fraction"),
-    (["--llm_fraction", "-0.1"], "--llm-fraction"),
-    (["-b", "0"], "--batch-size"),
-    (["--temperature", "-1"], "--temperature"),
-    (["--top-p", "0"], "--top-p"),
-    (["--max-new-tokens", "0"], "--max-new-tokens"),
-    (["--backend", "magic"], "--backend"),
-    (["-q", "3"], "--quantization"),
-    (["--concurrency", "0"], "--concurrency"),
-    (["--backend", "openai", "--api-base", ""], "--api-base"),
-    (["--max-chains", "many"], "--max-chains"),
-]
+INSTRUCT_BAD = flag_cases(
+    """
+    --max-chains 0
+    --llm-fraction 1.5
+    --llm_fraction -0.1  -> --llm-fraction
+    -b 0  -> --batch-size
+    --temperature -1
+    --top-p 0
+    --max-new-tokens 0
+    --backend magic
+    -q 3  -> --quantization
+    --concurrency 0
+    --backend openai --api-base ''  -> --api-base
+    --max-chains many
+    """
+)
 
 
 @pytest.mark.parametrize("extra, flag", INSTRUCT_BAD, ids=[" ".join(x) for x, _ in INSTRUCT_BAD])
-def test_instruct_bad_values_exit_2_naming_the_flag(extra, flag, cluster_dir, tmp_path, capsys):
-    code, err = _exit_code_and_stderr(main_instruct, ["-i", str(cluster_dir), "-o", str(tmp_path / "o"), *extra],
-                                      capsys)
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and flag in lines[0] and "Traceback" not in err, err
+def test_instruct_bad_values_exit_2_naming_the_flag(extra, flag, cluster_dir, tmp_path, bad_flag):
+    bad_flag(main_instruct, ["-i", cluster_dir, "-o", tmp_path / "o", *extra], flag)
     assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize("argv", [[], ["-i", "/no/such/folder"]])
-def test_instruct_input_dir_required_and_a_folder(argv, capsys):
-    code, err = _exit_code_and_stderr(main_instruct, argv, capsys)
-    assert code == 2 and "--input-dir" in err and len(err.strip().splitlines()) == 1, err
+def test_instruct_input_dir_required_and_a_folder(argv, bad_flag):
+    bad_flag(main_instruct, argv, "--input-dir")
 
 
 def _print_config(main, argv, capsys, path: Path) -> Path:

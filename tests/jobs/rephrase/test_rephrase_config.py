@@ -14,6 +14,7 @@ from socialsynth.core.run import read_run_record
 from socialsynth.jobs.rephrase.cli import main
 from socialsynth.jobs.rephrase.config import RephraseConfig
 from socialsynth.llm import BackendSpec
+from tests.cli_cases import flag_cases
 
 REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").exists())
 SAMPLE = REPO / "data" / "posts_sample.csv"
@@ -36,47 +37,46 @@ def _no_slurm(monkeypatch):
 
 
 # -- (a) bad values: one line naming the flag, exit 2, before any model loads -----------------------------------------
-BAD = [
-    (["-b", "0"], "--batch-size"),
-    (["--batch-size", "x"], "--batch-size"),
-    (["--samples-per-model", "0"], "--samples-per-model"),
-    (["--max-batch-tokens", "0"], "--max-batch-tokens"),
-    (["--max-post-chars", "-5"], "--max-post-chars"),
-    (["--search-sample", "0"], "--search-sample"),
-    (["--search-temperatures", "hot"], "--search-temperatures"),
-    (["--search-temperatures", "1.0:0.5:0.1"], "--search-temperatures"),
-    (["--search-temperatures", "-0.5,0.7"], "--search-temperatures"),
-    (["--audit", "--embedding-model", "none"], "--embedding-model"),
-    (["--search-temperatures", "0.5,0.7", "--embedding-model", "none"], "--embedding-model"),
-    (["--temperature", "-1"], "--temperature"),
-    (["--top-p", "1.5"], "--top-p"),
-    (["--max-new-tokens", "0"], "--max-new-tokens"),
-    (["-s", "5", "-e", "2"], "--end-idx"),
-    (["-s", "-1"], "--start-idx"),
-    (["--shard", "4/4"], "--shard"),
-    (["--backend", "tpu"], "--backend"),
-    (["-q", "3"], "--quantization"),
-    (["--concurrency", "0"], "--concurrency"),
-    (["--backend", "openai"], "--api-base"),
-    (["-m", ""], "--model"),
-    (["-m", "a", "-m", " "], "--model"),
-    (["--text-col", ""], "--text-col"),
-    (["--template", "no_such_template"], "--template"),
-    (["--input", "/no/such/posts.csv"], "--input"),
-]
+BAD = flag_cases(
+    """
+    -b 0  -> --batch-size
+    --batch-size x
+    --samples-per-model 0
+    --max-batch-tokens 0
+    --max-post-chars -5
+    --search-sample 0
+    --search-temperatures hot
+    --search-temperatures 1.0:0.5:0.1
+    --search-temperatures -0.5,0.7
+    --audit --embedding-model none  -> --embedding-model
+    --search-temperatures 0.5,0.7 --embedding-model none  -> --embedding-model
+    --temperature -1
+    --top-p 1.5
+    --max-new-tokens 0
+    -s 5 -e 2  -> --end-idx
+    -s -1  -> --start-idx
+    --shard 4/4
+    --backend tpu
+    -q 3  -> --quantization
+    --concurrency 0
+    --backend openai  -> --api-base
+    -m ''  -> --model
+    -m a -m ' '  -> --model
+    --text-col ''
+    --template no_such_template
+    --input /no/such/posts.csv
+    """
+)
 
 
 @pytest.mark.parametrize("argv, flag", BAD, ids=[" ".join(a) for a, _ in BAD])
-def test_bad_value_is_one_line_naming_the_flag(argv, flag, tmp_path, capsys, monkeypatch):
+def test_bad_value_is_one_line_naming_the_flag(argv, flag, tmp_path, bad_flag, monkeypatch):
     def no_load(self):
         raise AssertionError("a model was loaded")
 
     monkeypatch.setattr(BackendSpec, "load", no_load)
-    code, out, err = run_cli(["--input", SAMPLE, "-o", tmp_path / "o", *argv], capsys)
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and flag in lines[0], err
-    assert "Traceback" not in err and not (tmp_path / "o").exists()
+    bad_flag(main, ["--input", SAMPLE, "-o", tmp_path / "o", *argv], flag)
+    assert not (tmp_path / "o").exists()
 
 
 def test_missing_input_names_the_flag(capsys):

@@ -16,6 +16,7 @@ from socialsynth.core.cli import run_main
 from socialsynth.core.config import flat_values
 from socialsynth.core.run import read_run_record
 from socialsynth.jobs.train.cli import main, parse_config
+from tests.cli_cases import flag_cases
 
 
 def run_cli(argv) -> tuple[int, str, str]:
@@ -34,51 +35,47 @@ def csv(tmp_path, separable) -> Path:
     return separable.write(tmp_path / "toxic.csv", separable.binary(80, seed=5))
 
 
-BAD = [
-    (["--lr", "-1"], "--lr"),
-    (["--lr", "0"], "--lr"),
-    (["--val-fraction", "1.5"], "--val-fraction"),
-    (["--test-fraction", "-0.1"], "--test-fraction"),
-    (["--val-fraction", "0.5", "--test-fraction", "0.5"], "--test-fraction"),
-    (["--epochs", "0"], "--epochs"),
-    (["--batch-size", "0"], "--batch-size"),
-    (["-b", "many"], "--batch-size"),
-    (["--grad-accum", "0"], "--grad-accum"),
-    (["--max-length", "0"], "--max-length"),
-    (["--early-stopping", "-1"], "--early-stopping"),
-    (["--eval-steps", "0"], "--eval-steps"),
-    (["--warmup", "-0.5"], "--warmup"),
-    (["--weight-decay", "-1"], "--weight-decay"),
-    (["--seed", "-3"], "--seed"),
-    (["--tfidf-features", "0"], "--tfidf-features"),
-    (["--C", "0"], "--C"),
-    (["--metric", "bogus"], "--metric"),
-    (["--metric", "r2"], "--metric"),  # a regression metric for a binary task
-    (["--precision", "fp8"], "--precision"),
-    (["--class-weight", "heavy"], "--class-weight"),
-    (["--task", "ranking"], "--task"),
-    (["--preset", "upvote"], "--task"),  # binary with the regression preset
-    (["--preset", "likes"], "--preset"),
-    (["--label-col", ","], "--label-col"),
-    (["--val", "{tmp}/missing.csv"], "--val"),
-    (["--test", "{tmp}/missing.csv"], "--test"),
-    (["--train", "{csv}:-1"], "--train"),
-    (["--compare"], "--synthetic"),
-    (["--compare", "--synthetic", "{tmp}/nope.csv"], "--synthetic"),
-]
+BAD = flag_cases(
+    """
+    --lr -1
+    --lr 0
+    --val-fraction 1.5
+    --test-fraction -0.1
+    --val-fraction 0.5 --test-fraction 0.5  -> --test-fraction
+    --epochs 0
+    --batch-size 0
+    -b many  -> --batch-size
+    --grad-accum 0
+    --max-length 0
+    --early-stopping -1
+    --eval-steps 0
+    --warmup -0.5
+    --weight-decay -1
+    --seed -3
+    --tfidf-features 0
+    --C 0
+    --metric bogus
+    --metric r2  # a regression metric for a binary task
+    --precision fp8
+    --class-weight heavy
+    --task ranking
+    --preset upvote  -> --task  # binary with the regression preset
+    --preset likes
+    --label-col ,
+    --val '{tmp}/missing.csv'
+    --test '{tmp}/missing.csv'
+    --train '{csv}:-1'
+    --compare  -> --synthetic
+    --compare --synthetic '{tmp}/nope.csv'  -> --synthetic
+    """
+)
 
 
 @pytest.mark.parametrize("extra, flag", BAD, ids=[" ".join(a) for a, _ in BAD])
-def test_bad_values_exit_2_naming_the_flag(extra, flag, csv, tmp_path):
+def test_bad_values_exit_2_naming_the_flag(extra, flag, csv, tmp_path, bad_flag):
     out = tmp_path / "out"
     argv = ["--task", "binary", "--input", csv, "--model", "tfidf-logreg", "-o", out]
-    argv += [a.format(tmp=tmp_path, csv=csv) for a in extra]
-    rc, stdout, stderr = run_cli(argv)
-    assert rc == 2, stderr
-    assert "Traceback" not in stderr
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
-    assert flag in lines[0], lines[0]
+    bad_flag(main, argv + [a.format(tmp=tmp_path, csv=csv) for a in extra], flag)
     assert not out.exists()  # nothing read, nothing trained
 
 
