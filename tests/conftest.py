@@ -315,15 +315,9 @@ def train_cli():
     import subprocess
 
     def run(*args, timeout: float = 120, check_rc: int | None = None) -> subprocess.CompletedProcess:
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-        proc = subprocess.run(
-            [sys.executable, "train_classifier.py", *map(str, args)],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        from tests.helpers import run_script
+
+        proc = run_script("train_classifier.py", *args, timeout=timeout)
         if check_rc is not None:
             assert proc.returncode == check_rc, (
                 f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"

@@ -171,6 +171,10 @@ class JobRun:
         """Items this run processed (for the runs[] entry)."""
         self._entry["items"] = int(done)
 
+    def note_run(self, **fields: Any) -> None:
+        """Add job-specific fields to this run's entry in ``runs`` (e.g. the provenance this run used)."""
+        self._entry.update(fields)
+
     def count_tokens(self, model: str, stage: str, tokens_in: int, tokens_out: int = 0,
                      seconds: float = 0.0) -> None:
         """Add tokens for ``model`` in ``stage`` to this run and to the totals over every run."""

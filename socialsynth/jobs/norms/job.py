@@ -206,7 +206,7 @@ def record_outcome(job: JobRun, cfg: NormsConfig, out: Path, writer: JsonlWriter
         job.meta["provenance"] = models.provenance()
         job.meta["throughput"] = throughput(models.backend.stats, counts.done if counts else 0,
                                             counts.seconds if counts else 0.0, unit="comments")
-        job.meta["runs"][-1]["provenance"] = job.meta["provenance"]
+        job.note_run(provenance=job.meta["provenance"])
         job.note_items(counts.done if counts else 0)
     job.meta["summary"] = summarise(out, cfg.levels)
 

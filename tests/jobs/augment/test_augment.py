@@ -6,8 +6,6 @@ import csv
 import json
 import os
 import signal
-import subprocess
-import sys
 import zlib
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from socialsynth.jobs.augment.job import (
     run_generation,
 )
 from socialsynth.prompts import load_template
+from tests.helpers import run_script
 
 REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").exists())
 
@@ -212,23 +211,6 @@ def test_fidelity_gate_scores_the_target_label(fidelity_dir):
 # ------------------------------------------------------------------------------------------- the job
 
 
-def write_rows(path: Path, rows: list[dict]) -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
-
-@pytest.fixture
-def labelled(tmp_path):
-    rows = [
-        {"id": f"r{i}", "comment": f"ordinary friendly comment number {i} about things", "bad": 0} for i in range(20)
-    ]
-    rows += [{"id": f"t{i}", "comment": f"you are a total idiot number {i}", "bad": 1} for i in range(6)]
-    return write_rows(tmp_path / "real.csv", rows)
-
-
 def canned(chat, key):
     """Five numbered items per request, unique per request key; one too short, one copying a real row."""
     n = key.rsplit("r", 1)[-1]
@@ -385,16 +367,7 @@ def test_sigterm_stops_after_the_chunk_and_resumes(labelled, tmp_path, fake_back
 
 
 def cli(*args, timeout=240):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, "augment_labels.py", *map(str, args)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
+    return run_script("augment_labels.py", *args, timeout=timeout)
 
 def test_cli_bad_input_exits_2_with_one_line(labelled, tmp_path):
     common = ["--input", labelled, "--text-col", "comment", "-o", tmp_path / "o", "--definition", "rude", "--n", "3"]

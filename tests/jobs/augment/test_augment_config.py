@@ -15,24 +15,7 @@ from socialsynth.core.config import flat_values, parse
 from socialsynth.core.run import read_run_record
 from socialsynth.jobs.augment.config import AugmentConfig
 from socialsynth.llm import BackendSpec
-from tests.cli_cases import flag_cases
-
-
-def write_rows(path: Path, rows: list[dict]) -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
-
-@pytest.fixture
-def labelled(tmp_path):
-    rows = [
-        {"id": f"r{i}", "comment": f"ordinary friendly comment number {i} about things", "bad": 0} for i in range(20)
-    ]
-    rows += [{"id": f"t{i}", "comment": f"you are a total idiot number {i}", "bad": 1} for i in range(6)]
-    return write_rows(tmp_path / "real.csv", rows)
+from tests.helpers import flag_cases
 
 
 def canned(chat, key):

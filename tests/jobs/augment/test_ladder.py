@@ -11,6 +11,7 @@ import pytest
 from socialsynth.core.errors import InputError
 from socialsynth.jobs.augment.job import RealData
 from socialsynth.jobs.augment.ladder import LadderConfig, build_ladder, parse_rates, read_synthetic, run_ladder
+from tests.helpers import write_csv
 
 
 def real(n: int, positives: int) -> RealData:
@@ -66,14 +67,6 @@ def test_parse_rates():
             parse_rates(bad)
 
 
-def write(path: Path, rows: list[dict]) -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
-
 def read_csv(path: Path) -> list[dict]:
     with open(path, newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
@@ -89,10 +82,10 @@ def files(tmp_path, separable):
     test = clean[1040:1090] + toxic[30:50]
     syn = [{"id": f"s{i}", "text": r["text"], "label": "toxic"} for i, r in enumerate(toxic[50:110])]
     return {
-        "train": write(tmp_path / "train.csv", train),
-        "val": write(tmp_path / "val.csv", val),
-        "test": write(tmp_path / "test.csv", test),
-        "synthetic": write(tmp_path / "syn.csv", syn),
+        "train": write_csv(tmp_path / "train.csv", train),
+        "val": write_csv(tmp_path / "val.csv", val),
+        "test": write_csv(tmp_path / "test.csv", test),
+        "synthetic": write_csv(tmp_path / "syn.csv", syn),
         "val_rows": val,
         "test_rows": test,
     }

@@ -13,7 +13,7 @@ from socialsynth.core.config import flat_values, parse
 from socialsynth.core.run import read_run_record
 from socialsynth.jobs.bluesky.cli import main_cluster, main_instruct
 from socialsynth.jobs.bluesky.config import ClusterConfig, InstructConfig
-from tests.cli_cases import flag_cases
+from tests.helpers import flag_cases
 
 
 @pytest.fixture

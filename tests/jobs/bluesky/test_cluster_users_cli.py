@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 from socialsynth.core.run import read_run_record
+from tests.helpers import run_script
 
 REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").exists())
 TOPICS = {
@@ -106,22 +105,7 @@ def _events() -> list[dict]:
 
 
 def _run(*args, timeout=300) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "OMP_NUM_THREADS": "1",
-        "PYTHONPATH": str(REPO),
-    }
-    return subprocess.run(
-        [sys.executable, "cluster_users.py", *map(str, args)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
+    return run_script("cluster_users.py", *args, timeout=timeout)
 
 def test_cluster_users_end_to_end(tmp_path):
     day = tmp_path / "root" / "01" / "10"

@@ -5,10 +5,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +26,7 @@ from socialsynth.jobs.rephrase.job import (
 )
 from socialsynth.llm import GenerationParams
 from socialsynth.prompts import load_template
+from tests.helpers import run_script, write_csv
 
 REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").exists())
 SAMPLE = REPO / "data" / "posts_sample.csv"
@@ -191,14 +190,6 @@ class FakeSpec:
         return self.backend
 
 
-def write_posts(path: Path, rows: list[dict]) -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
-
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
@@ -209,7 +200,7 @@ def test_job_searches_generates_writes_and_resumes(tmp_path, temp_backend):
         for i in range(6)
     ]
     posts.append({"id": "empty", "original_post": "   "})
-    src = write_posts(tmp_path / "posts.csv", posts)
+    src = write_csv(tmp_path / "posts.csv", posts)
     a, b = temp_backend(), temp_backend()
     spec_a, spec_b = FakeSpec(a, "model-a"), FakeSpec(b, "model-b")
     cfg = RephraseConfig(
@@ -279,7 +270,7 @@ def test_job_without_search_uses_the_given_params_and_row_numbers_as_ids(tmp_pat
 
 
 def test_missing_text_column_names_file_and_column(tmp_path, fake_backend_cls):
-    src = write_posts(tmp_path / "posts.csv", [{"id": "a", "text": "hello"}])
+    src = write_csv(tmp_path / "posts.csv", [{"id": "a", "text": "hello"}])
     cfg = RephraseConfig(input=src, output_dir=tmp_path / "o")
     with pytest.raises(InputError, match="original_post") as err:
         run(cfg, specs=(FakeSpec(fake_backend_cls()),))
@@ -288,17 +279,7 @@ def test_missing_text_column_names_file_and_column(tmp_path, fake_backend_cls):
 
 # -- the CLI with the tiny model ----------------------------------------------------------------------------------
 def cli(*args, timeout=300) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
-    env.update(PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1")
-    return subprocess.run(
-        [sys.executable, "rephrase_posts.py", *map(str, args)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
+    return run_script("rephrase_posts.py", *args, timeout=timeout)
 
 @pytest.mark.slow
 def test_cli_two_models_audit_and_resume(tmp_path, tiny_model_dir):
@@ -325,7 +306,7 @@ def test_cli_two_models_audit_and_resume(tmp_path, tiny_model_dir):
 
 
 def test_cli_bad_input_exits_2(tmp_path):
-    bad = write_posts(tmp_path / "bad.csv", [{"id": "a", "post": "hello"}])
+    bad = write_csv(tmp_path / "bad.csv", [{"id": "a", "post": "hello"}])
     proc = cli("--input", bad, "-o", tmp_path / "o")
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr

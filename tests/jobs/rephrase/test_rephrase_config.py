@@ -14,7 +14,7 @@ from socialsynth.core.run import read_run_record
 from socialsynth.jobs.rephrase.cli import main
 from socialsynth.jobs.rephrase.config import RephraseConfig
 from socialsynth.llm import BackendSpec
-from tests.cli_cases import flag_cases
+from tests.helpers import flag_cases
 
 REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").exists())
 SAMPLE = REPO / "data" / "posts_sample.csv"

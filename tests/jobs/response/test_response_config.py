@@ -17,7 +17,7 @@ from socialsynth.core.run import read_run_record
 from socialsynth.jobs.response.cli import parse_stage
 from socialsynth.jobs.response.config import BuildConfig, EvaluateConfig, InferConfig, PersonaConfig, TrainConfig
 from socialsynth.jobs.response.persona import run_personas
-from tests.cli_cases import flag_cases
+from tests.helpers import flag_cases
 
 REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").exists())
 SAMPLE = REPO / "data" / "responses_sample"

@@ -16,7 +16,7 @@ from socialsynth.core.cli import run_main
 from socialsynth.core.config import flat_values
 from socialsynth.core.run import read_run_record
 from socialsynth.jobs.train.cli import main, parse_config
-from tests.cli_cases import flag_cases
+from tests.helpers import flag_cases
 
 
 def run_cli(argv) -> tuple[int, str, str]:
