@@ -3,15 +3,10 @@
 LLM from few-shot prompts of real examples, flag bad ones, and build training sets at several positive rates
 (the sparsity ladder), optionally training a classifier on each.
 
-Examples:
-  python augment_labels.py --input data/comments_labelled.csv --label-col toxic --target-label 1 \\
-      --label-name toxic --definition-file data/label_definitions.yaml --n 50
-  python augment_labels.py --input jigsaw.csv --text-col comment_text --label-col is_bad --target-label 1 \\
-      --label-name toxic --definition-file data/label_definitions.yaml --n 200 \\
-      --positive-rates 0.0025,0.01,0.03,0.05 --evaluate
-  python augment_labels.py --input jigsaw.csv ... --synthetic output/augment/synthetic_1.jsonl --positive-rates 0.05
+    python augment_labels.py --input data/comments_labelled.csv --label-col toxic --target-label 1 \\
+        --label-name toxic --definition-file data/label_definitions.yaml --n 50
 
-The job lives in socialsynth/jobs/augment (config.py: AugmentConfig, the flags; job.py: run).
+`--help` has more examples. The job lives in socialsynth/jobs/augment (config.py: the flags; job.py: run).
 """
 
 from __future__ import annotations

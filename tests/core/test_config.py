@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from socialsynth.core.cli import run_main
 from socialsynth.core.config import (
     ConfigError,
     ModelArgs,
@@ -24,6 +23,7 @@ from socialsynth.core.config import (
     to_yaml,
 )
 from socialsynth.core.errors import InputError
+from tests.helpers import flag_cases
 
 
 @dataclass
@@ -81,27 +81,26 @@ def test_print_config_round_trip(tmp_path, capsys):
     assert to_yaml(parse(Toy, ["--config", str(job)])) == text
 
 
-@pytest.mark.parametrize(
-    "argv,flag_name",
-    [
-        (["-b", "0"], "--batch-size"),
-        (["--levels", "0,9"], "--levels"),
-        (["--temperature", "-1"], "--temperature"),
-        (["--top-p", "1.5"], "--top-p"),
-        (["--max-new-tokens", "0"], "--max-new-tokens"),
-        (["-s", "5", "-e", "2"], "--end-idx"),
-        (["--shard", "3/2"], "--shard"),
-        (["--concurrency", "0"], "--concurrency"),
-        (["--backend", "openai", "--api-base", ""], "--api-base"),
-        (["-b", "many"], "--batch-size"),
-    ],
+BAD = flag_cases(
+    """
+    -b 0                                  -> --batch-size
+    -b many                               -> --batch-size
+    --levels 0,9
+    --temperature -1
+    --top-p 1.5
+    --max-new-tokens 0
+    -s 5 -e 2                             -> --end-idx
+    --shard 3/2
+    --concurrency 0
+    --backend openai --api-base ''        -> --api-base
+    """
 )
-def test_bad_values_are_one_line_naming_the_flag(argv, flag_name, capsys, monkeypatch):
+
+
+@pytest.mark.parametrize("argv,flag_name", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_values_are_one_line_naming_the_flag(argv, flag_name, bad_flag, monkeypatch):
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    code = run_main(lambda: parse(Toy, argv) and 0)
-    err = capsys.readouterr().err
-    assert code == 2
-    assert flag_name in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    bad_flag(lambda args: parse(Toy, args) and 0, argv, flag_name)
 
 
 def test_unknown_flag_and_bad_choice_exit_2_in_one_line(capsys):

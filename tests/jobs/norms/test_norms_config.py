@@ -20,6 +20,7 @@ from socialsynth.jobs.norms.cli import main
 from socialsynth.jobs.norms.config import NormsConfig
 from socialsynth.llm import BackendSpec
 from socialsynth.llm.base import Unsupported
+from tests.helpers import flag_cases
 
 REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").exists())
 ASKMEN_LINES = (REPO / "data" / "askmen.jsonl").read_text(encoding="utf-8").splitlines()
@@ -37,43 +38,40 @@ def run_cli(argv, capsys) -> tuple[int, str, str]:
 
 
 # -- (a) bad values: one line naming the flag, exit 2, before anything loads -----------------------------------
-BAD = [
-    (["-b", "0"], "--batch-size"),
-    (["-b", "many"], "--batch-size"),
-    (["-sb", "0"], "--sub-batch-size"),
-    (["--max-batch-tokens", "0"], "--max-batch-tokens"),
-    (["--max-comment-chars", "0"], "--max-comment-chars"),
-    (["--levels", "0,9"], "--levels"),
-    (["--levels", "1,7"], "--levels"),
-    (["--levels", "one,five"], "--levels"),
-    (["--min-similarity", "1.5"], "--min-similarity"),
-    (["--max-perplexity", "-1"], "--max-perplexity"),
-    (["--rating-method", "vibes"], "--rating-method"),
-    (["--rating-template", "no_such_template"], "--rating-template"),
-    (["--rewrite-template", "no_such_template"], "--rewrite-template"),
-    (["-n", "toxicity"], "--norm-dimension"),
-    (["--temperature", "-1"], "--temperature"),
-    (["--top-p", "1.5"], "--top-p"),
-    (["--max-new-tokens", "0"], "--max-new-tokens"),
-    (["-s", "5", "-e", "2"], "--end-idx"),
-    (["--shard", "3/2"], "--shard"),
-    (["--concurrency", "0"], "--concurrency"),
-    (["-u", "no/such/folder"], "--upvote-dir"),
-    (["--input", "no/such/file.jsonl"], "--input"),
-    (["--backend", "openai"], "--api-base"),
-]
+BAD = flag_cases(
+    """
+    -b 0  -> --batch-size
+    -b many  -> --batch-size
+    -sb 0  -> --sub-batch-size
+    --max-batch-tokens 0
+    --max-comment-chars 0
+    --levels 0,9
+    --levels 1,7
+    --levels one,five
+    --min-similarity 1.5
+    --max-perplexity -1
+    --rating-method vibes
+    --rating-template no_such_template
+    --rewrite-template no_such_template
+    -n toxicity  -> --norm-dimension
+    --temperature -1
+    --top-p 1.5
+    --max-new-tokens 0
+    -s 5 -e 2  -> --end-idx
+    --shard 3/2
+    --concurrency 0
+    -u no/such/folder  -> --upvote-dir
+    --input no/such/file.jsonl
+    --backend openai  -> --api-base
+    """
+)
 
 
 @pytest.mark.parametrize("bad,name", BAD, ids=[" ".join(b) for b, _ in BAD])
-def test_bad_value_is_one_line_naming_the_flag(bad, name, capsys, monkeypatch):
+def test_bad_value_is_one_line_naming_the_flag(bad, name, bad_flag, capsys, monkeypatch):
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     monkeypatch.setattr(BackendSpec, "load", lambda self: pytest.fail("a model was loaded"))
-    rc, out, err = run_cli([*JOB, *bad], capsys)
-    assert rc == 2, err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1, err
-    assert name in lines[0] and "Traceback" not in err
-    assert out == ""
+    bad_flag(main, [*JOB, *bad], name)
 
 
 @pytest.mark.parametrize(
