@@ -538,7 +538,7 @@ def parse(cls: type[C], argv: Sequence[str] | None = None, *, prog: str | None =
     ``preset`` values sit under the job file's and the command line's.
     """
     parser = build_parser(cls, prog, description, epilog)
-    ns = vars(parser.parse_args(argv))
+    ns = vars(parser.parse_args(None if argv is None else [str(a) for a in argv]))
     job_path = ns.pop("config", None)
     print_config = ns.pop("print_config", False)
     file_values = dict(preset or {})

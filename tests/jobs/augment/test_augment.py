@@ -369,6 +369,7 @@ def test_sigterm_stops_after_the_chunk_and_resumes(labelled, tmp_path, fake_back
 def cli(*args, timeout=240):
     return run_script("augment_labels.py", *args, timeout=timeout)
 
+
 def test_cli_bad_input_exits_2_with_one_line(labelled, tmp_path):
     common = ["--input", labelled, "--text-col", "comment", "-o", tmp_path / "o", "--definition", "rude", "--n", "3"]
     proc = cli(*common, "--label-col", "nope", "--target-label", "1")

@@ -107,6 +107,7 @@ def _events() -> list[dict]:
 def _run(*args, timeout=300) -> subprocess.CompletedProcess:
     return run_script("cluster_users.py", *args, timeout=timeout)
 
+
 def test_cluster_users_end_to_end(tmp_path):
     day = tmp_path / "root" / "01" / "10"
     day.mkdir(parents=True)

@@ -281,6 +281,7 @@ def test_missing_text_column_names_file_and_column(tmp_path, fake_backend_cls):
 def cli(*args, timeout=300) -> subprocess.CompletedProcess:
     return run_script("rephrase_posts.py", *args, timeout=timeout)
 
+
 @pytest.mark.slow
 def test_cli_two_models_audit_and_resume(tmp_path, tiny_model_dir):
     out = tmp_path / "out"
