@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from socialsynth.classify.data import split_indices  # noqa: E402
-from socialsynth.jobs.augment.job import RealData, read_labelled  # noqa: E402
+from socialsynth.jobs.augment.data import RealData, read_labelled  # noqa: E402
 from socialsynth.jobs.augment.ladder import LadderConfig, build_ladder, format_ladder, read_synthetic, run_ladder  # noqa: E402
 
 JIGSAW = REPO.parent / "shared" / "data" / "real" / "jigsaw_toxic" / "jigsaw_natural_5000.csv"

@@ -1,9 +1,9 @@
-"""What every classifier kind shares: training settings, the saved card, and loading any saved model.
+"""What every classifier kind shares: training settings, the base class, and the saved card.
 
 A trained model is a folder: `classifier.json` (the card: kind, task, labels, thresholds, text format, base
 model, training data, headline metrics) plus the kind's own files (`model/` for a fine-tuned transformer,
-`model.joblib` for a TF-IDF baseline). `load_classifier(folder)` gives back an object with `predict_scores`,
-whichever kind it is, so `--predict` and `generate_synthetic_data.py -u` never care how it was trained.
+`model.joblib` for a TF-IDF baseline). Which class serves which kind is in registry.py (`make_classifier`,
+`load_classifier`).
 """
 
 from __future__ import annotations
@@ -149,33 +149,3 @@ def read_card(directory: str | Path) -> dict:
         return json.loads(path.read_text(encoding="utf-8"))
     except ValueError as exc:
         raise InputError(f"unreadable model card ({exc})", path=path) from exc
-
-
-def load_classifier(directory: str | Path, device: str = "auto") -> TextClassifier:
-    """Load any saved classifier folder (transformer or TF-IDF baseline)."""
-    card = read_card(directory)
-    labels = LabelSpace.from_dict(card["labels"])
-    if card["kind"] in BASELINES:
-        from socialsynth.classify.tfidf import TfidfClassifier
-
-        model = TfidfClassifier.load(Path(directory), labels, card["kind"])
-    elif card["kind"] == "transformer":
-        from socialsynth.classify.transformer import TransformerClassifier
-
-        model = TransformerClassifier.load(Path(directory), labels, card, device=device)
-    else:
-        raise InputError(f"unknown classifier kind {card['kind']!r}", path=Path(directory) / CARD)
-    model.thresholds = list(card.get("thresholds") or [])
-    model.card = card
-    return model
-
-
-def make_classifier(name: str, labels: LabelSpace, settings: TrainSettings) -> TextClassifier:
-    """`--model`: a baseline name, 'embedded' (MiniLM) or any Hugging Face encoder id/path."""
-    if name in BASELINES:
-        from socialsynth.classify.tfidf import TfidfClassifier
-
-        return TfidfClassifier(labels, name)
-    from socialsynth.classify.transformer import TransformerClassifier
-
-    return TransformerClassifier(labels, name, settings.max_length, device=settings.device)

@@ -23,7 +23,8 @@ import numpy as np
 from socialsynth import __version__
 from socialsynth.classify.data import LabelledTexts, load_texts, parse_weighted_files, sample_fraction, split_indices
 from socialsynth.classify.labels import LabelSpace, UnseenLabel
-from socialsynth.classify.model import CARD, TextClassifier, TrainSettings, load_classifier, make_classifier, read_card
+from socialsynth.classify.model import CARD, TextClassifier, TrainSettings, read_card
+from socialsynth.classify.registry import load_classifier, make_classifier
 from socialsynth.core.errors import InputError
 from socialsynth.core.io import atomic_write_json, atomic_write_text
 from socialsynth.core.runner import GracefulStop

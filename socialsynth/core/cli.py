@@ -9,22 +9,8 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
-from pathlib import Path
 
 from socialsynth.core.errors import EXIT_BAD_INPUT, EXIT_FAILURE, InputError, Interrupted
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def default_dir(name: str) -> Path:
-    """`data/` or `output/` of the source checkout when run from one, else relative to the working directory."""
-    candidate = REPO_ROOT / name
-    if (REPO_ROOT / "pyproject.toml").exists():
-        try:
-            return candidate.relative_to(Path.cwd())
-        except ValueError:
-            return candidate
-    return Path(name)
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):

@@ -39,8 +39,21 @@ import yaml
 from socialsynth.core.errors import EXIT_BAD_INPUT, InputError
 
 C = TypeVar("C")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def default_dir(name: str) -> Path:
+    """`data/` or `output/` of the source checkout when run from one, else relative to the working directory."""
+    candidate = REPO_ROOT / name
+    if (REPO_ROOT / "pyproject.toml").exists():
+        try:
+            return candidate.relative_to(Path.cwd())
+        except ValueError:
+            return candidate
+    return Path(name)
+
+
 _MISSING = dataclasses.MISSING
-CONFIG_FLAGS = ("--config", "--print-config")  # handled by parse(), never fields
 
 
 class ConfigError(InputError):

@@ -23,7 +23,6 @@ from socialsynth.classify.model import (
     DEFAULT_METRIC,
     TextClassifier,
     TrainSettings,
-    load_classifier,
     read_card,
     scores_from_logits,
 )
@@ -36,6 +35,7 @@ from socialsynth.classify.presets import (
     upvote_text,
     upvotes_from_target,
 )
+from socialsynth.classify.registry import load_classifier
 from socialsynth.core.errors import InputError
 from socialsynth.core.stats import bootstrap_mean_ci
 

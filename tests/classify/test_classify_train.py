@@ -24,8 +24,8 @@ import numpy as np
 import pytest
 
 import train_classifier
-from socialsynth.classify.model import load_classifier
 from socialsynth.classify.presets import upvote_target, upvotes_from_target
+from socialsynth.classify.registry import load_classifier
 from socialsynth.classify.train import TrainJob, load_splits
 
 SHIFT = int(os.environ.get("SOCIALSYNTH_TEST_SEED_SHIFT", "0"))

@@ -11,8 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from socialsynth.core.cli import default_dir
-from socialsynth.core.config import ConfigError, ModelArgs, SamplingArgs, check_min, flag, group
+from socialsynth.core.config import ConfigError, ModelArgs, SamplingArgs, check_min, default_dir, flag, group
 from socialsynth.core.errors import InputError
 from socialsynth.jobs.augment.text import TextFilters
 

@@ -18,15 +18,17 @@ import re
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from socialsynth.classify.labels import is_missing, label_key
+from socialsynth.classify.labels import label_key
 from socialsynth.core.errors import InputError
-from socialsynth.core.io import JsonlWriter, atomic_write_text, iter_jsonl, read_records, shard_path
+from socialsynth.core.io import JsonlWriter, atomic_write_text, iter_jsonl, shard_path
 from socialsynth.core.run import JobRun, record_path, throughput
 from socialsynth.core.runner import GracefulStop, run_chunks
 from socialsynth.jobs.augment.config import TEMPLATE, AugmentConfig, LadderArgs
+from socialsynth.jobs.augment.data import RealData, check_target, read_labelled
+from socialsynth.jobs.augment.ladder import format_ladder, read_synthetic, run_ladder
 from socialsynth.jobs.augment.text import (
     DuplicateIndex,
     FidelityGate,
@@ -44,7 +46,7 @@ from socialsynth.prompts import Template, load_template
 log = logging.getLogger(__name__)
 __all__ = [
     "TEMPLATE", "AugmentConfig", "AugmentResult", "Augmenter", "DuplicateIndex", "FidelityGate", "LadderArgs",
-    "RealData", "TextFilters", "build_chat", "load_definition", "output_path", "parse_list", "pick_examples",
+    "TextFilters", "build_chat", "load_definition", "output_path", "parse_list", "pick_examples",
     "remove_hashtags", "run", "run_generation", "shard_share",
 ]  # fmt: skip
 
@@ -65,50 +67,6 @@ def shard_share(total: int, shard: tuple[int, int] | None) -> int:
     index, count = shard
     base, extra = divmod(total, count)
     return base + (1 if index < extra else 0)
-
-
-@dataclass
-class RealData:
-    texts: list[str]
-    labels: list[str]  # label_key of each row
-    raw_labels: list  # the label as the file has it (written back to the CSV)
-    ids: list[str]
-    path: Path
-    skipped: Counter = field(default_factory=Counter)  # rows left out, by reason
-
-
-def read_labelled(path: Path, text_col: str, label_col: str, skip_bad_rows: bool = False) -> RealData:
-    """Rows with a text and a label; missing columns are a one-line error naming the file and column.
-
-    Rows left out (empty text, empty label, malformed rows with ``skip_bad_rows``) are counted in ``skipped``."""
-    data = read_records(
-        path, required=(text_col, label_col), nonempty=(text_col,), on_bad_row="skip" if skip_bad_rows else "error"
-    )
-    if not data.records:
-        raise InputError("no rows with a text", path=path, field=text_col)
-    out = RealData([], [], [], [], Path(path), Counter(data.skipped))
-    for rec, line in zip(data.records, data.line_numbers, strict=True):
-        raw = rec.get(label_col)
-        if is_missing(raw):
-            out.skipped["empty label"] += 1
-            continue
-        out.texts.append(str(rec[text_col]))
-        out.labels.append(label_key(raw))
-        out.raw_labels.append(raw)
-        out.ids.append(label_key(rec["id"]) if not is_missing(rec.get("id")) else f"{Path(path).stem}:{line}")
-    if out.skipped:
-        log.info("%s: skipped %s", path, ", ".join(f"{n} ({why})" for why, n in sorted(out.skipped.items())))
-    return out
-
-
-def check_target(data: RealData, target: str, col: str) -> list[int]:
-    index = [i for i, lab in enumerate(data.labels) if lab == target]
-    if not index:
-        have = sorted(set(data.labels))
-        raise InputError(
-            f"target label {target!r} does not occur (labels: {', '.join(have[:10])})", path=data.path, field=col
-        )
-    return index
 
 
 class Augmenter:
@@ -320,8 +278,6 @@ def run(cfg: AugmentConfig, backend=None, embedder=None) -> AugmentResult:
 
 
 def format_result(result: AugmentResult) -> str:
-    from socialsynth.jobs.augment.ladder import format_ladder
-
     parts = [format_summary(result.summary)] if result.summary is not None else []
     if result.ladder is not None:
         parts.append(format_ladder(result.ladder))
@@ -476,8 +432,6 @@ def csv_path(out: Path) -> Path:
 
 def run_ladder_step(cfg: AugmentConfig) -> dict:
     """The sparsity ladder on --synthetic, or on what generation wrote."""
-    from socialsynth.jobs.augment.ladder import read_synthetic, run_ladder
-
     syn_file = cfg.ladder.synthetic or output_path(cfg)
     synthetic = read_synthetic(syn_file, cfg.text_col, cfg.label_col, label_key(cfg.target_label))
     return run_ladder(cfg.ladder_config(), synthetic)

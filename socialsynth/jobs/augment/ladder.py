@@ -16,7 +16,7 @@ from pathlib import Path
 from socialsynth.classify.labels import label_key
 from socialsynth.core.errors import InputError
 from socialsynth.core.io import atomic_write_json, atomic_write_text, iter_jsonl, read_records
-from socialsynth.jobs.augment.job import RealData, check_target, read_labelled
+from socialsynth.jobs.augment.data import RealData, check_target, read_labelled
 
 log = logging.getLogger(__name__)
 DEFAULT_RATES = (0.0025, 0.01, 0.03, 0.05)

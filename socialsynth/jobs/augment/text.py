@@ -294,7 +294,7 @@ class FidelityGate:
     """A classifier saved by train_classifier.py: its probability of the target label; flag below a threshold."""
 
     def __init__(self, model_dir: Path, target: str, threshold: float = 0.5, device: str = "auto"):
-        from socialsynth.classify.model import load_classifier
+        from socialsynth.classify.registry import load_classifier
 
         self.model = load_classifier(model_dir, device=device)
         self.model_dir = str(model_dir)

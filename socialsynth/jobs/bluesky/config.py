@@ -31,7 +31,7 @@ def day_of_month(text: str) -> int:
 
 
 def _default_output_dir() -> Path:
-    from socialsynth.core.cli import default_dir
+    from socialsynth.core.config import default_dir
 
     return default_dir("output") / "bluesky"
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from socialsynth.core.cli import default_dir
 from socialsynth.core.config import (
     ConfigError,
     ModelArgs,
@@ -20,6 +19,7 @@ from socialsynth.core.config import (
     check_min,
     check_range,
     comma_list,
+    default_dir,
     flag,
     group,
 )

@@ -31,7 +31,7 @@ class PreferenceScorer:
     """Scores originals and rewrites with a saved upvote model and adds the deltas to output records."""
 
     def __init__(self, model_dir: str | Path, device: str = "auto", batch_size: int = 64):
-        from socialsynth.classify.model import load_classifier
+        from socialsynth.classify.registry import load_classifier
         from socialsynth.core.errors import InputError
 
         self.model = load_classifier(model_dir, device=device)

@@ -11,13 +11,13 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from socialsynth.core.cli import default_dir
 from socialsynth.core.config import (
     ConfigError,
     ModelArgs,
     RangeArgs,
     SamplingArgs,
     check_min,
+    default_dir,
     flag,
     group,
 )

@@ -17,7 +17,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from socialsynth.core.cli import default_dir
 from socialsynth.core.config import (
     ConfigError,
     ModelArgs,
@@ -26,6 +25,7 @@ from socialsynth.core.config import (
     check_min,
     check_range,
     comma_list,
+    default_dir,
     flag,
     group,
 )

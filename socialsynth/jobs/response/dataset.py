@@ -16,7 +16,7 @@ Input (`--input DIR` holding topics.*, users.*, responses.*, or the three files 
     responses.jsonl  {"topic_id", "user_id", "id"?, "text", "time"?}   the user's real post about the topic
 
 `--format weibo` reads the seed's Weibo crawl instead (topic folders with news.txt and a search CSV, per-user
-history JSON files; see socialsynth/response/weibo.py) and converts it to the same records.
+history JSON files; see socialsynth/jobs/response/weibo.py) and converts it to the same records.
 
 A malformed row stops the run with one line `file:line: field 'x': problem` (exit 2), or with `--skip-bad-rows`
 is counted and skipped. Cleaning (the seed's rules, each configurable; the summary and cases.meta.json count what
@@ -60,6 +60,8 @@ from socialsynth.core.io import SUPPORTED_EXTENSIONS, atomic_write_text, read_re
 from socialsynth.core.provenance import versions
 from socialsynth.core.run import JobRun
 from socialsynth.jobs.response.config import BuildConfig
+from socialsynth.jobs.response.inputs import Inputs, Post, Response, RowChecker, Topic, User, _text, _topic_list
+from socialsynth.jobs.response.weibo import load_weibo
 
 log = logging.getLogger(__name__)
 
@@ -70,95 +72,7 @@ LANGUAGES = ("en", "zh")
 SPLITS = ("train", "test")
 
 
-# -- records ---------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Post:
-    """One history post. `retweet` is the reposted text ("" for an original post)."""
-
-    id: str
-    text: str
-    time: str | None = None
-    topics: list[str] = field(default_factory=list)
-    retweet: str = ""
-    retweet_topics: list[str] = field(default_factory=list)
-
-    @property
-    def retrieval_text(self) -> str:
-        """What BM25 sees: the post text and the retweeted text concatenated, as the seed did."""
-        return f"{self.text} {self.retweet}".strip() if self.retweet else self.text
-
-
-@dataclass
-class User:
-    user_id: str
-    name: str
-    profile: dict[str, str]
-    history: list[Post]
-
-
-@dataclass
-class Topic:
-    topic_id: str
-    topic: str
-    news: str
-    language: str | None = None
-    split: str | None = None
-
-
-@dataclass
-class Response:
-    topic_id: str
-    user_id: str
-    id: str | None
-    text: str
-    time: str | None = None
-
-
-@dataclass
-class Inputs:
-    """Everything build-dataset reads, in the schema above, plus what the readers skipped."""
-
-    topics: list[Topic]
-    users: dict[str, User]
-    responses: list[Response]
-    skipped: Counter = field(default_factory=Counter)
-    files: dict[str, str] = field(default_factory=dict)  # role -> path
-    require_topics: bool = False  # the input format's default for --require-topics
-
-
 # -- reading the schema ----------------------------------------------------------------------------------------
-
-
-class RowChecker:
-    """Raise a one-line InputError for a bad field, or count the row as skipped under `--skip-bad-rows`."""
-
-    def __init__(self, skip: bool, skipped: Counter):
-        self.skip, self.skipped = skip, skipped
-
-    def bad(self, path, line, field_name: str, message: str, reason: str) -> None:
-        if not self.skip:
-            raise InputError(message, path=path, line=line, field=field_name)
-        self.skipped[reason] += 1
-
-
-def _text(value: Any) -> str | None:
-    """A field as stripped text (numbers become text), or None when missing or not a scalar."""
-    if value is None or isinstance(value, (dict, list, bool)):
-        return None
-    return str(value).strip()
-
-
-def _topic_list(value: Any) -> list[str] | None:
-    """Topics as a list of strings: a list, or a comma-separated string (the Weibo crawler's form)."""
-    if value is None or value == "":
-        return []
-    if isinstance(value, str):
-        return [t.strip() for t in re.split(r"[,，]", value) if t.strip()]
-    if isinstance(value, list) and all(isinstance(t, (str, int)) for t in value):
-        return [str(t).strip() for t in value if str(t).strip()]
-    return None
 
 
 def parse_post(raw: Any, index: int) -> Post | str:
@@ -488,8 +402,6 @@ def assign_splits(
 
 def load_inputs(cfg: BuildConfig) -> Inputs:
     if cfg.format == "weibo":
-        from socialsynth.jobs.response.weibo import load_weibo
-
         if cfg.input is None:
             raise InputError("--format weibo needs --input TOPIC_FOLDER_ROOT")
         return load_weibo(Path(cfg.input), cfg.user_history, skip_bad_rows=cfg.skip_bad_rows)

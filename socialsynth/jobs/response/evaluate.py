@@ -9,7 +9,7 @@ left out for every method, and the report counts, per method, which ids were dro
 Micro level, per (user, topic) case and method:
   - sentiment agreement: the sentiment label (positive/neutral/negative) of the prediction equals that of the
     real response, both labelled by the same model (--sentiment: VADER lexicon for English, or a classifier saved
-    by train_classifier.py; see socialsynth/response/sentiment.py);
+    by train_classifier.py; see socialsynth/jobs/response/sentiment.py);
   - ROUGE-L F1: longest common subsequence of word tokens (one token per character for Chinese);
   - BLEU: sacrebleu's sentence BLEU (BLEU-4, its default "exp" smoothing, effective order), 0-100, tokenizer
     '13a' for English and 'zh' for Chinese;

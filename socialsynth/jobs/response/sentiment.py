@@ -115,7 +115,7 @@ class ClassifierSentiment:
     def __init__(
         self, folder: str | Path, mapping: Mapping[str, str] | None = None, device: str = "auto", batch_size: int = 64
     ):
-        from socialsynth.classify.model import load_classifier
+        from socialsynth.classify.registry import load_classifier
 
         self.folder = Path(folder)
         self.model = load_classifier(self.folder, device=device)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from socialsynth.core.errors import InputError
 from socialsynth.core.io import read_records
-from socialsynth.jobs.response.dataset import Inputs, Post, Response, RowChecker, Topic, User, _text, _topic_list
+from socialsynth.jobs.response.inputs import Inputs, Post, Response, RowChecker, Topic, User, _text, _topic_list
 
 CSV_COLUMNS = {
     "user_id": "user_id",

@@ -13,13 +13,13 @@ from pathlib import Path
 
 from socialsynth.classify.labels import TASKS
 from socialsynth.classify.model import BASELINES, VALIDATION_METRICS, TrainSettings
-from socialsynth.core.cli import default_dir
 from socialsynth.core.config import (
     ConfigError,
     ModelArgs,
     check_choice,
     check_min,
     check_range,
+    default_dir,
     flag,
     group,
 )

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from socialsynth.core.errors import InputError
-from socialsynth.jobs.augment.job import RealData
+from socialsynth.jobs.augment.data import RealData
 from socialsynth.jobs.augment.ladder import LadderConfig, build_ladder, parse_rates, read_synthetic, run_ladder
 from tests.helpers import write_csv
 

@@ -363,8 +363,8 @@ def test_cli_upvote_dir_restricts_to_inference_ids(tmp_path, tiny_model_dir):
 
 def test_cli_upvote_model_adds_predictions_and_preference_deltas(tmp_path, tiny_model_dir):
     """-u DIR with a trained upvote model: every rewrite gets a predicted score and the delta to its original."""
-    from socialsynth.classify.model import load_classifier
     from socialsynth.classify.presets import upvote_text
+    from socialsynth.classify.registry import load_classifier
 
     data = data_dir_with(tmp_path, ASKMEN_LINES)
     upvote = tmp_path / "upvote"

@@ -1,4 +1,4 @@
-"""PAC-LoRA module (socialsynth/response/pac_lora.py) and span masks (spans.py), on the tiny random Llama.
+"""PAC-LoRA module (socialsynth/jobs/response/pac_lora.py) and span masks (spans.py), on the tiny random Llama.
 
 What the issue asks to show: each router depends only on its span; cached decoding gives the logits of one full
 forward pass; adapter save/load reproduces outputs without merging (PAC-LoRA and the peft LoRA baseline); a fresh

@@ -1,4 +1,4 @@
-"""build-dataset (socialsynth/response/dataset.py) and the Weibo importers (weibo.py): cleaning rules, the
+"""build-dataset (socialsynth/jobs/response/dataset.py) and the Weibo importers (weibo.py): cleaning rules, the
 min-history skip, BM25 retrieval, splits, bad input lines, and the bundled English sample."""
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ from socialsynth.jobs.response import dataset
 from socialsynth.jobs.response.dataset import (
     BuildConfig,
     CleaningRules,
-    Post,
-    User,
     build_cases,
     clean_history,
     is_hashtag_only,
@@ -25,6 +23,7 @@ from socialsynth.jobs.response.dataset import (
     tokenize,
     top_k,
 )
+from socialsynth.jobs.response.inputs import Post, RowChecker, User
 
 REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").exists())
 SAMPLE = REPO / "data" / "responses_sample"
@@ -191,7 +190,7 @@ def test_retweets_are_retrieved_with_their_text(tmp_path):
 
 def test_splits(tmp_path):
     topics = [{"topic_id": f"t{i}", "news": f"news {i}", "split": "test" if i == 3 else None} for i in range(5)]
-    parsed = dataset.read_topics(write_jsonl(tmp_path / "topics.jsonl", topics), dataset.RowChecker(False, Counter()))
+    parsed = dataset.read_topics(write_jsonl(tmp_path / "topics.jsonl", topics), RowChecker(False, Counter()))
     splits, how = dataset.assign_splits(parsed, ("t1", "t2"), None, 0)
     assert [t for t, s in splits.items() if s == "test"] == ["t1", "t2"]
     splits, _ = dataset.assign_splits(parsed, (), None, 0)

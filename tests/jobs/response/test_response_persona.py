@@ -1,4 +1,4 @@
-"""extract-personas (socialsynth/response/persona.py) and the Alpaca records (alpaca.py): persona parsing, resume,
+"""extract-personas (socialsynth/jobs/response/persona.py) and the Alpaca records (alpaca.py): persona parsing, resume,
 provenance, --no-personas, and character spans that are exactly the inserted fields in both languages."""
 
 from __future__ import annotations

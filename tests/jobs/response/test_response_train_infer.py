@@ -1,4 +1,4 @@
-"""predict_responses.py train / infer (socialsynth/response/training.py, inference.py) on the tiny random Llama.
+"""predict_responses.py train / infer (socialsynth/jobs/response/training.py, inference.py) on the tiny random Llama.
 
 Training: loss on the response only (a collated batch), 3 steps on 4 records writes the adapter folder, SIGTERM
 saves a checkpoint and a rerun resumes from it. Inference: one prediction per test record for PAC-LoRA, LoRA and

@@ -1,0 +1,46 @@
+"""Which classifier class serves which kind: `make_classifier(name)` for a new model (`--model`), and
+`load_classifier(folder)` for a saved one, which gives back an object with `predict_scores` whichever kind it
+is, so `--predict` and `generate_synthetic_data.py -u` never care how it was trained.
+
+The kinds' modules (tfidf.py, transformer.py) are imported only when a model of that kind is made or loaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from socialsynth.classify.labels import LabelSpace
+from socialsynth.classify.model import BASELINES, CARD, TextClassifier, TrainSettings, read_card
+from socialsynth.core.errors import InputError
+
+__all__ = ["load_classifier", "make_classifier"]
+
+
+def load_classifier(directory: str | Path, device: str = "auto") -> TextClassifier:
+    """Load any saved classifier folder (transformer or TF-IDF baseline)."""
+    card = read_card(directory)
+    labels = LabelSpace.from_dict(card["labels"])
+    if card["kind"] in BASELINES:
+        from socialsynth.classify.tfidf import TfidfClassifier
+
+        model = TfidfClassifier.load(Path(directory), labels, card["kind"])
+    elif card["kind"] == "transformer":
+        from socialsynth.classify.transformer import TransformerClassifier
+
+        model = TransformerClassifier.load(Path(directory), labels, card, device=device)
+    else:
+        raise InputError(f"unknown classifier kind {card['kind']!r}", path=Path(directory) / CARD)
+    model.thresholds = list(card.get("thresholds") or [])
+    model.card = card
+    return model
+
+
+def make_classifier(name: str, labels: LabelSpace, settings: TrainSettings) -> TextClassifier:
+    """`--model`: a baseline name, 'embedded' (MiniLM) or any Hugging Face encoder id/path."""
+    if name in BASELINES:
+        from socialsynth.classify.tfidf import TfidfClassifier
+
+        return TfidfClassifier(labels, name)
+    from socialsynth.classify.transformer import TransformerClassifier
+
+    return TransformerClassifier(labels, name, settings.max_length, device=settings.device)
