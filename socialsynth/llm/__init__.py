@@ -26,7 +26,7 @@ class BackendSpec:
     (`--api-base --api-key-env --concurrency --request-timeout --max-retries`), `--tensor-parallel` and the batch
     limits say. Options an engine does not use are ignored by it.
 
-    Scripts build one from their flags (`cli.backend_spec`) and pass it around; `load()` makes the backend. It
+    Jobs build one from their model flags (`ModelArgs.spec()`) and pass it around; `load()` makes the backend. It
     holds the *name* of the key's environment variable, never the key."""
 
     backend: str = "hf"

@@ -126,7 +126,8 @@ class Backend(ABC):
     name: str  # the model as the user named it (provenance)
     stats: GenerationStats
 
-    @abstractmethod
+    seed_mask: int = 0x7FFF_FFFF_FFFF_FFFF  # the seeds the engine takes (servers: 32 bits)
+
     def generate(
         self,
         chats: Sequence[Chat],
@@ -134,7 +135,27 @@ class Backend(ABC):
         keys: Sequence[str] | None = None,
         progress: Progress | None = None,
     ) -> list[Completion]:
-        """Answer each chat. `keys` name the requests for per-request seeding (default: their index)."""
+        """Answer each chat. `keys` name the requests for per-request seeding (default: their index).
+
+        What every backend does around its engine: no chats, no work; the requests' keys and seeds (see
+        `request_seeds`); `_generate` answers them in input order; their prompt and new tokens go to
+        `stats.prompt_tokens` / `stats.new_tokens` and the time it took to `stats.seconds` (also if it raises)."""
+        if not chats:
+            return []
+        t0 = time.perf_counter()
+        try:
+            keys, seeds = request_seeds(params.seed, keys, len(chats), self.seed_mask)
+            results = self._generate(chats, params, keys, seeds, progress)
+            self.stats.prompt_tokens += sum(c.n_prompt_tokens for c in results)
+            self.stats.new_tokens += sum(c.n_new_tokens for c in results)
+            return results
+        finally:
+            self.stats.seconds += time.perf_counter() - t0
+
+    def _generate(self, chats: Sequence[Chat], params: GenerationParams, keys: list[str], seeds: list[int],
+                  progress: Progress | None) -> list[Completion]:
+        """The engine's part of `generate`: answer every chat, in input order, with its request's seed."""
+        raise NotImplementedError
 
     @abstractmethod
     def score_choices(self, chats: Sequence[Chat], choices: Sequence[str]) -> list[ChoiceScores]:
@@ -151,25 +172,3 @@ class Backend(ABC):
     def describe(self) -> dict:
         """Provenance: what produced the outputs."""
         return {"backend": type(self).__name__, "model": self.name}
-
-    def _generate_with(
-        self,
-        chats: Sequence[Chat],
-        params: GenerationParams,
-        keys: Sequence[str] | None,
-        run: Callable[[list[str], list[int]], list[Completion]],
-        seed_mask: int = 0x7FFF_FFFF_FFFF_FFFF,
-    ) -> list[Completion]:
-        """What every `generate` does around its engine: no chats, no work; the requests' keys and seeds (see
-        `request_seeds`); `run(keys, seeds)` answers them in input order; its prompt and new tokens go to
-        `stats.prompt_tokens` / `stats.new_tokens` and the time it took to `stats.seconds` (also if it raises)."""
-        if not chats:
-            return []
-        t0 = time.perf_counter()
-        try:
-            results = run(*request_seeds(params.seed, keys, len(chats), seed_mask))
-            self.stats.prompt_tokens += sum(c.n_prompt_tokens for c in results)
-            self.stats.new_tokens += sum(c.n_new_tokens for c in results)
-            return results
-        finally:
-            self.stats.seconds += time.perf_counter() - t0

@@ -138,21 +138,8 @@ class HFBackend(Backend):
         return max(1, min(self.max_batch_size, self.max_batch_tokens // (longest_prompt + max_new_tokens)))
 
     # -- the Backend interface -------------------------------------------------------------------------
-    def generate(
-        self,
-        chats: Sequence[Chat],
-        params: GenerationParams,
-        keys: Sequence[str] | None = None,
-        progress: Progress | None = None,
-    ) -> list[Completion]:
-        def run(_keys: list[str], seeds: list[int]) -> list[Completion]:
-            return self._decode(chats, params, seeds, progress)
-
-        return self._generate_with(chats, params, keys, run)
-
-    def _decode(
-        self, chats: Sequence[Chat], params: GenerationParams, seeds: list[int], progress: Progress | None
-    ) -> list[Completion]:
+    def _generate(self, chats: Sequence[Chat], params: GenerationParams, keys: list[str], seeds: list[int],
+                  progress: Progress | None) -> list[Completion]:
         """Answer every chat: each group of requests with a shared head is decoded with continuous batching."""
         prompts = [self.encode_chat(c) for c in chats]
         results: list[Completion | None] = [None] * len(chats)

@@ -175,6 +175,8 @@ class OpenAIBackend(Backend):
         retry_base_delay, retry_max_delay: backoff schedule in seconds (base * 2^n with jitter, capped).
     """
 
+    seed_mask = SEED_MASK
+
     def __init__(
         self,
         model: str = EMBEDDED_NAME,
@@ -321,20 +323,12 @@ class OpenAIBackend(Backend):
         return results
 
     # -- the Backend interface -------------------------------------------------------------------------
-    def generate(
-        self,
-        chats: Sequence[Chat],
-        params: GenerationParams,
-        keys: Sequence[str] | None = None,
-        progress: Progress | None = None,
-    ) -> list[Completion]:
-        def run(keys: list[str], seeds: list[int]) -> list[Completion]:
-            try:
-                return self._map(lambda i: self._complete(chats[i], params, keys[i], seeds[i]), len(chats), progress)
-            finally:
-                self.stats.batches += 1
-
-        return self._generate_with(chats, params, keys, run, SEED_MASK)
+    def _generate(self, chats: Sequence[Chat], params: GenerationParams, keys: list[str], seeds: list[int],
+                  progress: Progress | None) -> list[Completion]:
+        try:
+            return self._map(lambda i: self._complete(chats[i], params, keys[i], seeds[i]), len(chats), progress)
+        finally:
+            self.stats.batches += 1
 
     def _complete(self, chat: Chat, params: GenerationParams, key: str, seed: int) -> Completion:
         """One chat completion. A request the server refuses becomes a Completion with finish_reason "error"; a

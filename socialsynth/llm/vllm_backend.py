@@ -90,6 +90,8 @@ class VLLMBackend(Backend):
         seed: engine seed (each request still gets its own).
     """
 
+    seed_mask = SEED_MASK
+
     def __init__(
         self,
         model: str = EMBEDDED_NAME,
@@ -137,23 +139,15 @@ class VLLMBackend(Backend):
         ids = self.tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=True)
         return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
 
-    def generate(
-        self,
-        chats: Sequence[Chat],
-        params: GenerationParams,
-        keys: Sequence[str] | None = None,
-        progress: Progress | None = None,
-    ) -> list[Completion]:
-        def run(_keys: list[str], seeds: list[int]) -> list[Completion]:
-            sampling = [self._vllm.SamplingParams(**sampling_kwargs(params, s)) for s in seeds]
-            outputs = self.llm.chat(list(chats), sampling_params=sampling, use_tqdm=False)
-            results = [completion_from_output(o, s) for o, s in zip(outputs, seeds, strict=True)]
-            self.stats.batches += 1
-            if progress:
-                progress(len(results))
-            return results
-
-        return self._generate_with(chats, params, keys, run, SEED_MASK)
+    def _generate(self, chats: Sequence[Chat], params: GenerationParams, keys: list[str], seeds: list[int],
+                  progress: Progress | None) -> list[Completion]:
+        sampling = [self._vllm.SamplingParams(**sampling_kwargs(params, s)) for s in seeds]
+        outputs = self.llm.chat(list(chats), sampling_params=sampling, use_tqdm=False)
+        results = [completion_from_output(o, s) for o, s in zip(outputs, seeds, strict=True)]
+        self.stats.batches += 1
+        if progress:
+            progress(len(results))
+        return results
 
     def choice_token_ids(self, choices: Sequence[str]) -> list[int]:
         ids = [(self.tokenizer.encode(c, add_special_tokens=False) or [None])[0] for c in choices]

@@ -40,7 +40,7 @@ def test_plan_batches_properties(lengths, max_rows, budget, extra):
         if len(b) > 1:
             assert cost(b, lengths, extra) <= budget
     # Sorted by length: batches are contiguous runs of the length order, longest batch first.
-    for a, b in zip(batches, batches[1:]):
+    for a, b in zip(batches, batches[1:], strict=False):
         assert min(lengths[i] for i in a) >= max(lengths[i] for i in b)
 
 

@@ -79,7 +79,7 @@ def check_against_reference(backend, chats, params, decoded_ids, eos_ids):
     outs = backend.generate(chats, params)
     assert len(outs) == len(chats)
     assert sorted(map(tuple, decoded_ids)) == sorted(map(tuple, refs)), "batched decoding changed the tokens"
-    for chat, out, ref in zip(chats, outs, refs):
+    for chat, out, ref in zip(chats, outs, refs, strict=True):
         expected_text = backend.tokenizer.decode(ref, skip_special_tokens=True).strip()
         assert out.text == expected_text
         assert out.n_new_tokens == len(ref) <= params.max_new_tokens
@@ -131,7 +131,10 @@ def test_greedy_rows_that_stop_early_match_transformers(sharp_backend, decoded_i
 def test_greedy_prompts_without_shared_head_match_transformers(sharp_backend, decoded_ids):
     systems = ["Be brief.", "You are a pirate who answers every question in rhymes and riddles.", "Answer in French."]
     users = ["What is the capital of Norway?", "hi", "Tell me about the weather on Mars next week please."]
-    chats = [[{"role": "system", "content": s}, {"role": "user", "content": u}] for s, u in zip(systems, users)]
+    chats = [
+        [{"role": "system", "content": s}, {"role": "user", "content": u}]
+        for s, u in zip(systems, users, strict=True)
+    ]
     encoded = [sharp_backend.encode_chat(c) for c in chats]
     from socialsynth.llm.batching import common_prefix_length
 
@@ -173,8 +176,8 @@ def test_sampling_different_seeds_give_different_text(tiny_backend):
     keys = [f"k{i}" for i in range(len(chats))]
     first = tiny_backend.generate(chats, SAMPLING, keys=keys)
     other = tiny_backend.generate(chats, GenerationParams(**{**SAMPLING.to_dict(), "seed": 8}), keys=keys)
-    assert any(a.text != b.text for a, b in zip(first, other))
-    assert all(a.seed != b.seed for a, b in zip(first, other))
+    assert any(a.text != b.text for a, b in zip(first, other, strict=True))
+    assert all(a.seed != b.seed for a, b in zip(first, other, strict=True))
     assert all(o.n_new_tokens <= SAMPLING.max_new_tokens for o in first + other)
 
 

@@ -8,12 +8,14 @@ import json
 import math
 import threading
 import time
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 pytest.importorskip("openai")
 
+from socialsynth.core.config import ModelArgs, SamplingArgs, group, parse
 from socialsynth.core.errors import InputError  # noqa: E402
 from socialsynth.llm import BackendSpec, BackendUnavailable, GenerationParams, Unsupported, request_seed  # noqa: E402
 from socialsynth.llm.openai_api import (  # noqa: E402
@@ -389,25 +391,27 @@ def test_helpers():
         BackendSpec(backend="openai").load()
 
 
-def test_cli_flags_build_the_spec(monkeypatch):
-    from socialsynth.core.cli import add_model_args, add_sampling_args, backend_spec, make_parser
+@dataclass
+class EngineJob:
+    """The shared model and sampling flags alone."""
 
+    model: ModelArgs = group(ModelArgs)
+    sampling: SamplingArgs = group(SamplingArgs)
+
+
+def test_cli_flags_build_the_spec(monkeypatch):
+    Job = EngineJob
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    p = make_parser("x")
-    add_model_args(p)
-    add_sampling_args(p)
-    args = p.parse_args(
-        "--backend openai --api-base http://h:1/v1 --api-key-env K --concurrency 3 --request-timeout 9 "
-        "--max-retries 1 --seed 4 -m served".split()
-    )
-    spec = backend_spec(args)
+    cfg = parse(Job, "--backend openai --api-base http://h:1/v1 --api-key-env K --concurrency 3 --request-timeout 9 "
+                "--max-retries 1 --seed 4 -m served".split())
+    spec = cfg.model.spec(seed=cfg.sampling.seed)
     assert (spec.backend, spec.model, spec.api_base, spec.api_key_env) == ("openai", "served", "http://h:1/v1", "K")
     assert (spec.concurrency, spec.request_timeout, spec.max_retries, spec.seed) == (3, 9.0, 1, 4)
-    assert backend_spec(args, "other").model == "other"
+    assert cfg.model.spec("other").model == "other"
     with pytest.raises(InputError, match="--api-base"):
-        backend_spec(p.parse_args(["--backend", "openai"]))
+        parse(Job, ["--backend", "openai"])
     with pytest.raises(InputError, match="--concurrency"):
-        backend_spec(p.parse_args("--backend openai --api-base http://h:1 --concurrency 0".split()))
+        parse(Job, "--backend openai --api-base http://h:1 --concurrency 0".split())
 
 
 def test_norm_job_through_a_server_without_logprobs(server, tmp_path, monkeypatch, capsys):

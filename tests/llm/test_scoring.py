@@ -56,7 +56,7 @@ def test_score_choices_equal_unpadded_softmax_restricted_to_choices(sharp_backen
     assert len({len(sharp_backend.encode_chat(c)) for c in chats}) == len(chats)
     scores = sharp_backend.score_choices(chats, CHOICES)
     assert len(scores) == len(chats)
-    for chat, s in zip(chats, scores):
+    for chat, s in zip(chats, scores, strict=True):
         assert len(s.probs) == 5
         assert sum(s.probs) == pytest.approx(1.0, abs=1e-4)
         assert 0.0 < s.mass <= 1.0
@@ -65,7 +65,7 @@ def test_score_choices_equal_unpadded_softmax_restricted_to_choices(sharp_backen
         assert s.mass == pytest.approx(mass, rel=1e-3)
         assert s.best == max(range(5), key=ref.__getitem__)
     # The probabilities really depend on the prompt (otherwise the comparison above proves little).
-    assert max(abs(a - b) for a, b in zip(scores[0].probs, scores[1].probs)) > 5e-3
+    assert max(abs(a - b) for a, b in zip(scores[0].probs, scores[1].probs, strict=True)) > 5e-3
 
 
 def test_score_choices_of_one_chat_do_not_depend_on_its_batch(sharp_backend):
@@ -97,7 +97,7 @@ def test_perplexity_batched_equals_one_at_a_time(sharp_backend):
     batched = sharp_backend.perplexity(texts)
     single = [sharp_backend.perplexity([t])[0] for t in texts]
     assert len(batched) == len(texts)
-    for b, s, t in zip(batched, single, texts):
+    for b, s, t in zip(batched, single, texts, strict=True):
         assert math.isfinite(b)
         assert b == pytest.approx(s, rel=1e-3)
         assert b == pytest.approx(reference_perplexity(sharp_backend, t), rel=1e-3)
