@@ -11,9 +11,7 @@ import pytest
 
 from socialsynth.core.config import (
     ConfigError,
-    ModelArgs,
     RangeArgs,
-    SamplingArgs,
     check_min,
     comma_ints,
     flag,
@@ -23,6 +21,7 @@ from socialsynth.core.config import (
     to_yaml,
 )
 from socialsynth.core.errors import InputError
+from socialsynth.llm.args import ModelArgs, SamplingArgs
 from tests.helpers import flag_cases
 
 

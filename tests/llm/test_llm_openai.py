@@ -15,9 +15,10 @@ import pytest
 
 pytest.importorskip("openai")
 
-from socialsynth.core.config import ModelArgs, SamplingArgs, group, parse
+from socialsynth.core.config import group, parse
 from socialsynth.core.errors import InputError  # noqa: E402
 from socialsynth.llm import BackendSpec, BackendUnavailable, GenerationParams, Unsupported, request_seed  # noqa: E402
+from socialsynth.llm.args import ModelArgs, SamplingArgs
 from socialsynth.llm.openai_api import (  # noqa: E402
     OpenAIBackend,
     backoff_delay,

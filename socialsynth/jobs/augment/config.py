@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from socialsynth.core.config import ConfigError, ModelArgs, SamplingArgs, check_min, default_dir, flag, group
+from socialsynth.core.config import ConfigError, check_min, default_dir, flag, group
 from socialsynth.core.errors import InputError
 from socialsynth.jobs.augment.text import TextFilters
+from socialsynth.llm.args import ModelArgs, SamplingArgs
 
 TEMPLATE = "augment_fewshot"
 

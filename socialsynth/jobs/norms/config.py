@@ -12,9 +12,7 @@ from pathlib import Path
 
 from socialsynth.core.config import (
     ConfigError,
-    ModelArgs,
     RangeArgs,
-    SamplingArgs,
     check_choice,
     check_min,
     check_range,
@@ -24,6 +22,7 @@ from socialsynth.core.config import (
     group,
 )
 from socialsynth.core.errors import InputError
+from socialsynth.llm.args import ModelArgs, SamplingArgs
 from socialsynth.prompts import known_dimensions, load_dimension, load_template
 
 LEVELS = (1, 2, 3, 4, 5)

@@ -11,17 +11,9 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from socialsynth.core.config import (
-    ConfigError,
-    ModelArgs,
-    RangeArgs,
-    SamplingArgs,
-    check_min,
-    default_dir,
-    flag,
-    group,
-)
+from socialsynth.core.config import ConfigError, RangeArgs, check_min, default_dir, flag, group
 from socialsynth.core.errors import InputError
+from socialsynth.llm.args import ModelArgs, SamplingArgs
 
 
 def parse_temperatures(spec: str) -> tuple[float, ...]:

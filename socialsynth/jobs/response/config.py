@@ -19,8 +19,6 @@ from pathlib import Path
 
 from socialsynth.core.config import (
     ConfigError,
-    ModelArgs,
-    SamplingArgs,
     check_choice,
     check_min,
     check_range,
@@ -30,6 +28,7 @@ from socialsynth.core.config import (
     group,
 )
 from socialsynth.jobs.response.records import DEFAULT_TARGETS, VARIANTS
+from socialsynth.llm.args import ModelArgs, SamplingArgs
 
 FORMATS = ("schema", "weibo")
 METHODS = ("pac-lora", "lora")

@@ -13,17 +13,9 @@ from pathlib import Path
 
 from socialsynth.classify.labels import TASKS
 from socialsynth.classify.model import BASELINES, VALIDATION_METRICS, TrainSettings
-from socialsynth.core.config import (
-    ConfigError,
-    ModelArgs,
-    check_choice,
-    check_min,
-    check_range,
-    default_dir,
-    flag,
-    group,
-)
+from socialsynth.core.config import ConfigError, check_choice, check_min, check_range, default_dir, flag, group
 from socialsynth.core.errors import InputError
+from socialsynth.llm.args import ModelArgs
 
 PRESETS = ("upvote",)
 CLASS_WEIGHTS = ("balanced", "sqrt", "none")

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from socialsynth.core.config import SamplingArgs
 from socialsynth.core.errors import InputError, Interrupted
 from socialsynth.jobs.augment.job import (
     AugmentConfig,
@@ -26,6 +25,7 @@ from socialsynth.jobs.augment.job import (
     remove_hashtags,
     run_generation,
 )
+from socialsynth.llm.args import SamplingArgs
 from socialsynth.prompts import load_template
 from tests.helpers import run_script
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from socialsynth.core.config import SamplingArgs
 from socialsynth.core.errors import InputError
 from socialsynth.jobs.bluesky.config import InstructConfig
 from socialsynth.jobs.bluesky.instruct import (
@@ -23,6 +22,7 @@ from socialsynth.jobs.bluesky.instruct import (
     ordinal,
     run_instruct_job,
 )
+from socialsynth.llm.args import SamplingArgs
 
 REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").exists())
 POSTS = [

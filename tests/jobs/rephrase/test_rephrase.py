@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from socialsynth.core.config import SamplingArgs
 from socialsynth.core.errors import InputError
 from socialsynth.jobs.rephrase.config import RephraseConfig
 from socialsynth.jobs.rephrase.job import (
@@ -25,6 +24,7 @@ from socialsynth.jobs.rephrase.job import (
     temperature_search,
 )
 from socialsynth.llm import GenerationParams
+from socialsynth.llm.args import SamplingArgs
 from socialsynth.prompts import load_template
 from tests.helpers import run_script, write_csv
 

@@ -12,11 +12,12 @@ import pytest
 
 from predict_responses import main
 from socialsynth.core.cli import run_main
-from socialsynth.core.config import SamplingArgs, flat_values
+from socialsynth.core.config import flat_values
 from socialsynth.core.run import read_run_record
 from socialsynth.jobs.response.cli import parse_stage
 from socialsynth.jobs.response.config import BuildConfig, EvaluateConfig, InferConfig, PersonaConfig, TrainConfig
 from socialsynth.jobs.response.persona import run_personas
+from socialsynth.llm.args import SamplingArgs
 from tests.helpers import flag_cases
 
 REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").exists())

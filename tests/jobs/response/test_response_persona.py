@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from socialsynth.core.config import SamplingArgs
 from socialsynth.jobs.response import alpaca
 from socialsynth.jobs.response.persona import PersonaConfig, parse_persona, persona_history, run_personas, split_echoes
 from socialsynth.jobs.response.records import SPAN_NEWS, SPAN_USER, VARIANTS, chat_for, prompt_text
+from socialsynth.llm.args import SamplingArgs
 
 
 def case(uid: str, tid: str, language: str = "en", n_history: int = 5, split: str = "train", profile=None) -> dict:
