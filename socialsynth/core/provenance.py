@@ -1,9 +1,8 @@
-"""What every job records about how it ran: the command line, package versions, a JSON-safe config, and the
-meta file of an earlier run (a resumed job adds to it instead of forgetting it)."""
+"""What every job records about how it ran: the command line, package versions and a JSON-safe config (the run
+record itself is socialsynth.core.run.JobRun)."""
 
 from __future__ import annotations
 
-import json
 import platform
 import sys
 from pathlib import Path
@@ -21,14 +20,6 @@ def versions() -> dict:
         "torch": torch.__version__,
         "transformers": transformers.__version__,
     }
-
-
-def previous_meta(path: Path) -> dict:
-    """The meta file a previous run wrote, or {} when there is none (or it is unreadable)."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
 
 
 def jsonable(value):
