@@ -17,6 +17,7 @@ import argparse
 import codecs
 import gzip
 import json
+import logging
 import math
 import os
 import pickle
@@ -51,6 +52,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 Shard = tuple[int, int]
 OnBadRow = Literal["error", "skip"]
 StrPath = str | os.PathLike[str]
@@ -431,6 +433,23 @@ class JsonlWriter:
                 self._remember_existing(value, line_no)
                 good_end += len(raw)
         self._finish_repair(good_end)
+        if self.duplicates_found:
+            self._drop_duplicates()
+
+    def _drop_duplicates(self) -> None:
+        """Rewrite the file (atomically) keeping the first record of each key: an output doubled by two writers
+        (before output locks) or a copy-paste is repaired, never trusted."""
+        seen: set[str] = set()
+        with open(self.path, "rb") as source, _atomic_binary(self.path) as target:
+            for raw in source:
+                if not raw.strip():
+                    continue
+                key = str(json.loads(raw.decode("utf-8"))[self.key])
+                if key not in seen:
+                    seen.add(key)
+                    target.write(raw)
+        log.warning("%s: %d duplicate records (same %s) removed, the first of each kept", self.path,
+                    self.duplicates_found, self.key)
 
     def _remember_existing(self, value: Any, line_no: int) -> None:
         """Add the key of one existing record to ``done``, counting duplicates."""
@@ -675,15 +694,23 @@ def _load_meta(shard: Path) -> dict[str, Any] | None:
 
 
 def _check_metas(shards: Sequence[ShardInfo]) -> None:
-    """Refuse to merge while a shard's meta says it is incomplete or disagrees with its file."""
-    incomplete = [s.path.name for s in shards if s.meta is not None and s.meta.get("complete") is False]
+    """Refuse to merge unless every shard has a run record that says it is complete and agrees with its file.
+
+    A shard without a record was killed before it started writing it, or is not a job's output: its file may
+    hold part of its items while nothing says so."""
+    unrecorded = [meta_path(s.path).name for s in shards if s.meta is None]
+    if unrecorded:
+        raise InputError(f"shards without a run record (killed before their first save, or not written by a job): "
+                         f"{', '.join(unrecorded)} missing; rerun those shards")
+    incomplete = [s.path.name for s in shards if s.meta.get("complete") is not True]
     if incomplete:
         raise InputError(f"incomplete shards must be resumed first: {', '.join(incomplete)}")
     for shard in shards:
-        written = None if shard.meta is None else shard.meta.get("n_written")
-        if written is not None and written != shard.n_records:
+        written = shard.meta.get("n_written")
+        unique = len(set(shard.keys))
+        if written is not None and written != unique:
             raise InputError(
-                f"meta says n_written={written} but the file has {shard.n_records} records; rerun this shard",
+                f"meta says n_written={written} but the file has {unique} distinct records; rerun this shard",
                 path=shard.path,
             )
 

@@ -16,6 +16,12 @@ Every job writes the same schema (read back by :func:`read_run_record`):
 The record is written when the run starts (``complete: false``), whenever the job asks (:meth:`JobRun.save`),
 and when it ends, however it ends; every write is atomic. A resumed run keeps what earlier runs recorded.
 
+While it runs, a job holds ``<name>.lock`` (:mod:`socialsynth.core.lock`): a second run on the same output refuses.
+A rerun whose settings differ from the record's (other model, levels, temperature, template ...) would mix records
+made two ways in one output, so it is refused with the differences listed, unless the config's ``overwrite`` is set
+(``--overwrite``: the record, its config and the job's ``outputs`` are deleted and the run starts over). Settings
+that do not change what a record holds (batch size, device, engine, index range, ...) may change between runs.
+
 Example::
 
     with JobRun("norms", out_dir / "askmen_formality.meta.json", cfg) as run:
@@ -28,17 +34,29 @@ Example::
 from __future__ import annotations
 
 import json
+import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from socialsynth.core.errors import InputError, Interrupted
 from socialsynth.core.io import atomic_write_json, meta_path
+from socialsynth.core.lock import OutputLock, lock_path
+
+log = logging.getLogger(__name__)
 
 RECORD_KEYS = ("job", "command", "config", "versions", "complete", "status", "seconds", "tokens", "runs")
 STATUSES = ("running", "finished", "interrupted", "failed")
+
+# settings a resumed run may change: they change how the work is done, not what a record holds
+RESUME_SAFE = frozenset({
+    "batch_size", "eval_batch_size", "device", "backend", "api_base", "api_key_env", "concurrency", "request_timeout",
+    "max_retries", "tensor_parallel", "max_num_seqs", "gpu_memory_utilization", "num_workers", "start_idx", "end_idx",
+    "shard", "overwrite", "verbose", "log_level", "report", "progress", "output_dir", "output", "skip_bad_rows",
+    "embedding_batch_size", "max_batch_size", "slots",
+})
 
 
 def record_path(output: str | Path) -> Path:
@@ -70,11 +88,56 @@ def read_run_record(path: str | Path) -> dict[str, Any]:
 
 
 def _load_previous(path: Path) -> dict[str, Any]:
+    """The earlier runs' record ({} when there is none); a damaged one is refused rather than overwritten."""
+    if not path.exists():
+        return {}
+    hint = "delete it (or pass --overwrite) to start over"
     try:
         previous = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except UnicodeDecodeError:
+        raise InputError(f"the run record is not UTF-8 text; {hint}", path=path) from None
+    except OSError as e:
+        raise InputError(f"cannot read the run record: {e.strerror or e}", path=path) from None
+    except ValueError as e:
+        raise InputError(f"the run record is not valid JSON ({e}); {hint}", path=path) from None
+    if not isinstance(previous, dict):
+        raise InputError(f"the run record is not a JSON object; {hint}", path=path)
+    return previous
+
+
+def _flatten(config: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(config, Mapping):
         return {}
-    return previous if isinstance(previous, dict) else {}
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, Mapping) and value and all(isinstance(k, str) for k in value):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def setting_differences(before: Any, now: Any, safe: frozenset[str] = RESUME_SAFE) -> list[str]:
+    """``name: old -> new`` for each setting that changed between two recorded configs (nested groups flattened).
+
+    Settings in ``safe`` and settings only one side knows (a field added by a newer version) are not compared."""
+    old, new = _flatten(before), _flatten(now)
+    changed = []
+    for key in sorted(old.keys() & new.keys()):
+        if key.rsplit(".", 1)[-1] in safe:
+            continue
+        if _same(old[key], new[key]):
+            continue
+        changed.append(f"{key.rsplit('.', 1)[-1]}: {old[key]!r} -> {new[key]!r}")
+    return changed
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return float(a) == float(b)
+    return a == b
 
 
 def _add_tokens(table: dict, model: str, stage: str, tokens_in: int, tokens_out: int, seconds: float) -> None:
@@ -95,10 +158,15 @@ class JobRun:
         command: the command line; default: this process's.
         resumable: False for a one-shot job that writes its output whole (prepare): the record and the saved config
             are written only when the run succeeds, so bad input leaves nothing behind.
+        outputs: the files a resumed run appends to. A rerun with other settings is refused (they would mix records
+            made two ways); with the config's ``overwrite`` set they are deleted, with the record, and the run starts
+            over. Empty: the job rewrites its outputs whole, so other settings simply replace them.
+        resume_safe: more settings (field names) that may change between runs of this job.
     """
 
     def __init__(self, job: str, path: str | Path, config: Any = None, *, command: str | None = None,
-                 resumable: bool = True) -> None:
+                 resumable: bool = True, outputs: Sequence[str | Path] = (),
+                 resume_safe: Sequence[str] = ()) -> None:
         from socialsynth.core.provenance import command_line
 
         self.job = job
@@ -106,24 +174,40 @@ class JobRun:
         self.config = config
         self.command = command if command is not None else command_line()
         self.resumable = resumable
+        self.outputs = [Path(p) for p in outputs]
+        self.resume_safe = RESUME_SAFE | frozenset(resume_safe)
         self.meta: dict[str, Any] = {}
         self.tokens: dict[str, dict[str, dict[str, float]]] = {}  # this run's
         self._t0 = 0.0
         self._entry: dict[str, Any] = {}
+        self._lock = OutputLock(lock_path(self.path), what=self.outputs[0] if self.outputs else self.path)
 
     # ------------------------------------------------------------------ life
 
     def __enter__(self) -> JobRun:
+        self._lock.acquire()
+        try:
+            return self._start()
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _start(self) -> JobRun:
         from socialsynth.core.config import to_plain
         from socialsynth.core.provenance import versions
 
         self._t0 = time.perf_counter()
+        config = to_plain(self.config) if self.config is not None else None
+        if self.config is not None and getattr(self.config, "overwrite", False) and self.outputs:
+            self._start_over(config)
         self.meta = _load_previous(self.path)
+        if self.outputs and self.meta.get("config") is not None:
+            self._refuse_other_settings(self.meta["config"], config)
         self.meta.setdefault("tokens", {})
         self.meta.setdefault("runs", [])
         self.meta.setdefault("seconds", 0.0)
         self.meta.update(job=self.job, command=self.command, versions=versions(), complete=False, status="running")
-        self.meta["config"] = to_plain(self.config) if self.config is not None else None
+        self.meta["config"] = config
         if self.config is not None and not isinstance(self.config, Mapping):
             self.meta["config_file"] = str(config_path(self.path))
         self._entry = {"command": self.command, "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "status": "running"}
@@ -134,13 +218,44 @@ class JobRun:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        status = "finished" if exc_type is None else "interrupted" if _is_interruption(exc_type) else "failed"
-        if exc_type is not None and not self.resumable:
-            return False
-        if not self.resumable:
-            self._save_config()
-        self.finish(status)
+        try:
+            status = "finished" if exc_type is None else "interrupted" if _is_interruption(exc_type) else "failed"
+            if exc_type is not None and not self.resumable:
+                return False
+            if not self.resumable:
+                self._save_config()
+            self.finish(status)
+        finally:
+            self._lock.release()
         return False
+
+    def _start_over(self, config: Any) -> None:
+        """--overwrite: delete the outputs, the record and its saved config (we hold the lock). A rerun of an
+        interrupted --overwrite run with the same settings (a SLURM requeue) resumes it instead of starting over."""
+        try:
+            previous = _load_previous(self.path)
+        except InputError:
+            previous = {}
+        earlier = previous.get("config") or {}
+        if (isinstance(earlier, Mapping) and earlier.get("overwrite") and previous.get("complete") is False
+                and not setting_differences(earlier, config, self.resume_safe)):
+            log.info("%s: resuming the interrupted --overwrite run", self.path)
+            return
+        gone = [p for p in (*self.outputs, self.path, config_path(self.path)) if p.exists()]
+        for path in gone:
+            path.unlink()
+        if gone:
+            log.warning("--overwrite: deleted %s; starting over", ", ".join(str(p) for p in gone))
+
+    def _refuse_other_settings(self, before: Any, now: Any) -> None:
+        changed = setting_differences(before, now, self.resume_safe)
+        if not changed:
+            return
+        what = self.outputs[0] if self.outputs else self.path
+        raise InputError(
+            f"holds records made with other settings ({'; '.join(changed)}): rerun with the settings of "
+            f"{config_path(self.path).name} to resume, pass --overwrite to start over, or choose another output",
+            path=what)
 
     def _save_config(self) -> None:
         from socialsynth.core.config import save_config

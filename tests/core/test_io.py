@@ -301,11 +301,12 @@ def test_shard_and_meta_paths() -> None:
 
 
 def make_shards(out: Path, shards: list[list[dict]], metas: list[dict | None] | None = None) -> None:
-    """Write shard files (and optional metas) for ``out`` (test helper)."""
+    """Write shard files and their records for ``out`` (test helper); default: each shard complete, a None meta
+    writes no record (a shard killed before its first save)."""
     for i, rows in enumerate(shards):
         path = shard_path(out, (i, len(shards)))
         write_jsonl(path, rows)
-        meta = None if metas is None else metas[i]
+        meta = {"complete": True} if metas is None else metas[i]
         if meta is not None:
             atomic_write_json(meta_path(path), meta)
 
@@ -355,16 +356,45 @@ def test_merge_duplicate_key_is_an_error_unless_allowed(tmp_path: Path) -> None:
 
 def test_merge_n_written_mismatch_is_an_error(tmp_path: Path) -> None:
     out = tmp_path / "x.jsonl"
-    make_shards(out, [[{"id": 1}], [{"id": 2}]], [None, {"n_selected": 5, "n_written": 4, "complete": True}])
+    make_shards(out, [[{"id": 1}], [{"id": 2}]], [{"complete": True},
+                                                   {"n_selected": 5, "n_written": 4, "complete": True}])
     with pytest.raises(InputError, match=r"x\.shard-1-of-2\.jsonl: .*n_written=4"):
         merge_shards(out)
 
 
 def test_merge_incomplete_shard_is_an_error(tmp_path: Path) -> None:
     out = tmp_path / "x.jsonl"
-    make_shards(out, [[{"id": 1}], [{"id": 2}]], [{"n_written": 1, "complete": False}, None])
+    make_shards(out, [[{"id": 1}], [{"id": 2}]], [{"n_written": 1, "complete": False}, {"complete": True}])
     with pytest.raises(InputError, match=r"incomplete shards must be resumed first: x\.shard-0-of-2\.jsonl"):
         merge_shards(out)
+
+
+def test_merge_refuses_a_shard_killed_before_its_first_record(tmp_path: Path) -> None:
+    out = tmp_path / "x.jsonl"
+    make_shards(out, [[{"id": 1}, {"id": 2}], [{"id": 3}]], [{"n_written": 2, "complete": True}, None])
+    with pytest.raises(InputError, match=r"without a run record.*x\.shard-1-of-2\.meta\.json"):
+        merge_shards(out)
+    assert not out.exists()
+
+
+def test_merge_shard_doubled_inside_gets_past_with_allow_duplicates(tmp_path: Path) -> None:
+    out = tmp_path / "x.jsonl"
+    make_shards(out, [[{"id": 1}, {"id": 1}], [{"id": 2}]], [{"n_written": 1, "complete": True},
+                                                            {"n_written": 1, "complete": True}])
+    with pytest.raises(InputError, match="duplicated id values"):
+        merge_shards(out)
+    assert merge_shards(out, allow_duplicates=True).n_records == 2
+
+
+def test_jsonl_writer_repairs_duplicates_on_resume(tmp_path: Path, caplog) -> None:
+    path = tmp_path / "doubled.jsonl"
+    write_jsonl(path, [{"id": 1, "v": "a"}, {"id": 2}, {"id": 1, "v": "b"}, {"id": 2}])
+    with JsonlWriter(path) as writer:
+        assert writer.duplicates_found == 2 and writer.done == {"1", "2"}
+        writer.write([{"id": 3}])
+    assert [(r["id"], r.get("v")) for r in map(json.loads, path.read_text().splitlines())] == [
+        (1, "a"), (2, None), (3, None)]
+    assert "2 duplicate records" in caplog.text
 
 
 def test_merge_half_written_shard_line_is_an_error(tmp_path: Path) -> None:
