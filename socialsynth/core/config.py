@@ -102,6 +102,12 @@ def flag(
     return dataclasses.field(default=default, metadata=meta)
 
 
+def overwrite_flag() -> Any:
+    """The ``--overwrite`` field of every job that resumes into its output (see socialsynth.core.run.JobRun)."""
+    return flag(False, "start over: delete this run's output and run record instead of resuming (needed to reuse an "
+                "output made with other settings; rerunning an interrupted --overwrite run resumes it)")
+
+
 def group(cls: type, **overrides: Any) -> Any:
     """A nested shared group (its flags are spread into the job's parser); ``overrides`` change its defaults."""
     return dataclasses.field(default_factory=lambda: cls(**overrides), metadata={"group": True})
