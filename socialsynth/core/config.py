@@ -316,6 +316,9 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(EXIT_BAD_INPUT)
 
 
+OneLineParser = _Parser  # for commands that build their own parser (merge)
+
+
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     pass
 

@@ -771,14 +771,23 @@ def merge_shards(
     return MergeReport(n_records=n_written, per_shard=shards, duplicates=duplicates, output=output)
 
 
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(text)
+    return value
+
+
 def _merge_parser() -> argparse.ArgumentParser:
-    """Build the ``python -m socialsynth.core.io merge`` argument parser."""
-    parser = argparse.ArgumentParser(prog="python -m socialsynth.core.io", description="Merge sharded JSONL outputs.")
+    """Build the ``socialsynth merge`` argument parser (a bad flag is one line, exit 2)."""
+    from socialsynth.core.config import OneLineParser
+
+    parser = OneLineParser(prog="socialsynth", description="Merge sharded JSONL outputs.")
     commands = parser.add_subparsers(dest="command", required=True)
     merge = commands.add_parser("merge", help="merge OUTPUT.shard-I-of-N.jsonl files into OUTPUT")
     merge.add_argument("output", type=Path, help="the merged file to write, e.g. out/comments.jsonl")
     merge.add_argument("--key", default="id", help="field that identifies a record (default: id)")
-    merge.add_argument("--expected", type=int, default=None, help="fail unless the merged total is exactly N")
+    merge.add_argument("--expected", type=_count, default=None, help="fail unless the merged total is exactly N")
     merge.add_argument("--allow-duplicates", action="store_true", help="keep the first of duplicated keys")
     return parser
 

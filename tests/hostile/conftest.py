@@ -11,40 +11,11 @@ mapping used to format ``argv`` (``"{data}"`` -> the file it wrote).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-
 import pytest
 
+from tests.hostile.corpus import Case, Error, Skip, case_params
 
-@dataclass(frozen=True)
-class Error:
-    """Exit 2 with one stderr line naming ``needle``."""
-
-    needle: str
-    code: int = 2
-
-
-@dataclass(frozen=True)
-class Skip:
-    """Exit 0 with ``needle`` (the reason of a counted skip) in stdout, stderr or ``record`` (a file in tmp_path)."""
-
-    needle: str
-    record: str | None = None
-
-
-@dataclass(frozen=True)
-class Case:
-    id: str
-    argv: Sequence[str]
-    expect: Error | Skip
-    setup: Callable[[Path], dict] | None = field(default=None, compare=False)
-
-
-def case_params(cases: Sequence[Case]) -> list:
-    """``pytest.mark.parametrize`` values with readable ids."""
-    return [pytest.param(c, id=c.id) for c in cases]
+__all__ = ["Case", "Error", "Skip", "case_params", "hostile"]
 
 
 @pytest.fixture
