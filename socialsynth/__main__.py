@@ -38,7 +38,7 @@ JOBS: dict[str, tuple[str, str, str]] = {
                  "build_instruct_dataset.py"),
     "respond": ("socialsynth.jobs.response.cli:main", "persona-conditioned response prediction (PAC-LoRA)",
                 "predict_responses.py"),
-    "merge": ("socialsynth.core.io:main_merge", "join the shards of an array job, checking nothing is missing or "
+    "merge": ("socialsynth.core.merge:main_merge", "join the shards of an array job, checking nothing is missing or "
               "doubled", ""),
 }
 ALIASES = {"generate": "norms", "predict": "respond"}

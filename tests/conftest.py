@@ -11,6 +11,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # tensor op up to 1000x slower when oversubscribed. Subprocesses started by the tests inherit this too.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -359,3 +360,19 @@ def bad_flag(run_cli):
         return lines[0]
 
     return check
+
+
+@pytest.fixture(autouse=True)
+def live_hf_log_stream():
+    """transformers binds its log handler to sys.stderr as it was when it was first imported; inside an earlier
+    test's capture that stream is closed by now, and each warning would print a logging traceback into stderr."""
+
+    def rebind(stream) -> None:
+        for handler in logging.getLogger("transformers").handlers:
+            if type(handler) is logging.StreamHandler:  # transformers' own, not pytest's capturing handlers
+                handler.stream = stream
+                handler.__dict__.pop("flush", None)  # transformers pins flush to the stderr of that moment too
+
+    rebind(sys.stderr)
+    yield
+    rebind(sys.__stderr__)

@@ -347,3 +347,51 @@ def test_job_file_replaces_the_variables(fakebin, tmp_path):
     ok(run_template("train.sbatch", env))
     expected = f"train_classifier.py --config {job} --task binary --seed 7 --device cuda -o o/seed-7"
     assert python_calls(tmp_path) == [expected]
+
+
+# ------------------------------------------------------------------------------------------------ a second SIGTERM
+
+STUCK_STEP = """
+import os, sys, time
+from pathlib import Path
+from socialsynth.core.cli import run_main
+from socialsynth.core.runner import GracefulStop
+
+def main():
+    with GracefulStop() as stop:  # one long chunk that never gets to look at the flag
+        Path(os.environ["STEP_READY"]).touch()
+        while True:
+            if stop.requested:
+                Path(os.environ["STEP_ASKED"]).touch()
+            time.sleep(0.02)
+
+sys.exit(run_main(main))
+"""
+
+
+def test_a_second_sigterm_still_exits_143_and_requeues(fakebin, tmp_path):
+    """SLURM may signal again (a second preemption notice, the grace time running out) while the step is still
+    finishing its chunk: the step stops at once, but with 143, so the task is still requeued (it was 130)."""
+    step = tmp_path / "stuckpython"
+    step.write_text('#!/bin/sh\nexec "$REAL_PYTHON" -c "$STEP_CODE"\n')
+    step.chmod(0o755)
+    ready, asked = tmp_path / "ready", tmp_path / "asked"
+    env = slurm_env(fakebin, tmp_path, 0, PYTHON=step, REAL_PYTHON=sys.executable, STEP_CODE=STUCK_STEP,
+                    STEP_READY=ready, STEP_ASKED=asked, DEVICE="cpu")
+    proc = subprocess.Popen(["bash", str(SLURM / "generate_array.sbatch")], cwd=tmp_cwd(env), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for flag in (ready, asked):  # the step runs, then has seen the first SIGTERM: send (another) one
+            deadline = time.monotonic() + 60
+            while not flag.exists():
+                assert proc.poll() is None, f"the step ended (rc {proc.returncode}) too early"
+                assert time.monotonic() < deadline, f"no {flag.name} in time"
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGTERM)  # to the batch shell, which forwards each one to the step
+        log, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, log[-3000:]
+    assert "stopped at once by a second SIGTERM" in log and "Traceback" not in log
+    assert scontrol_calls(tmp_path) == ["requeue 5000"]

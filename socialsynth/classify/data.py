@@ -229,8 +229,6 @@ def split_indices(
     n: int, seed: int, val_fraction: float = 0.1, test_fraction: float = 0.1, stratify: Sequence | None = None
 ) -> tuple[list[int], list[int], list[int]]:
     """Seeded train/val/test split (80/10/10 by default), stratified by class when every class can be split."""
-    from sklearn.model_selection import train_test_split
-
     index = np.arange(n)
     held = val_fraction + test_fraction
     if n < 3 or held <= 0:
@@ -242,14 +240,41 @@ def split_indices(
             strat = np.asarray(stratify)
         else:
             log.info("a class has fewer than 3 rows: splitting without stratification")
-    train, rest = train_test_split(index, test_size=held, random_state=seed, stratify=strat)
+    train, rest = _split(index, held, seed, strat)
+    if stratify is not None and strat is None:
+        train, rest = _every_class_in_training(list(train), list(rest), stratify)
     if test_fraction <= 0:
         return sorted(train), sorted(rest), []
     if val_fraction <= 0:
         return sorted(train), [], sorted(rest)
+    if len(rest) < 2:  # a handful of rows: the one held out row validates
+        return sorted(train), sorted(rest), []
     strat_rest = strat[rest] if strat is not None and min(Counter(strat[rest]).values()) >= 2 else None
-    val, test = train_test_split(rest, test_size=test_fraction / held, random_state=seed + 1, stratify=strat_rest)
+    val, test = _split(rest, test_fraction / held, seed + 1, strat_rest)
     return sorted(train), sorted(val), sorted(test)
+
+
+def _every_class_in_training(train: list, rest: list, labels: Sequence) -> tuple[list, list]:
+    """An unstratified split can hold out every row of a rare class: give one of them back to training."""
+    seen = {labels[i] for i in train}
+    for i in sorted(rest):
+        if labels[i] not in seen:
+            seen.add(labels[i])
+            rest.remove(i)
+            train.append(i)
+    return train, rest
+
+
+def _split(index: np.ndarray, share: float, seed: int, strat) -> tuple[list, list]:
+    """train_test_split, unstratified when the held-out part is too small to hold every class."""
+    from sklearn.model_selection import train_test_split
+
+    if strat is not None:
+        try:
+            return train_test_split(index, test_size=share, random_state=seed, stratify=strat)
+        except ValueError:  # fewer held-out rows than classes
+            log.info("too few rows to hold out every class: splitting without stratification")
+    return train_test_split(index, test_size=share, random_state=seed)
 
 
 def parse_weighted_files(specs: Sequence[str]) -> list[tuple[Path, float]]:

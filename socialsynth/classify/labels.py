@@ -12,6 +12,7 @@ import ast
 import json
 import logging
 import math
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 TASKS = ("binary", "multiclass", "multilabel", "regression")
 TRUE_STRINGS = {"1", "1.0", "true", "yes", "y", "t", "pos", "positive"}
 FALSE_STRINGS = {"0", "0.0", "false", "no", "n", "f", "neg", "negative"}
+_WHOLE_NUMBER_TEXT = re.compile(r"^[+-]?\d+\.0+$")
 
 
 class UnseenLabel(ValueError):
@@ -41,12 +43,14 @@ def is_missing(value: Any) -> bool:
 
 
 def label_key(value: Any) -> str:
-    """The string a class is known by: 1, 1.0 and "1" are the same class; strings are stripped."""
+    """The string a class is known by: 1, 1.0, "1" and "1.0" are the same class; strings are stripped."""
     if isinstance(value, bool):
         return str(int(value))
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    return str(value).strip()
+    text = str(value).strip()
+    # a column read as text in one file and as numbers in another ("1.0" vs 1) must not make two classes
+    return str(int(text.split(".")[0])) if _WHOLE_NUMBER_TEXT.match(text) else text
 
 
 def parse_label_list(value: Any, sep: str = ",") -> list[str]:
@@ -57,6 +61,8 @@ def parse_label_list(value: Any, sep: str = ",") -> list[str]:
     """
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return []
+    if isinstance(value, dict):
+        raise ValueError(f"expected a list of label names, got an object {str(value)[:60]}")
     if isinstance(value, (list, tuple, set)):
         items = list(value)
     else:
@@ -75,6 +81,9 @@ def parse_label_list(value: Any, sep: str = ",") -> list[str]:
                 raise ValueError(f"cannot read the label list {text[:60]!r}")
         else:
             items = text.split(sep) if text else []
+    nested = next((item for item in items if isinstance(item, (list, tuple, set, dict))), None)
+    if nested is not None:  # str() of it would become one odd label name
+        raise ValueError(f"a label list holds names, got {str(nested)[:60]} inside it")
     names = [label_key(item) for item in items if not is_missing(item)]
     return list(dict.fromkeys(n for n in names if n))  # unique, in order
 

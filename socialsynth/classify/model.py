@@ -22,6 +22,7 @@ from socialsynth.core.errors import InputError
 log = logging.getLogger(__name__)
 
 CARD = "classifier.json"
+CHECKPOINTS = "checkpoints"  # a fine-tuning run's Trainer checkpoints, inside the output folder
 BASELINES = ("tfidf-logreg", "tfidf-mlp")
 
 
@@ -143,9 +144,13 @@ class TextClassifier:
 def read_card(directory: str | Path) -> dict:
     path = Path(directory) / CARD
     if not path.exists():
-        hint = " (training was interrupted? rerun it to resume)" if (Path(directory) / "checkpoints").exists() else ""
+        hint = " (training was interrupted? rerun it to resume)" if (Path(directory) / CHECKPOINTS).exists() else ""
         raise InputError(f"not a trained socialsynth classifier: {CARD} missing{hint}", path=directory)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise InputError(f"unreadable model card ({exc})", path=path) from exc
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as exc:  # UnicodeDecodeError is a ValueError
+        raise InputError(f"unreadable model card ({exc}); retrain with --overwrite", path=path) from exc
+    if not isinstance(card, dict):
+        raise InputError(f"not a model card (a JSON object), but a {type(card).__name__}; retrain with --overwrite",
+                         path=path)
+    return card

@@ -7,6 +7,7 @@ The kinds' modules (tfidf.py, transformer.py) are imported only when a model of 
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 from socialsynth.classify.labels import LabelSpace
@@ -19,17 +20,26 @@ __all__ = ["load_classifier", "make_classifier"]
 def load_classifier(directory: str | Path, device: str = "auto") -> TextClassifier:
     """Load any saved classifier folder (transformer or TF-IDF baseline)."""
     card = read_card(directory)
-    labels = LabelSpace.from_dict(card["labels"])
-    if card["kind"] in BASELINES:
-        from socialsynth.classify.tfidf import TfidfClassifier
+    kind = card.get("kind")
+    try:
+        labels = LabelSpace.from_dict(card["labels"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"unreadable labels in the model card ({exc})", path=Path(directory) / CARD) from None
+    try:
+        if kind in BASELINES:
+            from socialsynth.classify.tfidf import TfidfClassifier
 
-        model = TfidfClassifier.load(Path(directory), labels, card["kind"])
-    elif card["kind"] == "transformer":
-        from socialsynth.classify.transformer import TransformerClassifier
+            model = TfidfClassifier.load(Path(directory), labels, kind)
+        elif kind == "transformer":
+            from socialsynth.classify.transformer import TransformerClassifier
 
-        model = TransformerClassifier.load(Path(directory), labels, card, device=device)
-    else:
-        raise InputError(f"unknown classifier kind {card['kind']!r}", path=Path(directory) / CARD)
+            model = TransformerClassifier.load(Path(directory), labels, card, device=device)
+        else:
+            raise InputError(f"unknown classifier kind {kind!r}", path=Path(directory) / CARD)
+    except (OSError, EOFError, ValueError, pickle.UnpicklingError, AttributeError, ImportError, KeyError) as exc:
+        # weights deleted, truncated or not this tool's: one line naming the folder, not a traceback
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        raise InputError(f"cannot load the saved {kind} model ({reason}); retrain it", path=directory) from None
     model.thresholds = list(card.get("thresholds") or [])
     model.card = card
     return model

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -23,7 +24,7 @@ import numpy as np
 from socialsynth import __version__
 from socialsynth.classify.data import LabelledTexts, load_texts, parse_weighted_files, sample_fraction, split_indices
 from socialsynth.classify.labels import LabelSpace, UnseenLabel
-from socialsynth.classify.model import CARD, TextClassifier, TrainSettings, read_card
+from socialsynth.classify.model import CARD, CHECKPOINTS, TextClassifier, TrainSettings, read_card
 from socialsynth.classify.registry import load_classifier, make_classifier
 from socialsynth.core.errors import InputError
 from socialsynth.core.io import atomic_write_json, atomic_write_text
@@ -101,6 +102,17 @@ class Splits:
     notes: dict = field(default_factory=dict)
 
 
+def _note_duplicate_ids(notes: dict, path, data: LabelledTexts) -> None:
+    """Rows of one file that share an id with an earlier row: kept (they are data), but counted and reported."""
+    counts = Counter(data.ids)
+    extra = sum(c - 1 for c in counts.values() if c > 1)
+    if extra:
+        example = next(i for i, c in counts.items() if c > 1)
+        log.warning("%s: %d rows repeat an earlier row's id (e.g. %r); kept, but their predictions share ids",
+                    path, extra, example)
+        notes.setdefault("duplicate_ids", {})[str(path)] = extra
+
+
 def load_splits(job: TrainJob, train_specs: list[str] | None = None) -> Splits:
     """Read the training/validation/test data the job names; split what was not given separately."""
     specs = job.train if train_specs is None else train_specs
@@ -109,6 +121,7 @@ def load_splits(job: TrainJob, train_specs: list[str] | None = None) -> Splits:
     if job.input is not None and not specs:
         data = _load(job, job.input)
         notes["skipped"] = dict(data.skipped)
+        _note_duplicate_ids(notes, job.input, data)
         if job.preset == "upvote":
             data = _upvote_half(job, data, notes)
         val_f = 0.0 if job.val else job.val_fraction
@@ -124,6 +137,7 @@ def load_splits(job: TrainJob, train_specs: list[str] | None = None) -> Splits:
         n_read = [len(part) for part in parts]
         for (path, _), part in zip(weighted, parts, strict=True):
             notes.setdefault("skipped", {}).update({f"{path.name}: {k}": v for k, v in part.skipped.items()})
+            _note_duplicate_ids(notes, path, part)
         val, test = None, None
         if job.val is None:
             # carve validation rows out before any up-sampling, so no copy of a training row is validated on
@@ -148,10 +162,13 @@ def load_splits(job: TrainJob, train_specs: list[str] | None = None) -> Splits:
                 }
             )
         train = LabelledTexts.concat(sampled)
-    if job.val is not None:
-        val = _load(job, job.val)
-    if job.test is not None:
-        test = _load(job, job.test)
+    for name in ("val", "test"):
+        path = getattr(job, name)
+        if path is not None:
+            part = _load(job, path)
+            notes.setdefault("skipped", {}).update({f"{Path(path).name}: {k}": v for k, v in part.skipped.items()})
+            _note_duplicate_ids(notes, path, part)
+            val, test = (part, test) if name == "val" else (val, part)
     if not len(train):
         raise InputError("no usable training rows", path=job.input or specs[0])
     return Splits(train, val, test, notes)
@@ -273,21 +290,46 @@ def _fingerprint(path) -> list | None:
     return [st.st_size, st.st_mtime_ns]
 
 
-def finished_result(job: TrainJob, train_specs: list[str] | None = None) -> dict | None:
-    """The metrics of a finished run of this very job in its output folder, or None when there is none.
+def saved_state(job: TrainJob, train_specs: list[str] | None = None) -> tuple[str, dict | None]:
+    """What the output folder holds for this job: ``("none", None)``, ``("finished", metrics)``, or
+    ``("unevaluated", None)``: this very run's model, saved before a kill took its metrics.json.
 
     Raises InputError when the folder holds a model trained with other settings (unless ``job.overwrite``).
     """
     out = Path(job.output_dir)
     specs = job.train if train_specs is None else train_specs
     if not (out / CARD).exists() or job.overwrite:
-        return None
+        return "none", None
     card = read_card(out)
-    if card.get("config") == _config(job, specs) and (out / "metrics.json").exists():
-        return json.loads((out / "metrics.json").read_text(encoding="utf-8"))
-    raise InputError(
-        "holds a model trained with other settings; pass --overwrite to replace it, or choose another -o", path=out
-    )
+    if card.get("config") != _config(job, specs):
+        raise InputError(
+            "holds a model trained with other settings; pass --overwrite to replace it, or choose another -o", path=out
+        )
+    metrics = _read_metrics(out / "metrics.json")
+    return ("unevaluated", None) if metrics is None else ("finished", metrics)
+
+
+def _read_metrics(path: Path) -> dict | None:
+    """A finished run's metrics.json, or None when it is missing or damaged (the evaluation is then redone)."""
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("%s is unreadable (%s): evaluating the saved model again", path, exc)
+        return None
+    if not isinstance(metrics, dict) or "headline" not in metrics:
+        log.warning("%s is not a metrics summary: evaluating the saved model again", path)
+        return None
+    return metrics
+
+
+def finished_result(job: TrainJob, train_specs: list[str] | None = None) -> dict | None:
+    """The metrics of a finished run of this very job in its output folder, or None when there is none.
+
+    Raises InputError when the folder holds a model trained with other settings (unless ``job.overwrite``).
+    """
+    return saved_state(job, train_specs)[1]
 
 
 @dataclass
@@ -403,15 +445,11 @@ def _summarise(job: TrainJob, results: dict, data: Prepared, history: dict, seco
     results["history"] = {k: v for k, v in history.items() if k != "log"}
 
 
-def _write_outputs(job: TrainJob, model: TextClassifier, card: dict, results: dict) -> None:
-    """The model folder (card last), report.txt and metrics.json."""
+def _write_report(job: TrainJob, results: dict) -> None:
+    """report.txt and metrics.json."""
     from socialsynth.classify.report import format_report
 
     out = Path(job.output_dir)
-    card["headline"] = results["headline"]
-    model.save(out, card)
-    if hasattr(model, "cleanup"):
-        model.cleanup(job.settings.keep_checkpoints)
     report = [f"# {job.model} on {job.task} ({out})"]
     for name in ("val", "test"):
         if name in results:
@@ -420,20 +458,73 @@ def _write_outputs(job: TrainJob, model: TextClassifier, card: dict, results: di
     atomic_write_json(out / "metrics.json", results)
 
 
+def _write_outputs(job: TrainJob, model: TextClassifier, card: dict, results: dict) -> None:
+    """report.txt and metrics.json, then the model folder with its card last (a folder with a card is finished),
+    then the checkpoints go: a kill anywhere before the card leaves a run that resumes."""
+    card["headline"] = results["headline"]
+    _write_report(job, results)
+    model.save(Path(job.output_dir), card)
+    if hasattr(model, "cleanup"):
+        model.cleanup(job.settings.keep_checkpoints)
+
+
+def _finish_evaluation(job: TrainJob, data: Prepared, t0: float) -> dict | None:
+    """Evaluate this run's saved model when a kill came between its save and metrics.json; None: retrain instead."""
+    out = Path(job.output_dir)
+    try:
+        model = load_classifier(out, device=job.settings.device)
+    except InputError as exc:
+        log.warning("%s: the saved model cannot be loaded (%s): training it again", out, exc.message)
+        return None
+    log.warning("%s holds this run's model but no metrics: evaluating it (metrics.json was missing)", out)
+    history = dict(model.card.get("history") or {})
+    results = _evaluate_and_write_predictions(job, model, data, {})
+    _summarise(job, results, data, history, (float(history.get("train_seconds") or 0.0), time.perf_counter() - t0))
+    _write_report(job, results)
+    results["repaired"] = "evaluated the saved model again: metrics.json was missing or damaged"  # this run only
+    if not job.settings.keep_checkpoints:
+        shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+    return results
+
+
+def _guard_checkpoints(job: TrainJob, config: dict) -> None:
+    """Checkpoints made with other settings (``--overwrite``, changed input files) must not be resumed from."""
+    folder = Path(job.output_dir) / CHECKPOINTS
+    marker = folder / "run_config.json"
+    if folder.is_dir():
+        try:
+            saved = json.loads(marker.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            saved = "unknown" if job.overwrite else None  # an older run's checkpoints: trusted unless overwriting
+        except (OSError, ValueError):
+            saved = "unreadable"
+        if saved is not None and saved != config:
+            log.warning("%s holds checkpoints of a run with other settings: removing them", folder)
+            shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(marker, config)
+
+
 def run_training(job: TrainJob, train_specs: list[str] | None = None, stop: GracefulStop | None = None) -> dict:
     """Train (or reuse a finished run), evaluate, write everything; return the metrics summary."""
     out = Path(job.output_dir)
     specs = job.train if train_specs is None else train_specs
-    reused = finished_result(job, specs)
+    state, reused = saved_state(job, specs)
     if reused is not None:
         log.info("%s already holds this run's model: reusing it (--overwrite to retrain)", out)
         return reused
     config = _config(job, specs)
     t0 = time.perf_counter()
     data = prepare_data(job, specs)
+    if state == "unevaluated":
+        results = _finish_evaluation(job, data, t0)
+        if results is not None:
+            return results
     _log_start(job, data)
     model = make_classifier(job.model, data.space, job.settings)
     out.mkdir(parents=True, exist_ok=True)
+    if model.kind == "transformer":
+        _guard_checkpoints(job, config)
     history = model.fit(data.train_texts, data.y_train, data.val_texts, data.y_val, job.settings, out, stop)
     t_train = time.perf_counter() - t0
     scored = _tune_on_validation(job, model, data)

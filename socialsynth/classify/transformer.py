@@ -8,27 +8,32 @@ best checkpoint by a validation metric is kept, and a SIGTERM saves a checkpoint
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import shutil
+import zipfile
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from socialsynth.classify.labels import LabelSpace
 from socialsynth.classify.model import (
+    CHECKPOINTS,
     DEFAULT_METRIC,
     LOWER_IS_BETTER,
     TextClassifier,
     TrainSettings,
     scores_from_logits,
 )
-from socialsynth.core.errors import Interrupted
+from socialsynth.core.errors import InputError, Interrupted
 from socialsynth.core.runner import trainer_stop_callback
 
 log = logging.getLogger(__name__)
 WEIGHTS_DIR = "model"
-CHECKPOINTS = "checkpoints"
+_CHECKPOINT_RE = re.compile(r"^checkpoint-\d+$")
 PROBLEM_TYPE = {
     "binary": "multi_label_classification",  # one logit with BCE
     "multilabel": "multi_label_classification",
@@ -68,6 +73,107 @@ def pick_precision(precision: str, device: str) -> str:
         return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
     except (AttributeError, RuntimeError):
         return "fp32"
+
+
+@contextmanager
+def model_load_errors(name: str, field: str = "--model"):
+    """A model that cannot be loaded (no such folder, not cached while offline, not an encoder) -> one line."""
+    try:
+        yield
+    except (OSError, ValueError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        hint = "a local folder must exist; a Hub id must be cached when offline (HF_HUB_OFFLINE=1)"
+        raise InputError(f"cannot load model {name!r}: {first[:300]} ({hint})", field=field) from None
+
+
+def context_length(config, tokenizer) -> int | None:
+    """The most tokens the encoder takes: its position table (RoBERTa's holds 2 pads) or the tokenizer's limit."""
+    limits = []
+    positions = getattr(config, "max_position_embeddings", None)
+    if isinstance(positions, int) and positions > 0:
+        pad = getattr(config, "pad_token_id", None)
+        offset = pad + 1 if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert") and pad else 0
+        limits.append(positions - offset)
+    declared = getattr(tokenizer, "model_max_length", None)
+    if isinstance(declared, int) and 0 < declared < 1_000_000:  # "no limit" is a huge sentinel
+        limits.append(declared)
+    return min(limits) if limits else None
+
+
+# --------------------------------------------------------------------------------------------- checkpoints
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    """Why a .safetensors file is incomplete: its header names tensors beyond the end of the file."""
+    try:
+        with open(path, "rb") as handle:
+            size = int.from_bytes(handle.read(8), "little")
+            header = json.loads(handle.read(size))
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+        return f"{path.name} unreadable"
+    return None if path.stat().st_size >= 8 + size + end else f"{path.name} truncated"
+
+
+def _zip_problem(path: Path) -> str | None:
+    """Why a torch.save file (a zip archive) is incomplete: a cut archive has lost its central directory."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            ends = [info.header_offset + info.compress_size for info in archive.infolist()]
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return f"{path.name} truncated or unreadable"
+    return None if path.stat().st_size >= max(ends, default=0) else f"{path.name} truncated"
+
+
+def checkpoint_problem(folder: Path) -> str | None:
+    """Why a Trainer checkpoint cannot be resumed from (a kill while it was saved), or None when it is complete.
+
+    The Trainer writes the weights, then the optimizer, scheduler and RNG states, and trainer_state.json last.
+    """
+    try:
+        state = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return "trainer_state.json missing"
+    except (OSError, ValueError):
+        return "trainer_state.json unreadable"
+    if not isinstance(state, dict) or "global_step" not in state:
+        return "trainer_state.json is not a trainer state"
+    weights = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("pytorch_model*.bin"))
+    if not weights:
+        return "model weights missing"
+    for name in ("optimizer.pt", "scheduler.pt"):
+        if not (folder / name).is_file():
+            return f"{name} missing"
+    optional = [folder / n for n in ("rng_state.pth", "scaler.pt") if (folder / n).is_file()]
+    for path in [*weights, folder / "optimizer.pt", folder / "scheduler.pt", *optional]:
+        problem = _safetensors_problem(path) if path.suffix == ".safetensors" else _zip_problem(path)
+        if problem:
+            return problem
+    return None
+
+
+def last_complete_checkpoint(checkpoints: Path) -> tuple[str | None, list[str]]:
+    """The newest checkpoint that is whole (None: none is), and the names of the torn ones skipped on the way.
+
+    A torn checkpoint (a kill during its save) is named in a warning and removed: the Trainer would otherwise write
+    the same step's files into it, or count it when it rotates checkpoints.
+    """
+    if not checkpoints.is_dir():
+        return None, []
+    found = [p for p in checkpoints.iterdir() if p.is_dir() and _CHECKPOINT_RE.match(p.name)]
+    torn: list[str] = []
+    for folder in sorted(found, key=lambda p: int(p.name.split("-")[1]), reverse=True):
+        problem = checkpoint_problem(folder)
+        if problem is None:
+            if torn:
+                log.warning("falling back to %s", folder)
+            return str(folder), torn
+        log.warning("checkpoint %s is torn (%s; killed while it was saved?): skipping and removing it", folder, problem)
+        shutil.rmtree(folder, ignore_errors=True)
+        torn.append(folder.name)
+    if torn:
+        log.warning("no complete checkpoint left in %s: training starts over", checkpoints)
+    return None, torn
 
 
 class _Texts:
@@ -144,6 +250,7 @@ class TransformerClassifier(TextClassifier):
         self.precision = "auto"  # inference autocast; set from the training settings and saved in the card
         # regression targets are standardised for training (a fresh head starts near 0, log-upvotes do not)
         self.target_scale = (0.0, 1.0)
+        self.truncated = 0  # training and validation texts cut at max_length
 
     # ------------------------------------------------------------------ building
 
@@ -151,27 +258,34 @@ class TransformerClassifier(TextClassifier):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         path = resolve_model(self.model_name)
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
         names = self.labels.names if self.labels.num_outputs > 1 else [self.labels.names[-1]]
-        self.model = AutoModelForSequenceClassification.from_pretrained(
-            path,
-            num_labels=self.labels.num_outputs,
-            problem_type=PROBLEM_TYPE[self.task],
-            id2label=dict(enumerate(names)),
-            label2id={n: i for i, n in enumerate(names)},
-        )
+        with model_load_errors(self.model_name):
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            self.model = AutoModelForSequenceClassification.from_pretrained(
+                path,
+                num_labels=self.labels.num_outputs,
+                problem_type=PROBLEM_TYPE[self.task],
+                id2label=dict(enumerate(names)),
+                label2id={n: i for i, n in enumerate(names)},
+            )
+        limit = context_length(self.model.config, self.tokenizer)
+        if limit is not None and self.max_length > limit:
+            log.warning("--max-length %d is more than %s takes; using %d", self.max_length, self.model_name, limit)
+            self.max_length = limit
         if self.tokenizer.pad_token is None:  # decoder-style models used as encoders
             self.tokenizer.pad_token = self.tokenizer.eos_token
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
 
     def _encode(self, texts: Sequence[str]) -> dict:
-        return dict(self.tokenizer(list(texts), truncation=True, max_length=self.max_length))
+        encoded = dict(self.tokenizer(list(texts), truncation=True, max_length=self.max_length))
+        # a text that fills max_length was (almost surely) cut: counted, so a report can say how many
+        self.truncated += sum(len(ids) >= self.max_length for ids in encoded["input_ids"])
+        return encoded
 
     # ------------------------------------------------------------------ training
 
     def fit(self, train_texts, y_train, val_texts, y_val, settings: TrainSettings, work_dir: Path, stop=None) -> dict:
         from transformers import set_seed
-        from transformers.trainer_utils import get_last_checkpoint
 
         set_seed(settings.seed)
         self._load_base()
@@ -180,9 +294,13 @@ class TransformerClassifier(TextClassifier):
         precision = pick_precision(settings.precision, self.device)
         self.precision = settings.precision
         checkpoints = Path(work_dir) / CHECKPOINTS
+        if not settings.resume and checkpoints.exists():
+            # --restart: old checkpoints with higher step numbers would outrank (and outlive) the new run's
+            log.info("--restart: removing the checkpoints of the earlier run in %s", checkpoints)
+            shutil.rmtree(checkpoints)
         args = self._training_args(settings, checkpoints, precision, metric if val is not None else None)
         trainer = self._trainer(args, train, val, settings, stop)
-        last = get_last_checkpoint(str(checkpoints)) if checkpoints.exists() and settings.resume else None
+        last, torn = last_complete_checkpoint(checkpoints) if settings.resume else (None, [])
         if last:
             log.info("resuming from %s", last)
         result = trainer.train(resume_from_checkpoint=last)
@@ -202,6 +320,8 @@ class TransformerClassifier(TextClassifier):
             "best_metric": {metric: trainer.state.best_metric} if val is not None else None,
             "best_checkpoint": trainer.state.best_model_checkpoint,
             "resumed_from": last,
+            "torn_checkpoints_skipped": torn,
+            "truncated_texts": self.truncated,
             "precision": precision,
             "device": self.device,
             "log": [e for e in trainer.state.log_history if "eval_loss" in e],
@@ -323,7 +443,7 @@ class TransformerClassifier(TextClassifier):
         return scores
 
     def card_fields(self) -> dict:
-        fields = {"precision": self.precision}
+        fields = {"precision": self.precision, "max_length": self.max_length}  # as cut to the encoder's context
         if self.task == "regression":
             fields["target_scale"] = list(self.target_scale)
         return fields
@@ -339,8 +459,11 @@ class TransformerClassifier(TextClassifier):
 
         model = cls(labels, card.get("base_model", "?"), int(card.get("max_length", 256)), device=device)
         path = Path(directory) / WEIGHTS_DIR
-        model.tokenizer = AutoTokenizer.from_pretrained(path)
-        model.model = AutoModelForSequenceClassification.from_pretrained(path)
+        with model_load_errors(str(path), field="--model-dir"):
+            model.tokenizer = AutoTokenizer.from_pretrained(path)
+            model.model = AutoModelForSequenceClassification.from_pretrained(path)
+        limit = context_length(model.model.config, model.tokenizer)
+        model.max_length = min(model.max_length, limit) if limit else model.max_length
         model.precision = card.get("precision", "auto")
         if card.get("target_scale"):
             model.target_scale = tuple(card["target_scale"])

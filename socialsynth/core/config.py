@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import types
 import typing
@@ -124,6 +125,19 @@ def check_min(cfg: Any, name: str, low: float, *, inclusive: bool = True) -> Non
     if value < low or (not inclusive and value == low):
         word = "at least" if inclusive else "above"
         raise ConfigError(name, f"must be {word} {low}, got {value}")
+
+
+def check_output_folder(cfg: Any, name: str) -> None:
+    """Raise ConfigError naming the flag unless the folder ``cfg.name`` can be made and written in: no file in its
+    place or on its way, and the nearest existing folder writable."""
+    path = Path(getattr(cfg, name))
+    if path.exists() and not path.is_dir():
+        raise ConfigError(name, f"{path} is a file, not a folder; choose another place")
+    place = next((p for p in (path, *path.parents) if p.exists()), Path("."))
+    if not place.is_dir():
+        raise ConfigError(name, f"{place} is a file, so {path} cannot be made; choose another place")
+    if not os.access(place, os.W_OK | os.X_OK):
+        raise ConfigError(name, f"cannot write in {place} (permission denied or read-only); choose another place")
 
 
 def check_range(cfg: Any, name: str, low: float, high: float, *, low_open: bool = False,
@@ -246,6 +260,8 @@ def _key_map(cls: type) -> dict[str, tuple[tuple[str, ...], dataclasses.Field, A
 def coerce(value: Any, f: dataclasses.Field, tp: Any) -> Any:
     """A command-line or job-file value -> the field's type. Raises ValueError with a short reason."""
     if value is None:
+        if type(None) not in typing.get_args(tp):  # a job file's `key: null` for a field that needs a value
+            raise ValueError("needs a value, got null")
         return None
     convert = f.metadata.get("convert")
     base = _base_type(tp)
@@ -309,7 +325,12 @@ def _get(cfg: Any, path: tuple[str, ...]) -> Any:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad flag in one line (no usage dump) and exits 2."""
+    """argparse that reports a bad flag in one line (no usage dump) and exits 2. Flags are never abbreviated:
+    ``--temp`` meaning ``--temperature`` would change meaning when a ``--template`` flag arrives."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> typing.NoReturn:
         print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
@@ -400,6 +421,8 @@ def read_job_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise InputError(f"the job file is not UTF-8 text (byte {e.start})", path=path) from None
     except OSError as e:
         raise InputError(f"cannot read the job file: {e.strerror or e}", path=path) from None
     except yaml.YAMLError as e:

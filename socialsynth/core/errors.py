@@ -64,3 +64,22 @@ class Interrupted(Exception):
         super().__init__(message)
         self.resume_hint = resume_hint
         self.exit_code = exit_code
+
+
+class StopNow(KeyboardInterrupt):
+    """A second SIGTERM/SIGINT while a job was already stopping: stop at once.
+
+    ``exit_code`` is 128 + the signal number, like :class:`Interrupted`, so that a second SIGTERM still exits 143
+    (the SLURM wrapper requeues on 143; a second Ctrl-C exits 130 as a plain KeyboardInterrupt does).
+    """
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        self.signum = signum
+        self.exit_code = 128 + signum
+        try:
+            self.signal_name = signal.Signals(signum).name
+        except ValueError:
+            self.signal_name = f"signal {signum}"
+        super().__init__(f"stopped at once by a second {self.signal_name}")

@@ -102,6 +102,10 @@ def _load_previous(path: Path) -> dict[str, Any]:
         raise InputError(f"the run record is not valid JSON ({e}); {hint}", path=path) from None
     if not isinstance(previous, dict):
         raise InputError(f"the run record is not a JSON object; {hint}", path=path)
+    for field, kind, name in (("runs", list, "a list"), ("tokens", dict, "an object"),
+                              ("seconds", (int, float), "a number")):
+        if field in previous and (not isinstance(previous[field], kind) or isinstance(previous[field], bool)):
+            raise InputError(f"field '{field}' of the run record is not {name}; {hint}", path=path)
     return previous
 
 
@@ -167,12 +171,12 @@ class JobRun:
     def __init__(self, job: str, path: str | Path, config: Any = None, *, command: str | None = None,
                  resumable: bool = True, outputs: Sequence[str | Path] = (),
                  resume_safe: Sequence[str] = ()) -> None:
-        from socialsynth.core.provenance import command_line
+        from socialsynth.core.provenance import command_line, redact_command
 
         self.job = job
         self.path = Path(path)
         self.config = config
-        self.command = command if command is not None else command_line()
+        self.command = redact_command(command) if command is not None else command_line()  # no credentials
         self.resumable = resumable
         self.outputs = [Path(p) for p in outputs]
         self.resume_safe = RESUME_SAFE | frozenset(resume_safe)
@@ -201,7 +205,7 @@ class JobRun:
         if self.config is not None and getattr(self.config, "overwrite", False) and self.outputs:
             self._start_over(config)
         self.meta = _load_previous(self.path)
-        if self.outputs and self.meta.get("config") is not None:
+        if self.meta.get("config") is not None and self._outputs_hold_records():
             self._refuse_other_settings(self.meta["config"], config)
         self.meta.setdefault("tokens", {})
         self.meta.setdefault("runs", [])
@@ -246,6 +250,10 @@ class JobRun:
             path.unlink()
         if gone:
             log.warning("--overwrite: deleted %s; starting over", ", ".join(str(p) for p in gone))
+
+    def _outputs_hold_records(self) -> bool:
+        """Other settings only matter when there is something to mix with (a failed model load leaves none)."""
+        return any(p.is_file() and p.stat().st_size > 0 for p in self.outputs)
 
     def _refuse_other_settings(self, before: Any, now: Any) -> None:
         changed = setting_differences(before, now, self.resume_safe)

@@ -15,14 +15,15 @@ from dataclasses import dataclass
 
 from tqdm import tqdm
 
-from socialsynth.core.errors import Interrupted
+from socialsynth.core.errors import Interrupted, StopNow
 
 
 class GracefulStop:
     """Catch SIGTERM (SLURM preemption, `kill`) and SIGINT (Ctrl-C) and turn them into a flag.
 
-    The first signal asks the job to stop after the chunk in flight; a second one raises KeyboardInterrupt
-    at once. Previous handlers are restored on exit.
+    The first signal asks the job to stop after the chunk in flight; a second one raises `StopNow` (a
+    KeyboardInterrupt carrying the signal) at once, so that run_main still exits 128 + that signal: 143 for a second
+    SIGTERM, which the SLURM wrapper requeues. Previous handlers are restored on exit.
     """
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -37,7 +38,7 @@ class GracefulStop:
 
     def _handle(self, signum, _frame):
         if self.signum is not None:
-            raise KeyboardInterrupt
+            raise StopNow(signum)
         self.signum = signum
         name = signal.Signals(signum).name
         print(

@@ -9,10 +9,50 @@ from dataclasses import dataclass
 from typing import Any
 
 from socialsynth.core.config import ConfigError, check_choice, check_min, check_range, flag
+from socialsynth.core.provenance import MASK, has_credentials, redact_url, register_secret
+
+# Redacted --api-base -> the URL as given. The config keeps (and so records and saves) only the redacted form;
+# the connection gets the credentials back from here, in this process only.
+_CREDENTIAL_URLS: dict[str, str] = {}
 
 
 def _default_api_base() -> str | None:
     return os.environ.get("OPENAI_BASE_URL") or None
+
+
+def check_device(cfg: Any, name: str = "device") -> None:
+    """Raise ConfigError unless ``cfg.name`` is a device this machine has ("auto", "cpu", a visible "cuda:N",
+    "mps" where available): checked while parsing, before any model loads. For any config's device field."""
+    value = getattr(cfg, name)
+    if value is None or str(value).strip().lower() in ("auto", "cpu"):
+        return  # (no torch import for the usual values)
+    from socialsynth.llm.loading import device_problem
+
+    problem = device_problem(value)
+    if problem:
+        raise ConfigError(name, problem)
+
+
+def hide_credentials(url: str | None) -> str | None:
+    """``http://user:pw@host/v1`` -> ``http://***@host/v1``, remembered so that :func:`connection_url` gives the
+    credentials back; the password (or a token in the user name's place) is also registered as a secret, masked in
+    every message."""
+    if not url or not has_credentials(url):
+        return url
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(url)
+    secret = parts.password or parts.username  # a user name alone is a token (https://TOKEN@host)
+    if secret:
+        register_secret(unquote(secret))
+    redacted = redact_url(url)
+    _CREDENTIAL_URLS[redacted] = url
+    return redacted
+
+
+def connection_url(url: str | None) -> str | None:
+    """The URL to connect to: a redacted ``--api-base`` with its credentials back (see :func:`hide_credentials`)."""
+    return _CREDENTIAL_URLS.get(url, url) if url else url
 
 
 @dataclass
@@ -26,11 +66,13 @@ class ModelArgs:
                         "this process, CUDA only)", choices=("hf", "openai", "vllm"))
     quantization: int | None = flag(None, "load the model in 4 or 8 bits with bitsandbytes (nf4 + double "
                                     "quantization for 4)", names=("-q", "--quantization"), choices=(4, 8))
-    device: str = flag("auto", "auto, cpu, cuda, cuda:1, ... (auto: GPU if there is one)")
+    device: str = flag("auto", "auto, cpu, cuda, cuda:1, mps, ... (auto: GPU if there is one; a GPU that this "
+                       "machine does not have is refused)")
     dtype: str = flag("auto", "weights dtype (auto: bf16, or fp16 on GPUs without bf16)",
                       choices=("auto", "bf16", "fp16", "fp32"))
     api_base: str | None = flag(help="URL of the OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (default: "
-                                "$OPENAI_BASE_URL); with -m embedded the model the server serves is used",
+                                "$OPENAI_BASE_URL); with -m embedded the model the server serves is used; "
+                                "user:password@ in it is used but never recorded",
                                 default_factory=_default_api_base)
     api_key_env: str = flag("OPENAI_API_KEY", "environment variable that holds the API key (a local server needs "
                             "none); the key is never written")
@@ -54,6 +96,11 @@ class ModelArgs:
         if self.backend == "openai" and not self.api_base:
             raise ConfigError("api_base", "--backend openai needs the server's URL: --api-base http://HOST:PORT/v1 "
                               "(or set OPENAI_BASE_URL)")
+        self.api_base = hide_credentials(self.api_base)
+        if self.api_base and f"://{MASK}@" in self.api_base and self.api_base not in _CREDENTIAL_URLS:
+            raise ConfigError("api_base", f"{self.api_base}: its credentials were redacted when it was recorded; "
+                              "give them again: --api-base http://USER:PASSWORD@HOST/v1")
+        check_device(self)
 
     def spec(self, model: str | None = None, *, seed: int = 0, **batch: Any):
         """The BackendSpec these flags describe (``model`` overrides ``-m``; ``batch``: max_batch_size, ...)."""
@@ -61,9 +108,9 @@ class ModelArgs:
 
         return BackendSpec(backend=self.backend, model=self.model if model is None else model,
                            quantization=self.quantization, device=self.device, dtype=self.dtype,
-                           api_base=self.api_base, api_key_env=self.api_key_env, concurrency=self.concurrency,
-                           request_timeout=self.request_timeout, max_retries=self.max_retries,
-                           tensor_parallel=self.tensor_parallel, seed=seed, **batch)
+                           api_base=connection_url(self.api_base), api_key_env=self.api_key_env,
+                           concurrency=self.concurrency, request_timeout=self.request_timeout,
+                           max_retries=self.max_retries, tensor_parallel=self.tensor_parallel, seed=seed, **batch)
 
 
 @dataclass

@@ -169,6 +169,16 @@ class Backend(ABC):
     def perplexity(self, texts: Sequence[str]) -> list[float]:
         """Perplexity of each plain text under the model (a fluency signal)."""
 
+    def context_length(self) -> int | None:
+        """Most tokens the model takes at once (prompt + answer), or None when the engine does not say (a server
+        refuses an overlong request itself)."""
+        return None
+
+    def token_count(self, item: str | Chat) -> int | None:
+        """Tokens of a plain text, or of a chat's prompt (generation prompt included); None when the engine cannot
+        count them. Jobs use it with :meth:`context_length` to skip inputs too long for the model."""
+        return None
+
     def describe(self) -> dict:
         """Provenance: what produced the outputs."""
         return {"backend": type(self).__name__, "model": self.name}

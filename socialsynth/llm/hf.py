@@ -92,6 +92,17 @@ class HFBackend(Backend):
         text = "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in chat) + "\n\nAssistant:"
         return self.tokenizer(text)["input_ids"]
 
+    def context_length(self) -> int | None:
+        """The model's position limit (``max_position_embeddings``), if its config gives one."""
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        return int(limit) if limit else None
+
+    def token_count(self, item: str | Chat) -> int:
+        """Tokens of a plain text (no special tokens added), or of a chat as :meth:`encode_chat` builds it."""
+        if isinstance(item, str):
+            return len(self.tokenizer.encode(item, add_special_tokens=False))
+        return len(self.encode_chat(item))
+
     def _prefix_kv(self, ids: Sequence[int]) -> PrefixKV:
         key = tuple(ids)
         prefix = self._prefixes.get(key)

@@ -3,24 +3,58 @@ training and inference), so that device, dtype, quantization and padding are set
 
 from __future__ import annotations
 
+import logging
+import os
 import warnings
+from pathlib import Path
 
 import torch
 
+from socialsynth.core.errors import InputError
 from socialsynth.llm.embedded import EMBEDDED_NAME, embedded_checkpoint
 
+log = logging.getLogger(__name__)
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 END_OF_TURN_MARKERS = ("<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<end_of_turn>")
 
 
+def device_problem(device: str) -> str | None:
+    """Why ``device`` cannot be used here (unknown, or no such GPU on this machine), or None when it can.
+
+    "auto" and "cpu" always can; "cuda", "cuda:N", "mps" and "xpu" only when torch sees that device, so that a job
+    never silently runs on the CPU while recording a GPU (accelerate's device_map does fall back to the CPU)."""
+    name = str(device).strip().lower()
+    if name in ("auto", "cpu"):
+        return None
+    kind, colon, index = name.partition(":")
+    if kind not in ("cuda", "mps", "xpu") or (colon and not index.isdigit()):
+        return f"unknown device {device!r}: expected auto, cpu, cuda, cuda:N or mps"
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            build = " (this torch is a CPU-only build)" if torch.version.cuda is None else ""
+            return (f"{device}: no CUDA GPU is visible on this machine{build}; use --device cpu, or --device auto "
+                    "to use a GPU only where there is one")
+        count = torch.cuda.device_count()
+        if index and int(index) >= count:
+            return f"{device}: only {count} CUDA GPU(s) are visible (cuda:0 to cuda:{count - 1})"
+        return None
+    backend = getattr(torch, kind, None) if kind == "xpu" else getattr(torch.backends, "mps", None)
+    if backend is None or not backend.is_available():
+        return f"{device}: no {kind.upper()} device is available on this machine; use --device cpu or auto"
+    return None
+
+
 def resolve_device(device: str) -> str:
-    """The device to run on.
+    """The device to run on; InputError naming --device when it is unknown or not on this machine.
 
     Args:
         device: "auto" (a GPU when there is one, else the CPU), or a torch device name ("cpu", "cuda", "cuda:1").
     """
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    problem = device_problem(device)
+    if problem:
+        raise InputError(problem, field="--device")
     return device
 
 
@@ -49,6 +83,90 @@ def resolve_model_path(name: str) -> str:
             Hugging Face model id or local path (returned as given).
     """
     return str(embedded_checkpoint()) if name == EMBEDDED_NAME else name
+
+
+def hub_offline() -> bool:
+    """Whether the Hugging Face Hub may not be reached (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE)."""
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(name, "").strip().upper() in ("1", "ON", "YES", "TRUE"):
+            return True
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return False
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith(("/", ".", "~")) or "\\" in name or name.count("/") > 1 or name.endswith("/")
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
+        return True
+    snapshots = Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}" / "snapshots"
+    return snapshots.is_dir() and any(snapshots.iterdir())  # downloaded at a pinned revision
+
+
+def check_model_available(name: str, flag: str = "-m/--model") -> None:
+    """Refuse, before anything loads, a model that cannot be found: a local path that does not exist or holds no
+    model (no config.json), a name that is neither a folder nor a Hugging Face model id, or an id that is not in
+    the local cache while the Hub is offline. InputError names the model, the flag and what to do; anything else
+    is left to from_pretrained."""
+    local = Path(name).expanduser() if name else None
+    if local is not None and local.exists():
+        if not local.is_dir() or not any((local / f).is_file() for f in ("config.json", "modules.json")):
+            raise InputError(f"{name}: not a saved model folder (no config.json in it); give the folder that "
+                             "save_pretrained wrote, or a Hugging Face model id", field=flag)
+        return
+    if not name:
+        return
+    if _looks_like_path(name):
+        raise InputError(f"{name}: no such folder; give the folder of a saved model or a Hugging Face model id",
+                         field=flag)
+    try:
+        from huggingface_hub.utils import HFValidationError, validate_repo_id
+    except ImportError:
+        return
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        raise InputError(f"{name!r} is neither an existing folder nor a Hugging Face model id (org/name)",
+                         field=flag) from None
+    if hub_offline() and not _in_hub_cache(name):
+        raise InputError(
+            f"{name}: not in the local Hugging Face cache and the hub is offline (HF_HUB_OFFLINE=1): download it "
+            f"first (hf download {name}, on a machine with internet) or give a local path", field=flag)
+
+
+def check_embedding_model_available(name: str, flag: str = "--embedding-model") -> None:
+    """:func:`check_model_available` for a sentence-transformers model, which also looks a bare name
+    ("all-MiniLM-L6-v2") up under the sentence-transformers organisation."""
+    try:
+        check_model_available(name, flag=flag)
+    except InputError as first:
+        if "/" in name or Path(name).expanduser().exists():
+            raise
+        try:
+            check_model_available(f"sentence-transformers/{name}", flag=flag)
+        except InputError:
+            raise first from None
+
+
+def _pretrained(loader, name: str, path: str, **kwargs):
+    """``loader.from_pretrained(path)``, with transformers' "cannot find or read this model" errors (an OSError
+    without errno, a ValueError about the files) turned into one InputError naming the model (the traceback is
+    logged at debug level, -v); an OSError with an errno (a full disk, a permission) is left to run_main."""
+    try:
+        return loader.from_pretrained(path, **kwargs)
+    except (OSError, ValueError) as e:
+        if isinstance(e, OSError) and e.errno is not None:
+            raise
+        log.debug("loading %s failed", path, exc_info=True)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"cannot load model {name}: {first}", field="-m/--model") from None
 
 
 def bnb_config(bits: int, compute_dtype: torch.dtype):
@@ -138,6 +256,7 @@ def load_causal_lm(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_model_path(name)
+    check_model_available(path)
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)
     kwargs: dict = {"dtype": dtype}
@@ -146,10 +265,10 @@ def load_causal_lm(
     device_map = _device_map(device, quantization, not frozen if spread is None else spread)
     if device_map is not None:
         kwargs["device_map"] = device_map
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = _pretrained(AutoTokenizer, name, path)
     if tokenizer.pad_token_id is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    model = _pretrained(AutoModelForCausalLM, name, path, **kwargs)
     if device_map is None:
         model.to(device)
     model.eval()

@@ -16,7 +16,8 @@ What it does over plain HTTP, and why:
   `/completions` with `echo` and `logprobs` (vLLM and llama.cpp's server return prompt log-probabilities,
   hosted APIs mostly do not). What the server cannot do raises `Unsupported` once, with the flag to use instead.
 - The API key is read from an environment variable and handed to the client only: it never appears in
-  `describe()`, metadata, logs or error messages.
+  `describe()`, metadata, logs or error messages. It is registered as a secret (as are user:password@ in the URL),
+  so a server that echoes it back has it masked in every message relayed from it (`_error_text`, run_main).
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from socialsynth.core.errors import InputError
+from socialsynth.core.provenance import mask_secrets, redact_url, register_secret
 from socialsynth.llm.base import (
     Backend,
     BackendUnavailable,
@@ -75,14 +77,6 @@ def normalise_api_base(url: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise InputError(f"expected an http(s) URL like http://127.0.0.1:8000/v1, got {url!r}", field="--api-base")
     return url if parts.path not in ("", "/") else url + "/v1"
-
-
-def redact_url(url: str) -> str:
-    """The URL without user:password@ (some deployments put credentials there), for provenance and messages."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    return parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")).geturl()
 
 
 def backoff_delay(attempt: int, base: float, cap: float, retry_after: float | None = None) -> float:
@@ -206,6 +200,11 @@ class OpenAIBackend(Backend):
         self._url = normalise_api_base(api_base)  # used for requests; may hold user:password@
         self.api_base = redact_url(self._url)  # shown in provenance, logs and errors
         self.api_key_env = api_key_env
+        key = os.environ.get(api_key_env)
+        register_secret(key)  # masked in every message relayed from the server (some echo the key they refused)
+        parts = urlsplit(self._url)
+        secret = parts.password or parts.username  # a user name alone is a token (https://TOKEN@host)
+        register_secret(unquote(secret) if secret else None)
         self.concurrency = concurrency
         self.request_timeout = request_timeout
         self.tries = max_retries + 1
@@ -215,7 +214,7 @@ class OpenAIBackend(Backend):
         self.stats.extra.update(request_errors=0, retries=0)
         self._client = openai.OpenAI(
             base_url=self._url,
-            api_key=os.environ.get(api_key_env) or "EMPTY",
+            api_key=key or "EMPTY",
             timeout=request_timeout,
             max_retries=0,  # our loop retries (see module docstring)
         )
@@ -528,7 +527,8 @@ def _first_top_logprobs(choice) -> list[tuple[str, float]] | None:
 
 
 def _error_text(error) -> str:
-    """The server's own message, on one line and short (no request data, so no key)."""
+    """The server's own message, on one line and short, with every registered secret masked (a server may echo
+    the key it refused, or the URL with its password)."""
     body = getattr(error, "body", None)
     message = None
     if isinstance(body, dict):
@@ -536,4 +536,4 @@ def _error_text(error) -> str:
         message = inner.get("message") if isinstance(inner, dict) else inner
         message = message or body.get("detail") or body.get("message")
     text = " ".join(str(message or getattr(error, "message", "") or error).split())
-    return text[:300]
+    return mask_secrets(redact_url(text[:2000]))[:300]

@@ -117,6 +117,9 @@ class VLLMBackend(Backend):
         self.quantization = "bitsandbytes" if quantization in (4, 8) else quantization
         self.tensor_parallel = tensor_parallel
         self.stats = GenerationStats()
+        from socialsynth.llm.loading import check_model_available
+
+        check_model_available(self.path)  # before the engine starts: one line, not a traceback from its workers
         t0 = time.perf_counter()
         self.llm = vllm.LLM(**self.engine_kwargs(gpu_memory_utilization, seed))
         self.load_seconds = time.perf_counter() - t0

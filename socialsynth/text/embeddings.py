@@ -333,6 +333,10 @@ class Embedder:
             from sentence_transformers import SentenceTransformer
 
             path = str(embedded_model_path()) if model == EMBEDDED_NAME else model
+            if model != EMBEDDED_NAME:  # a missing path or an uncached id offline: one line, not a traceback
+                from socialsynth.llm.loading import check_embedding_model_available
+
+                check_embedding_model_available(path)
             if device is None or device == "auto":
                 device = "cuda" if torch.cuda.is_available() else "cpu"
             kwargs = {"dtype": torch.bfloat16} if device == "cpu" else {}

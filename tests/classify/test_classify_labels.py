@@ -199,6 +199,12 @@ def test_parse_label_list_rejects_a_truncated_list():
         parse_label_list("['Age', 'Gender'")
 
 
+@pytest.mark.parametrize("cell", [{"Age": 1}, [["Age"]], ["Age", {"Gender": 1}], '[["Age"], "Gender"]'])
+def test_parse_label_list_rejects_objects_and_nested_lists(cell):
+    with pytest.raises(ValueError, match="label"):  # str() of them would become odd label names
+        parse_label_list(cell)
+
+
 @pytest.mark.parametrize(
     "value, expected",
     [
@@ -380,6 +386,18 @@ def test_split_indices_edge_cases():
     assert len(train) + len(val) + len(test) == 50
 
 
+@pytest.mark.parametrize("n", range(3, 16))
+@pytest.mark.parametrize("classes", [2, 3])
+def test_split_indices_of_a_handful_of_rows(n, classes):
+    """Too few rows to stratify, or fewer held-out rows than classes: no error, every row once, and every class
+    keeps a training row (else training would fail with "a single class")."""
+    labels = [str(i % classes) for i in range(n)]
+    for seed in range(5):
+        train, val, test = split_indices(n, seed, stratify=labels)
+        assert sorted(train + val + test) == list(range(n))
+        assert {labels[i] for i in train} == set(labels)
+
+
 def test_parse_weighted_files():
     assert parse_weighted_files(["real.csv:1.0,synthetic.csv:0.5"]) == [
         (Path("real.csv"), 1.0),
@@ -470,6 +488,25 @@ def test_load_classifier_errors(tmp_path):
     (tmp_path / "classifier.json").write_text("{not json")
     with pytest.raises(InputError, match="unreadable model card"):
         load_classifier(tmp_path)
+    (tmp_path / "classifier.json").write_text("[1, 2]")  # valid JSON, but not a card
+    with pytest.raises(InputError, match="not a model card"):
+        load_classifier(tmp_path)
+    card = {"kind": "tfidf-logreg", "labels": {"task": "binary", "names": ["0", "1"]}}
+    (tmp_path / "classifier.json").write_text(json.dumps(card))  # the weights are missing
+    with pytest.raises(InputError, match="cannot load the saved tfidf-logreg model.*model.joblib"):
+        load_classifier(tmp_path)
+    (tmp_path / "model.joblib").write_bytes(b"\x80\x04 torn")
+    with pytest.raises(InputError, match="cannot load the saved tfidf-logreg model"):
+        load_classifier(tmp_path)
+    (tmp_path / "classifier.json").write_text(json.dumps({"kind": "tfidf-logreg", "labels": []}))
+    with pytest.raises(InputError, match="unreadable labels"):
+        load_classifier(tmp_path)
+
+
+def test_label_keys_of_mixed_types_name_one_class():
+    assert {label_key(v) for v in (1, "1", 1.0, "1.0", True, " 1.00 ")} == {"1"}
+    assert {label_key(v) for v in (0, "0", 0.0, "0.0", False, "-0.0")} == {"0"}
+    assert [label_key(v) for v in ("1.5", "a.0", "v1.0", "007")] == ["1.5", "a.0", "v1.0", "007"]
 
 
 # ------------------------------------------------------------------------------------------- upvote preset

@@ -1,4 +1,4 @@
-"""Tests for socialsynth.core.io: readers, resumable writer, sharding and shard merging."""
+"""Tests for socialsynth.core.io and socialsynth.core.merge: readers, resumable writer, sharding and shard merging."""
 
 from __future__ import annotations
 
@@ -15,14 +15,13 @@ from socialsynth.core.io import (
     JsonlWriter,
     atomic_write_json,
     iter_jsonl,
-    main_merge,
-    merge_shards,
     meta_path,
     parse_shard,
     read_records,
     select_range,
     shard_path,
 )
+from socialsynth.core.merge import main_merge, merge_shards
 
 ROWS = [
     {"id": 1, "comment": "first", "score": 0.5},

@@ -159,3 +159,29 @@ def test_overwrite_rerun_after_an_interruption_resumes(tmp_path):
     with JobRun("t", record, Cfg(), outputs=[out]) as run:  # a requeue: same command
         pass
     assert out.read_text() == '{"id": 2}\n' and [r["status"] for r in run.meta["runs"]] == ["interrupted", "finished"]
+
+
+def test_other_settings_are_accepted_while_the_output_holds_no_record(tmp_path):
+    """A first run that failed before writing (a wrong -m) may be rerun with the corrected setting."""
+    from dataclasses import dataclass
+
+    @dataclass
+    class Cfg:
+        model: str = "wrong/name"
+
+    out, record = tmp_path / "x.jsonl", tmp_path / "x.meta.json"
+    with pytest.raises(RuntimeError), JobRun("t", record, Cfg(), outputs=[out]):
+        raise RuntimeError("cannot load wrong/name")
+    with JobRun("t", record, Cfg("right/name"), outputs=[out]) as run:
+        out.write_text('{"id": 1}\n')
+    assert run.meta["config"]["model"] == "right/name"
+    with pytest.raises(InputError, match="model: 'right/name' -> 'wrong/name'"):
+        JobRun("t", record, Cfg(), outputs=[out]).__enter__()
+
+
+@pytest.mark.parametrize("field, value", [("runs", {}), ("seconds", "12"), ("tokens", [])])
+def test_a_record_field_of_the_wrong_type_is_refused_naming_it(tmp_path, field, value):
+    record = tmp_path / "x.meta.json"
+    record.write_text(json.dumps({"job": "t", field: value}))
+    with pytest.raises(InputError, match=f"field '{field}' of the run record is not"):
+        JobRun("t", record, None).__enter__()

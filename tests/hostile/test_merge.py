@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from socialsynth.core.io import main_merge
+from socialsynth.core.merge import main_merge
 from tests.hostile.conftest import Case, Error, case_params
 
 OUT = "{tmp}/x.jsonl"

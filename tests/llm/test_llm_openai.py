@@ -385,7 +385,7 @@ def test_helpers():
     assert normalise_api_base("https://api.example.com/v1/") == "https://api.example.com/v1"
     with pytest.raises(InputError, match="--api-base"):
         normalise_api_base("localhost:8000")
-    assert redact_url("https://user:pw@api.example.com:8443/v1") == "https://api.example.com:8443/v1"
+    assert redact_url("https://user:pw@api.example.com:8443/v1") == "https://***@api.example.com:8443/v1"
     assert backoff_delay(1, 0.5, 30, retry_after=2.0) == 2.0
     assert 0.375 <= backoff_delay(1, 0.5, 30) <= 0.5 and backoff_delay(10, 0.5, 4) <= 4
     with pytest.raises(InputError, match="--api-base"):
@@ -469,3 +469,74 @@ def test_stats_count_generated_and_scored_tokens(server):
     after = b.stats.snapshot()
     assert after["tokens_in"] - before["tokens_in"] == 42 + 44 and after["tokens_out"] - before["tokens_out"] == 18
     assert after["seconds"] == pytest.approx(b.stats.seconds + b.stats.scoring_seconds) and after["seconds"] > 0
+
+
+# ------------------------------------------------------------------------------------------------ secrets (issue 13)
+
+
+def echo_key_handler(path, body, n, headers_seen=None):
+    """A careless server: every error message repeats the key it was sent (whole, and truncated)."""
+    if path.endswith("/chat/completions") and "bad" in body["messages"][-1]["content"]:
+        return 400, {"error": {"message": f"prompt too long (key {SECRET[:12]}...{SECRET[-6:]})"}}, {}
+    return default_handler(path, body, n)
+
+
+def test_a_key_echoed_by_the_server_is_masked_in_every_message(server, monkeypatch, run_cli, tmp_path):
+    monkeypatch.setenv("MY_KEY", SECRET)
+    refused = server(lambda path, body, n: (401, {"error": {"message": f"Incorrect API key provided: {SECRET}"}}, {}))
+    with pytest.raises(InputError) as caught:
+        backend(refused.url, api_key_env="MY_KEY")
+    assert "HTTP 401" in str(caught.value) and SECRET not in str(caught.value) and "***" in str(caught.value)
+    # a request refused with the key in the message: the record's error and the warning hide it too
+    b = backend(server(echo_key_handler).url, api_key_env="MY_KEY", model="m")
+    (done,) = b.generate([[{"role": "user", "content": "a bad one"}]], GenerationParams())
+    assert done.finish_reason == "error" and "prompt too long" in done.error and SECRET[:12] not in done.error
+    # through a script: one line, exit 2, no key
+    import generate_synthetic_data as script
+
+    data = tmp_path / "sub.jsonl"
+    data.write_text(json.dumps({"id": "c0", "comment": "a comment"}) + "\n")
+    argv = f"-r sub -n formality --input {data} -o {tmp_path} --backend openai --api-base {refused.url} "
+    argv += "--api-key-env MY_KEY --embedding-model none --max-retries 0"
+    code, out, err = run_cli(script.main, argv.split())
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "HTTP 401" in err, err
+    assert SECRET not in out + err and SECRET[:8] not in err
+
+
+def test_credentials_in_the_api_base_are_used_but_never_recorded(server, tmp_path, monkeypatch, capsys):
+    """--api-base http://user:password@host/v1 reaches the server; the record, the saved config, the command and
+    every message show http://***@host/v1."""
+    import generate_synthetic_data as script
+
+    srv = server()
+    password = "hunter2-very-secret"
+    url = srv.url.replace("http://", f"http://alice:{password}@")
+    data = tmp_path / "sub.jsonl"
+    data.write_text("".join(json.dumps({"id": f"c{i}", "comment": f"comment {i}"}) + "\n" for i in range(2)))
+    argv = f"-r sub -n formality --input {data} -o {tmp_path} --backend openai --api-base {url} "
+    argv += "--embedding-model none --levels 1,5 -b 2 --max-retries 1 --rating-method generate"
+    monkeypatch.setattr("sys.argv", ["generate_synthetic_data.py", *argv.split()])
+    assert script.main(argv.split()) == 0
+    out = capsys.readouterr()
+    assert srv.counts.get("/v1/chat/completions", 0) > 0  # the URL with its credentials was the one used
+    meta_text = (tmp_path / "sub_formality.meta.json").read_text()
+    meta = json.loads(meta_text)
+    saved = (tmp_path / "sub_formality.config.yaml").read_text()
+    records = (tmp_path / "sub_formality.jsonl").read_text()
+    for text in (meta_text, saved, records, out.out, out.err):
+        assert password not in text and "alice" not in text
+    redacted = srv.url.replace("http://", "http://***@")
+    assert meta["config"]["model"]["api_base"] == redacted and redacted in saved
+    assert "--api-base http://***@" in meta["command"]
+
+
+def test_a_redacted_api_base_asks_for_its_credentials_again(monkeypatch):
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with pytest.raises(InputError, match="credentials were redacted"):
+        parse(EngineJob, ["--backend", "openai", "--api-base", "http://***@elsewhere.example:9/v1"])
+    cfg = parse(EngineJob, ["--backend", "openai", "--api-base", "http://bob:pw-123456@h.example:1/v1"])
+    assert cfg.model.api_base == "http://***@h.example:1/v1"
+    assert cfg.model.spec().api_base == "http://bob:pw-123456@h.example:1/v1"  # the connection keeps them
+    # a group rebuilt from the recorded (redacted) value in this process still connects
+    again = ModelArgs(**{**cfg.model.__dict__})
+    assert again.spec().api_base == "http://bob:pw-123456@h.example:1/v1"

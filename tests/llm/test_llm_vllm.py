@@ -102,7 +102,18 @@ def fake_vllm(monkeypatch):
 
     module.LLM, module.SamplingParams = LLM, SamplingParams
     monkeypatch.setitem(sys.modules, "vllm", module)
+    # the made-up model ids are "on the Hub": the offline cache check (tested below) stays out of the way
+    monkeypatch.setattr("socialsynth.llm.loading.hub_offline", lambda: False)
     return module
+
+
+def test_a_model_missing_offline_is_refused_before_the_engine_starts(fake_vllm, monkeypatch):
+    monkeypatch.setattr("socialsynth.llm.loading.hub_offline", lambda: True)
+    with pytest.raises(InputError, match="not in the local Hugging Face cache and the hub is offline"):
+        BackendSpec(backend="vllm", model="made-up-org/not-a-model").load()
+    with pytest.raises(InputError, match="no such folder"):
+        BackendSpec(backend="vllm", model="/no/such/model/folder").load()
+    assert fake_vllm.instances == []
 
 
 def test_missing_vllm_says_how_to_get_it(monkeypatch):

@@ -8,10 +8,11 @@ file or on ``--synthetic FILE``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, fields
 from pathlib import Path
 
-from socialsynth.core.config import ConfigError, check_min, default_dir, flag, group
+from socialsynth.core.config import ConfigError, check_min, check_range, default_dir, flag, group, overwrite_flag
 from socialsynth.core.errors import InputError
 from socialsynth.jobs.augment.text import TextFilters
 from socialsynth.llm.args import ModelArgs, SamplingArgs
@@ -36,6 +37,33 @@ def none_word(text: str) -> str | None:
 
 def _default_output_dir() -> Path:
     return default_dir("output") / "augment"
+
+
+MAX_SEED = 2**31 - 1  # numpy and scikit-learn take seeds below 2**32 (the ladder's split and classifier use it)
+BASELINES = ("tfidf-logreg", "tfidf-mlp", "embedded")  # --classifier names that are not a model id or folder
+
+
+def bundled_definitions() -> Path | None:
+    """data/label_definitions.yaml of the source checkout (toxic, offensive, hate), where there is one; absolute,
+    so that the recorded config is the same from any working directory."""
+    path = (default_dir("data") / "label_definitions.yaml").absolute()
+    return path if path.is_file() else None
+
+
+def _missing_folder(name: str) -> bool:
+    """A model name written as a path (``/x``, ``./x``, ``~/x``, ``a/b/c``, ``x/``) that does not exist here."""
+    name = str(name)
+    looks_like_path = name.startswith(("/", ".", "~")) or name.endswith("/") or name.count("/") > 1 or "\\" in name
+    return looks_like_path and not Path(name).expanduser().exists()
+
+
+def _check_finite(*parts: object) -> None:
+    """nan passes every comparison and inf every lower bound: neither is a setting."""
+    for part in parts:
+        for f in fields(part):
+            value = getattr(part, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f.name, f"must be a finite number, got {value}")
 
 
 def _check_exists(cfg: object, names: tuple[str, ...]) -> None:
@@ -68,16 +96,37 @@ class LadderArgs:
     epochs: float = flag(3.0, "epochs for transformer classifiers")
 
     def __post_init__(self) -> None:
-        if self.positive_rates is not None and (
-            not self.positive_rates or any(not 0 <= r < 1 for r in self.positive_rates)
-        ):
-            raise ConfigError("positive_rates", f"rates must be fractions in [0, 1), got {self.positive_rates}")
+        self._check_rates()
+        _check_finite(self)
         check_min(self, "epochs", 0, inclusive=False)
         if not str(self.classifier).strip():
             raise ConfigError("classifier", "must not be empty")
         if self.train is not None and (self.val is None or self.test is None):
             raise ConfigError("train", "--train needs --val and --test (or give --input to split 80/10/10)")
+        if self.train is None and (self.val is not None or self.test is not None):
+            raise ConfigError("val" if self.val is not None else "test", "--val and --test go with --train")
+        if self.evaluate and self.positive_rates is None:
+            raise ConfigError("evaluate", "--evaluate trains on the ladder's sets: add --positive-rates")
         _check_exists(self, ("synthetic", "train", "val", "test"))
+        if self.evaluate and self.classifier not in BASELINES and _missing_folder(self.classifier):
+            raise ConfigError("classifier", f"no such model folder: {self.classifier} (or one of "
+                              f"{', '.join(BASELINES)}, or a Hugging Face encoder id)")
+
+    def _check_rates(self) -> None:
+        from socialsynth.jobs.augment.ladder import rate_name
+
+        rates = self.positive_rates
+        if rates is None:
+            return
+        if not rates or any(not (math.isfinite(r) and 0 <= r < 1) for r in rates):
+            raise ConfigError("positive_rates", f"rates must be fractions in [0, 1), got {rates}")
+        names = [rate_name(r) for r in rates]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:  # one file per rate: a repeat would build and report the same set twice
+            raise ConfigError("positive_rates", f"rate {', '.join(repeated)} is given more than once")
+        if self.evaluate and 0 in rates:
+            raise ConfigError("positive_rates", "a rate of 0 leaves no positives to train --evaluate's classifier "
+                              "on: leave it out (or --evaluate)")
 
 
 @dataclass(kw_only=True)
@@ -104,9 +153,12 @@ class AugmentConfig:
     label_name: str | None = flag(
         None, "the label's name in the prompt and definition file (default: --target-label)"
     )
-    definition: str | None = flag(None, "definition of the label shown in every prompt")
+    definition: str | None = flag(None, "definition of the label shown in every prompt (default: the --label-name "
+                                  "entry of --definition-file)")
     definition_file: Path | None = flag(
-        None, "YAML name -> definition (picked by --label-name) or a plain-text file"
+        help="a .yaml/.yml file of label name -> definition (picked by --label-name; the bundled one defines toxic, "
+        "offensive and hate), or a plain-text file with the definition",
+        default_factory=bundled_definitions,
     )
     examples_per_prompt: int = flag(2, "real examples in each prompt (the seed: 2)")
     per_call: int = flag(5, "examples asked for in each request (the seed: 5)")
@@ -134,11 +186,13 @@ class AugmentConfig:
     )
     ladder: LadderArgs = group(LadderArgs)
     verbose: bool = flag(False, "log more", names=("-v", "--verbose"))
+    overwrite: bool = overwrite_flag()
 
     def __post_init__(self) -> None:
         self._check_values()
         self._check_mode()
         _check_exists(self, ("input", "definition_file", "fidelity_model"))
+        self._check_definition()
 
     def _check_values(self) -> None:
         for name in ("n",):
@@ -150,6 +204,19 @@ class AugmentConfig:
                 raise ConfigError(name, "must not be empty")
         if self.embedding_model is not None and not str(self.embedding_model).strip():
             raise ConfigError("embedding_model", "must not be empty (use 'none' to skip the near-duplicate check)")
+        if self.generate and self.embedding_model and _missing_folder(self.embedding_model):
+            raise ConfigError("embedding_model", f"no such model folder: {self.embedding_model}")
+        if self.generate and _missing_folder(self.model.model) and self.model.backend != "openai":
+            raise ConfigError("model", f"no such model folder: {self.model.model}")
+        _check_finite(self, self.sampling, self.model, self.filters)
+        check_range(self.sampling, "seed", 0, MAX_SEED)
+        if self.generate:
+            from socialsynth.prompts import load_template
+
+            try:
+                load_template(self.template)
+            except InputError as e:
+                raise ConfigError("template", str(e)) from None
 
     def _check_mode(self) -> None:
         rates = self.ladder.positive_rates
@@ -159,15 +226,35 @@ class AugmentConfig:
             raise ConfigError("synthetic", "--synthetic is used by the ladder: add --positive-rates")
         if self.source is None:
             raise ConfigError("input", "give --input FILE (or --train/--val/--test for the ladder)")
-        if self.generate and not self.definition and self.definition_file is None:
-            raise ConfigError(
-                "definition", "give --definition TEXT or --definition-file FILE (e.g. data/label_definitions.yaml)"
-            )
+        if self.generate and self.ladder.synthetic is not None:
+            raise ConfigError("synthetic", "--synthetic replaces generation: leave out --n (or --synthetic to build "
+                              "the ladder on what this run generates)")
         if self.parsed_shard() is not None and rates is not None:
             raise ConfigError(
                 "positive_rates",
                 "a sharded run only generates: merge the shards, then run the ladder once with --synthetic MERGED",
             )
+
+    def _check_definition(self) -> None:
+        """The definition a generating run shows in every prompt: --definition, else the definitions file's entry
+        for --label-name (default: the target label); refused here, before any data or model is read."""
+        if not self.generate:
+            return
+        if self.definition is not None and not self.definition.strip():
+            raise ConfigError("definition", "must not be empty")
+        if self.definition:
+            return
+        if self.definition_file is None:
+            raise ConfigError("definition", "give --definition TEXT or --definition-file FILE (no bundled "
+                              "data/label_definitions.yaml here)")
+        self.definition_text()
+
+    def definition_text(self) -> str:
+        """The label's definition (InputError naming the file and the flag when it cannot be had)."""
+        from socialsynth.classify.labels import label_key
+        from socialsynth.jobs.augment.text import load_definition
+
+        return load_definition(self.definition, self.definition_file, self.label_name or label_key(self.target_label))
 
     # ------------------------------------------------------------------ derived values
 
@@ -221,6 +308,7 @@ class AugmentConfig:
             label_col=self.label_col,
             seed=self.sampling.seed,
             strict=lad.strict_rates,
+            skip_bad_rows=self.skip_bad_rows,
             evaluate=lad.evaluate,
             classifier=lad.classifier,
             epochs=lad.epochs,

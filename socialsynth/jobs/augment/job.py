@@ -111,11 +111,12 @@ class Augmenter:
         return build_chat(inputs.template, self.label_name, inputs.definition, examples, cfg.per_call,
                           cfg.filters.min_words, cfg.filters.max_words)  # fmt: skip
 
-    def generate(self, requests: Sequence[int], keys: list[str]) -> list:
+    def generate(self, chats: Sequence[list[dict]], keys: list[str]) -> list:
         """The backend's answers, tokens counted under "generate" when there is a run record."""
+        if not chats:
+            return []
         t0 = time.perf_counter()
-        completions = self.backend.generate([self.chat(r) for r in requests], self.params, keys=keys)
-        self.requests += len(requests)
+        completions = self.backend.generate(list(chats), self.params, keys=keys)
         if self.job_run is not None:
             self.job_run.count_tokens(
                 str(self.backend.describe().get("model") or self.backend.name),
@@ -126,11 +127,32 @@ class Augmenter:
             )
         return completions
 
+    def too_long(self, chats: Sequence[list[dict]]) -> dict[int, str]:
+        """Requests (by position) whose prompt and --max-new-tokens do not fit the model's context, with why."""
+        limit = getattr(self.backend, "context_length", lambda: None)()
+        if not limit:
+            return {}
+        out = {}
+        for i, chat in enumerate(chats):
+            n = self.backend.token_count(chat)
+            if n is not None and n + self.params.max_new_tokens > limit:
+                out[i] = (f"prompt of {n} tokens + --max-new-tokens {self.params.max_new_tokens} is more than the "
+                          f"model's context ({limit} tokens)")
+        return out
+
     def process(self, requests: Sequence[int]) -> list[dict]:
         keys = [self.request_key(r) for r in requests]
-        completions = self.generate(requests, keys)
+        chats = [self.chat(r) for r in requests]
+        too_long = self.too_long(chats)  # never sent, written with the reason (counted, and not retried)
+        sent = [i for i in range(len(requests)) if i not in too_long]
+        completions = dict(zip(sent, self.generate([chats[i] for i in sent], [keys[i] for i in sent]), strict=True))
+        self.requests += len(requests)
         records, items = [], []
-        for r, key, done in zip(requests, keys, completions, strict=True):
+        for i, (r, key) in enumerate(zip(requests, keys, strict=True)):
+            if i in too_long:
+                records.append(self.too_long_record(r, key, too_long[i]))
+                continue
+            done = completions[i]
             parsed = parse_list(done.text)
             generation = self.generation_info(r, key, done, parsed.notes)
             if not parsed.items:  # a failed request is a record too, so a rerun does not repeat it
@@ -144,6 +166,14 @@ class Augmenter:
                 items.append(rec)
         self.judge(items)
         return records
+
+    def too_long_record(self, r: int, key: str, why: str) -> dict:
+        generation = {"request": r, "request_seed": request_seed(self.params.seed, key),
+                      "example_ids": [self.inputs.real.ids[i] for i in self.example_rows(r)], "finish_reason": None,
+                      "new_tokens": 0, "parse_notes": []}
+        record = self.failed_record(key, None, False, generation)
+        record.update(status="too_long", error=why)
+        return record
 
     def generation_info(self, r: int, key: str, done, notes: list[str]) -> dict:
         return {
@@ -202,7 +232,33 @@ class Augmenter:
 
 
 def existing_records(path: Path) -> list[dict]:
-    return [rec for _, rec in iter_jsonl(path)] if Path(path).exists() else []
+    """The records already written; one that this job did not write is refused (file, line and field)."""
+    if not Path(path).exists():
+        return []
+    records = []
+    for line, rec in iter_jsonl(path):
+        problem = record_problem(rec)
+        if problem:
+            raise InputError("not a record of augment_labels.py (missing or of the wrong type): move the file away, "
+                             "or pass --overwrite to start over", path=path, line=line, field=problem)
+        records.append(rec)
+    return records
+
+
+def record_problem(rec: dict) -> str | None:
+    """The first field of ``rec`` that a record of this job cannot have as it is, or None."""
+    generation = rec.get("generation")
+    if not isinstance(generation, dict):
+        return "generation"
+    request = generation.get("request")
+    if not isinstance(request, int) or isinstance(request, bool) or request < 0:
+        return "generation.request"
+    for name, types in (("id", (str,)), ("status", (str,)), ("passed", (bool,)), ("text", (str, type(None)))):
+        if not isinstance(rec.get(name), types):
+            return name
+    if rec["status"] == "ok" and (not isinstance(rec.get("flags"), dict) or rec["text"] is None):
+        return "flags" if not isinstance(rec.get("flags"), dict) else "text"
+    return None
 
 
 def write_csv(path: Path, records: Sequence[dict], text_col: str, label_col: str, label_value) -> int:
@@ -291,7 +347,8 @@ def run_generation(cfg: AugmentConfig, backend=None, embedder=None) -> dict:
     inputs = load_inputs(cfg)
     plan = plan_requests(cfg)
     t0 = time.perf_counter()
-    with JobRun("augment", record_path(plan.out), cfg) as job_run:
+    with JobRun("augment", record_path(plan.out), cfg, outputs=[plan.out],
+                resume_safe=("n", "max_requests")) as job_run:
         describe_run(job_run, cfg, inputs, plan)
         with GracefulStop() as stop, JsonlWriter(plan.out) as writer:
             try:
@@ -313,8 +370,7 @@ def load_inputs(cfg: AugmentConfig) -> Inputs:
             path=cfg.source,
             field=cfg.label_col,
         )
-    definition = load_definition(cfg.definition, cfg.definition_file, cfg.label_name or target)
-    return Inputs(real, target, target_rows, definition, load_template(cfg.template))
+    return Inputs(real, target, target_rows, cfg.definition_text(), load_template(cfg.template))
 
 
 def plan_requests(cfg: AugmentConfig) -> Plan:
@@ -415,6 +471,7 @@ def record_outputs(job_run: JobRun, cfg: AugmentConfig, inputs: Inputs, plan: Pl
 def final_summary(job_run: JobRun, plan: Plan, seconds: float) -> dict:
     summary = dict(job_run.meta["summary"])
     summary.update(
+        skipped=dict(job_run.meta.get("skipped") or {}),
         output=str(plan.out),
         csv=str(csv_path(plan.out)),
         meta=str(job_run.path),
@@ -451,6 +508,7 @@ def summarise(records: Sequence[dict]) -> dict:
         "passed": sum(bool(rec.get("passed")) for rec in items),
         "refusals": statuses.get("refusal", 0),
         "requests_without_items": statuses.get("no_items", 0),
+        "requests_too_long": statuses.get("too_long", 0),
         "flag_counts": dict(sorted(flags.items())),
     }
 
@@ -460,6 +518,11 @@ def format_summary(s: dict) -> str:
         f"requests: {s['requests']} (refusals {s['refusals']}, no list items {s['requests_without_items']})",
         f"generated: {s['generated']}, passed all filters: {s['passed']} (target {s['target']})",
     ]
+    if s.get("requests_too_long"):
+        lines.append(f"not sent: {s['requests_too_long']} requests too long for the model's context (their real "
+                     "examples are too long: lower --max-words)")
+    if s.get("skipped"):
+        lines.append("skipped input rows: " + ", ".join(f"{k}: {v}" for k, v in s["skipped"].items()))
     if s["flag_counts"]:
         lines.append("flags: " + ", ".join(f"{k} {v}" for k, v in s["flag_counts"].items()))
     if not s["complete"]:

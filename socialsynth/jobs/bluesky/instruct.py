@@ -12,10 +12,15 @@ With `llm_fraction` > 0 that share of chains instead gets a summarise (the conve
 post) task whose answer an LLM writes. An example is a list of messages: `system` (the instruction), optionally
 `context` (a JSON list of `{user_id, text}`), and `assistant`, always a JSON string `{"text": ...}` (the seed's
 keyword task wrote raw text). Dolly-15k mixing from the seed is not done (no network).
+
+Bad input: a cluster file line that is not UTF-8 JSON or not an array stops the job with one line naming the file
+and line; chains without text or author, repeated chains, LLM prompts longer than the model's context and empty or
+refused LLM answers are counted by reason (the summary and the record's ``skipped``).
 """
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import random
@@ -75,24 +80,44 @@ class ClusterFile:
     chains: list[Chain] = field(default_factory=list)
     n_actions: int = 0
     n_bad_chains: int = 0  # chains with no message that has text, or elements that are not objects
+    n_duplicate_chains: int = 0  # lines repeating an earlier chain exactly (a doubled file): one example each
 
 
 def _is_action(row: list) -> bool:
     return len(row) == 2 and isinstance(row[1], dict) and "actions" in row[1]
 
 
+def _json_line(raw: bytes, path: Path, line_no: int) -> Any:
+    """One line of a cluster file as JSON; InputError naming the file and line for bytes that are not UTF-8 JSON."""
+    if line_no == 1 and raw.startswith(codecs.BOM_UTF8):
+        raw = raw[len(codecs.BOM_UTF8) :]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"not valid UTF-8 (byte {e.start + 1}): a damaged cluster file?", path=path,
+                         line=line_no) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"not valid JSON ({e.msg})", path=path, line=line_no) from None
+    except RecursionError:
+        raise InputError("not valid JSON (nested too deeply)", path=path, line=line_no) from None
+
+
 def read_cluster_file(path: Path) -> ClusterFile:
-    """Chains of one `cluster_<id>.jsonl`; action lines are counted and skipped. A line that is not a JSON array
-    raises InputError naming the file and line."""
+    """Chains of one `cluster_<id>.jsonl`; action lines, chains without text and repeated chains are counted and
+    skipped. A line that is not UTF-8 JSON or not a JSON array raises InputError naming the file and line."""
     out = ClusterFile()
-    with open(path, encoding="utf-8") as f:
-        for line_no, raw in enumerate(f, 1):
+    seen: set[str] = set()
+    try:
+        handle = open(path, "rb")
+    except OSError as e:
+        raise InputError(f"cannot read the cluster file: {e.strerror or e}", path=path) from None
+    with handle:
+        for line_no, raw in enumerate(handle, 1):
             if not raw.strip():
                 continue
-            try:
-                row = json.loads(raw)
-            except json.JSONDecodeError as e:
-                raise InputError(f"not valid JSON ({e.msg})", path=path, line=line_no) from None
+            row = _json_line(raw, path, line_no)
             if not isinstance(row, list):
                 raise InputError(f"expected a JSON array, got {type(row).__name__}", path=path, line=line_no)
             if _is_action(row):
@@ -105,7 +130,12 @@ def read_cluster_file(path: Path) -> ClusterFile:
             if not messages or not messages[-1].get("user_id"):
                 out.n_bad_chains += 1
                 continue
-            out.chains.append(Chain(len(out.chains) + out.n_bad_chains, messages))
+            key = json.dumps(row, sort_keys=True, ensure_ascii=False)
+            if key in seen:
+                out.n_duplicate_chains += 1
+                continue
+            seen.add(key)
+            out.chains.append(Chain(len(out.chains) + out.n_bad_chains + out.n_duplicate_chains, messages))
     return out
 
 
@@ -231,6 +261,23 @@ def build_cluster(
     return examples, counts
 
 
+_UNSAFE_ID = re.compile(r"[/\\:\x00-\x1f]|\.\.")
+
+
+def safe_cluster_id(cid: str) -> bool:
+    """Whether a cluster id (from a file name) can name an output file in the output folder: not empty, not
+    starting with a dot, without ``..``, a path separator, ``:`` (task ids use it) or a control character."""
+    return bool(cid) and not cid.startswith(".") and not _UNSAFE_ID.search(cid) and len(cid) <= 200
+
+
+def output_file(output_dir: Path, cid: str) -> Path:
+    """``<output-dir>/instruct_cluster_<cid>.jsonl``; refuses a name that would leave the output folder."""
+    path = Path(output_dir) / f"instruct_cluster_{cid}.jsonl"
+    if not safe_cluster_id(cid) or path.parent != Path(output_dir):
+        raise InputError(f"cluster id {cid!r} cannot name an output file", path=output_dir)
+    return path
+
+
 def cluster_files(input_dir: Path) -> list[tuple[str, Path]]:
     if not input_dir.is_dir():
         raise InputError(
@@ -239,6 +286,11 @@ def cluster_files(input_dir: Path) -> list[tuple[str, Path]]:
     found = []
     for p in input_dir.glob("cluster_*.jsonl"):
         cid = p.stem[len("cluster_") :]
+        if not p.is_file():
+            raise InputError("named like a cluster file but not a file; move it out of the folder", path=p)
+        if not safe_cluster_id(cid):
+            raise InputError(f"cluster id {cid!r} cannot name an output file (a leading dot, '..', ':' or a control "
+                             "character); rename the file", path=p)
         found.append((cid, p))
     if not found:
         raise InputError("no cluster_<id>.jsonl files", path=input_dir)
@@ -248,6 +300,7 @@ def cluster_files(input_dir: Path) -> list[tuple[str, Path]]:
 # ------------------------------------------------------------------------------------------- the job
 
 ANSWERS_FILE = "instruct_llm_answers.jsonl"
+TOO_LONG = "too_long"  # finish_reason of a request not sent: its prompt does not fit the model's context
 STATIC_META = {
     "assistant_format": 'JSON string {"text": ...} for every task',
     "dolly_mixing": "not done (no network)",
@@ -274,23 +327,57 @@ class _LLM:
         self.factory = backend_factory
         self.run = run
         self.answers = answers
+        self.failed: set[str] = set()  # ids of requests the engine refused in this run (not written)
 
-    def answer(self, tasks: Sequence[LLMTask]) -> list[dict[str, Any]]:
-        """Generate one chunk; return the records to write (a request the server refused is left for a rerun)."""
+    def ready(self) -> None:
+        """Load the backend if it is not loaded yet (before any progress bar: a model that cannot be loaded is one
+        line of error)."""
         if self.backend is None:
             self.backend = self.factory()
+
+    def answer(self, tasks: Sequence[LLMTask]) -> list[dict[str, Any]]:
+        """Generate one chunk; return the records to write (a request the server refused is left for a rerun).
+
+        A prompt that with --max-new-tokens does not fit the model's context is not sent (a 2 MB post would make
+        the engine allocate for all of it): its record says ``too_long`` and its example is counted as skipped."""
+        self.ready()
         chats = [llm_prompt(t.task, t.chain)[1] for t in tasks]
-        t0 = time.perf_counter()
-        outs = self.backend.generate(chats, self.params, keys=[t.id for t in tasks])
-        self._count(tasks, outs, time.perf_counter() - t0)
         records = []
-        for t, out in zip(tasks, outs, strict=True):
-            record = {"id": t.id, "cluster": t.cluster, "task": t.task, "chain": t.chain.index,
-                      "text": out.text.strip(), "finish_reason": out.finish_reason}
-            self.answers[t.id] = record
-            if out.finish_reason != "error":
-                records.append(record)
+        fits = []
+        for t, chat in zip(tasks, chats, strict=True):
+            why = self._too_long(chat)
+            if why:
+                records.append(self._record(t, "", TOO_LONG, error=why))
+            else:
+                fits.append((t, chat))
+        if not fits:
+            return records
+        t0 = time.perf_counter()
+        outs = self.backend.generate([c for _, c in fits], self.params, keys=[t.id for t, _ in fits])
+        self._count([t for t, _ in fits], outs, time.perf_counter() - t0)
+        for (t, _), out in zip(fits, outs, strict=True):
+            if out.finish_reason == "error":  # neither written nor used: a rerun asks again
+                self.failed.add(t.id)
+            else:
+                records.append(self._record(t, out.text.strip(), out.finish_reason))
         return records
+
+    def _record(self, t: LLMTask, text: str, finish_reason: str, **extra: Any) -> dict[str, Any]:
+        record = {"id": t.id, "cluster": t.cluster, "task": t.task, "chain": t.chain.index, "text": text,
+                  "finish_reason": finish_reason, **extra}
+        self.answers[t.id] = record
+        return record
+
+    def _too_long(self, chat: list[dict[str, str]]) -> str:
+        """Why a prompt does not fit the model's context with --max-new-tokens ("" when it fits or none is known)."""
+        limit = self.backend.context_length() if hasattr(self.backend, "context_length") else None
+        if not limit:
+            return ""
+        n = self.backend.token_count(chat) if hasattr(self.backend, "token_count") else None
+        new = self.params.max_new_tokens
+        if n is None or n + new <= limit:
+            return ""
+        return f"prompt of {n} tokens + --max-new-tokens {new} is more than the model's context ({limit} tokens)"
 
     def _count(self, tasks: Sequence[LLMTask], outs: Sequence[Any], seconds: float) -> None:
         """Tokens in and out per stage (the task: summarize, paraphrase); the chunk's time is shared by count."""
@@ -310,12 +397,24 @@ def _model_name(backend: Any) -> str:
 
 
 def _read_answers(path: Path) -> dict[str, dict[str, Any]]:
-    """Answers already written by earlier runs, by id (the writer has repaired a torn last line)."""
+    """Answers already written by earlier runs, by id (the writer has repaired a torn last line and refused a broken
+    one elsewhere). A record that is not an answer (no id, a text that is not a string) is refused naming its line:
+    its id would count as answered and its example would be lost or wrong."""
     if not path.exists():
         return {}
-    with open(path, encoding="utf-8") as handle:
-        records = [json.loads(line) for line in handle if line.strip()]
-    return {str(r["id"]): r for r in records}
+    answers: dict[str, dict[str, Any]] = {}
+    with open(path, "rb") as handle:
+        for line_no, raw in enumerate(handle, 1):
+            if not raw.strip():
+                continue
+            record = json.loads(raw.decode("utf-8"))
+            for name, kinds in (("id", (str, int)), ("text", (str,))):
+                value = record.get(name) if isinstance(record, dict) else None
+                if not isinstance(value, kinds) or isinstance(value, bool):
+                    raise InputError(f"not an answer record of this job ({name} is {type(value).__name__}); delete "
+                                     "the file or pass --overwrite to start over", path=path, line=line_no, field=name)
+            answers.setdefault(str(record["id"]), record)
+    return answers
 
 
 def llm_tasks(cid: str, examples: list[tuple[str, Chain | None, list[dict[str, str]]]]) -> list[LLMTask]:
@@ -334,6 +433,7 @@ def _cluster_info(path: Path, cluster: ClusterFile, max_chains: int, n_lines: in
         "sampled": min(len(cluster.chains), max_chains),
         "skipped_action_lines": cluster.n_actions,
         "skipped_bad_chains": cluster.n_bad_chains,
+        "skipped_duplicate_chains": cluster.n_duplicate_chains,
         "examples": n_lines,
         "tasks": dict(sorted(counts.items())),
     }
@@ -348,23 +448,72 @@ def build_cluster_file(cfg: InstructConfig, cid: str, path: Path, llm: _LLM, wri
     tasks = llm_tasks(cid, examples)
     todo = [t for t in tasks if t.id not in writer]
     if todo:
+        llm.ready()
         run_chunks(todo, llm.answer, writer, cfg.batch_size, stop, desc="requests",
                    resume_hint="rerun the same command to resume: answers already written are kept")
     failed: Counter = Counter()
+    too_long: Counter = Counter()
+    refused: Counter = Counter()
     for t in tasks:
-        text = llm.answers.get(t.id, {}).get("text", "")
-        if text:
-            examples[t.example][2].append(_answer(text))
+        answer = llm.answers.get(t.id, {})
+        if answer.get("text"):
+            examples[t.example][2].append(_answer(answer["text"]))
             counts[t.task] += 1
+        elif t.id in llm.failed:
+            refused[t.task] += 1
+        elif answer.get("finish_reason") == TOO_LONG:
+            too_long[t.task] += 1
         else:
             failed[t.task] += 1
     lines = [json.dumps(msgs, ensure_ascii=False) for _, _, msgs in examples if msgs[-1]["role"] == "assistant"]
-    atomic_write_text(cfg.output_dir / f"instruct_cluster_{cid}.jsonl", "".join(x + "\n" for x in lines))
+    atomic_write_text(output_file(cfg.output_dir, cid), "".join(x + "\n" for x in lines))
     info = _cluster_info(path, cluster, cfg.max_chains, len(lines), counts)
     if failed:
         info["llm_empty_skipped"] = dict(failed)
+    if too_long:
+        info["llm_too_long_skipped"] = dict(too_long)
+    if refused:
+        info["llm_failed"] = dict(refused)
     log.info("cluster %s: %d examples %s", cid, len(lines), dict(counts))
     return info, counts
+
+
+# (reason shown and recorded, key of a cluster's info): what is left out, beside the action lines (not chains)
+SKIP_REASONS = (
+    ("chain without text or author", "skipped_bad_chains"),
+    ("duplicate chain", "skipped_duplicate_chains"),
+    ("LLM prompt longer than the model's context", "llm_too_long_skipped"),
+    ("empty LLM answer", "llm_empty_skipped"),
+    ("LLM request failed (a rerun asks again)", "llm_failed"),
+)
+
+
+def _skips(info: dict[str, Any]) -> dict[str, int]:
+    out = {}
+    for reason, key in SKIP_REASONS:
+        value = info.get(key) or 0
+        n = sum(value.values()) if isinstance(value, dict) else int(value)
+        if n:
+            out[reason] = n
+    return out
+
+
+def skipped_totals(clusters: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """Chains and LLM examples left out over every cluster, by reason (the record's ``skipped``)."""
+    totals: Counter = Counter()
+    for info in clusters.values():
+        totals.update(_skips(info))
+    return dict(totals)
+
+
+def check_some_chains(clusters: dict[str, dict[str, Any]], input_dir: Path) -> None:
+    """InputError when no cluster file holds a single usable chain (empty files, or only actions)."""
+    if any(info["chains"] for info in clusters.values()):
+        return
+    skipped = sum(info["skipped_bad_chains"] for info in clusters.values())
+    actions = sum(info["skipped_action_lines"] for info in clusters.values())
+    raise InputError(f"no usable chain in {len(clusters)} cluster file(s) ({actions} action lines, {skipped} chains "
+                     "without text or author): nothing to build examples from", path=input_dir)
 
 
 def run_instruct_job(cfg: InstructConfig, backend=None, params=None, backend_factory=None) -> dict[str, Any]:
@@ -378,7 +527,8 @@ def run_instruct_job(cfg: InstructConfig, backend=None, params=None, backend_fac
     params = params if params is not None else cfg.sampling.params()
     backend_factory = backend_factory or cfg.model.spec(seed=cfg.seed).load
     cfg.output_dir.mkdir(parents=True, exist_ok=True)
-    with JobRun("instruct", cfg.record_file, cfg) as run, GracefulStop() as stop:
+    with JobRun("instruct", cfg.record_file, cfg, outputs=[cfg.output_dir / ANSWERS_FILE]) as run, \
+            GracefulStop() as stop:
         run.meta.update(input_dir=str(cfg.input_dir), max_chains=cfg.max_chains, seed=cfg.seed,
                         llm_fraction=cfg.llm_fraction, **STATIC_META, clusters={}, totals={})
         with JsonlWriter(cfg.output_dir / ANSWERS_FILE) as writer:
@@ -389,11 +539,13 @@ def run_instruct_job(cfg: InstructConfig, backend=None, params=None, backend_fac
                 run.meta["clusters"][cid] = info
                 totals.update(counts)
                 run.save()
+        check_some_chains(run.meta["clusters"], cfg.input_dir)
         run.meta["totals"] = dict(sorted(totals.items()))
+        run.meta["skipped"] = skipped_totals(run.meta["clusters"])
         run.meta["n_written"] = sum(info["examples"] for info in run.meta["clusters"].values())
         run.meta["llm_answers"] = str(writer.path) if writer.done else None
         run.note_items(run.meta["n_written"])
-        run.mark_complete(True)
+        run.mark_complete(not llm.failed)  # a refused request is asked again by a rerun
     return run.meta
 
 
@@ -403,9 +555,9 @@ def format_summary(meta: dict[str, Any], output_dir: Path, record: Path) -> str:
     for cid, info in meta["clusters"].items():
         tasks = ", ".join(f"{task} {n}" for task, n in info["tasks"].items())
         line = f"cluster {cid}: {info['examples']} examples from {info['sampled']} chains ({tasks})"
-        skipped = info.get("llm_empty_skipped") or {}
+        skipped = _skips(info)
         if skipped:
-            line += "; empty LLM answers skipped: " + ", ".join(f"{k} {v}" for k, v in skipped.items())
+            line += "; skipped: " + ", ".join(f"{reason} {n}" for reason, n in skipped.items())
         lines.append(line)
     totals = ", ".join(f"{task} {n}" for task, n in meta["totals"].items())
     lines.append(f"total: {meta.get('n_written', 0)} examples ({totals})")

@@ -5,7 +5,9 @@
     user_clusters.json, a cluster report, a 2-D map and meta.json; the run record is <output-dir>/cluster.meta.json
 
 The parsed-users cache is JSON (gzip), keyed by the input files (path, size, mtime), the day range and the parser
-version, so a changed input or date range is parsed again (the seed reused any cache with 10 users).
+version, so a changed input or date range is parsed again (the seed reused any cache with 10 users); a damaged
+cache is parsed again, with a note. Input files with no usable event at all, or a file that cannot be read whole,
+stop the job with one line naming them; every line or event left out is counted by reason (``skipped``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import hashlib
 import json
 import logging
 import time
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -59,11 +62,13 @@ def load_users(cfg: ClusterConfig):
 
     files = find_input_files(cfg.data_root, cfg.start_date, cfg.end_date)
     cache = cfg.caches / f"users-{cache_key(files, cfg)}.json.gz"
+    damaged = False
     if cache.exists() and not cfg.force_parse:
-        log.info("reusing parsed users from %s", cache)
-        with gzip.open(cache, "rt", encoding="utf-8") as handle:
-            blob = json.load(handle)
-        return UserData.from_dict(blob["users"]), EventStats.from_dict(blob["stats"]), files, str(cache)
+        cached = read_users_cache(cache)
+        if cached is not None:
+            log.info("reusing parsed users from %s", cache)
+            return *cached, files, str(cache)
+        damaged = True
     data, stats = UserData(), EventStats()
     paths = [str(p) for p in files]
     if cfg.n_workers > 1 and len(paths) > 1:
@@ -77,12 +82,37 @@ def load_users(cfg: ClusterConfig):
     else:
         for path in paths:
             data.add_all(parse_file(path, stats))
+    check_some_events(stats, cfg)
+    if damaged:
+        stats.notes["damaged parsed-users cache (parsed again)"] += 1
     cfg.caches.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(".tmp")
     with gzip.open(tmp, "wt", encoding="utf-8") as handle:
         json.dump({"users": data.to_dict(), "stats": stats.to_dict()}, handle)
     tmp.replace(cache)
     return data, stats, files, str(cache)
+
+
+def read_users_cache(cache: Path):
+    """(users, stats) from a parsed-users cache, or None (with a warning) when it is damaged: it is parsed again."""
+    from socialsynth.jobs.bluesky.users import UserData
+
+    try:
+        with gzip.open(cache, "rt", encoding="utf-8") as handle:
+            blob = json.load(handle)
+        return UserData.from_dict(blob["users"]), EventStats.from_dict(blob["stats"])
+    except (OSError, EOFError, ValueError, zlib.error, KeyError, TypeError, AttributeError) as exc:
+        log.warning("%s: damaged parsed-users cache (%s); parsing the input again", cache, exc)
+        return None
+
+
+def check_some_events(stats: EventStats, cfg: ClusterConfig) -> None:
+    """InputError when the input files hold no usable event at all (empty, or every line skipped)."""
+    if stats.total_events:
+        return
+    reasons = ", ".join(f"{reason} {n}" for reason, n in stats.skipped.most_common(5)) or "no lines"
+    raise InputError(f"no usable Jetstream events in {stats.files} file(s) ({stats.lines} lines; skipped: {reasons})",
+                     path=cfg.data_root)
 
 
 # ------------------------------------------------------------------------------------------- the job
@@ -151,11 +181,20 @@ def check_enough_users(users: list[str], cfg: ClusterConfig) -> None:
 
 
 def make_embedder(cfg: ClusterConfig):
+    """The sentence embedder of --embedding-model; a model that cannot be found or loaded is one InputError."""
     from socialsynth.text.embeddings import Embedder
 
-    return Embedder(
-        cfg.embedding_model, device=cfg.device, cache_dir=cfg.caches / "embeddings", devices=cfg.embed_device_list
-    )
+    try:
+        return Embedder(
+            cfg.embedding_model, device=cfg.device, cache_dir=cfg.caches / "embeddings", devices=cfg.embed_device_list
+        )
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise  # a full disk or a permission: the environment, reported by run_main
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise InputError(f"cannot load the embedding model {cfg.embedding_model}: {first} (give a sentence-"
+                         "transformers folder, or a model id in the local Hugging Face cache when offline)",
+                         field="--embedding-model") from None
 
 
 def cluster_vectors(X: np.ndarray, cfg: ClusterConfig) -> Clustering:
@@ -247,6 +286,7 @@ def run_cluster_job(cfg: ClusterConfig) -> dict:
             "input_files": len(files),
             "users_cache": cache,
             "events": stats.to_dict(),
+            "skipped": skipped_counts(stats, data),
             "users": {"all": len(data.users), "clustered": len(users), "language": language_counts},
             "unmatched_deletes": dict(data.unmatched_deletes()),
             "chains": asdict(chain_stats) if hasattr(chain_stats, "__dataclass_fields__") else str(chain_stats),
@@ -268,6 +308,14 @@ def run_cluster_job(cfg: ClusterConfig) -> dict:
     meta["output"] = str(out)
     meta["event_report"] = stats.format()
     return meta
+
+
+def skipped_counts(stats: EventStats, data) -> dict[str, int]:
+    """Every input line or event left out, by reason: the parser's skips and the replayed duplicates dropped."""
+    skipped = dict(stats.skipped.most_common())
+    if data.duplicates:
+        skipped["duplicate event (replayed)"] = data.duplicates
+    return skipped
 
 
 def record(run: JobRun, meta: dict, out: Path) -> None:
@@ -293,6 +341,9 @@ def format_report(report: list[dict]) -> str:
 def format_summary(meta: dict) -> str:
     lines = [meta["event_report"], ""]
     users = meta["users"]
+    duplicates = meta.get("skipped", {}).get("duplicate event (replayed)")
+    if duplicates:
+        lines.append(f"duplicate event (replayed): {duplicates} dropped")
     lines.append(f"users: {users['all']} in the data, {users['clustered']} clustered (English rule)")
     if meta.get("silhouette"):
         curve = ", ".join(f"k={k}: {v:.3f}" for k, v in meta["silhouette"].items())

@@ -133,13 +133,27 @@ def _fill_delete(item: dict[str, Any], created: dict[str, Any]) -> None:
         item["created_at"] = created.get("created_at", "")
 
 
+def _change_key(kind: str, item: dict[str, Any]) -> tuple[str, ...] | None:
+    """What makes a delete or a post update the same event when seen twice (Jetstream replays after a reconnect);
+    None for creates (deduplicated by URI) and for items without a URI."""
+    uri = item.get("uri") or ""
+    if not uri:
+        return None
+    if kind in _DELETES:
+        return kind, uri
+    if kind == "post_update":  # a post may be edited many times: the same edit has the same cid (or text and time)
+        return kind, uri, str(item.get("cid") or ""), str(item.get("text") or ""), str(item.get("unix_epoch"))
+    return None
+
+
 class UserData:
     """All users met in an event stream, with URI indexes. Build with :meth:`add` / :meth:`add_all`."""
 
     def __init__(self) -> None:
         self.users: dict[str, User] = {}
-        self.duplicates = 0  # creates seen twice (same URI), dropped
+        self.duplicates = 0  # events seen twice (a create of the same URI, the same delete or update), dropped
         self._created: dict[str, dict[str, Any]] = {}  # at-uri -> created item (any collection)
+        self._changes: set[tuple[str, ...]] = set()  # deletes and post updates already placed (see _change_key)
         self._posts: dict[str, tuple[str, dict[str, Any]]] = {}  # post uri -> (author did, item)
 
     # ---------------------------------------------------------------- building
@@ -176,6 +190,12 @@ class UserData:
     def _place(self, user: User, kind: str, item: dict[str, Any], later: UserData | None = None) -> None:
         name = _LIST_OF_KIND[kind]
         uri = item["uri"]
+        change = _change_key(kind, item)
+        if change is not None:  # a replayed delete or update would become a second action in the cluster files
+            if change in self._changes:
+                self.duplicates += 1
+                return
+            self._changes.add(change)
         if kind in _DELETES:
             created = self._created.get(uri) if not item.get("matched") else None
             # when merging, a create that ``later`` itself holds came after this delete: one pass would not match it
@@ -241,6 +261,8 @@ class UserData:
             user = out.users[did] = User.from_dict(did, raw)
             for name in LISTS:
                 if name in ("unlikes", "unreposts", "unfollows", "unblocks", "post_deletes", "post_updates"):
+                    keys = (_change_key(_KIND_OF_LIST[name], item) for item in getattr(user, name))
+                    out._changes.update(key for key in keys if key is not None)
                     continue
                 for item in getattr(user, name):
                     if item.get("uri"):

@@ -44,17 +44,27 @@ def _command(argv: Sequence[str] | None) -> str:
 
 def run_judge(cfg: NormsConfig) -> int:
     """--judge-agreement: rate both comments of each labelled pair per dimension; print and write the agreement."""
+    from collections import Counter
+
     from socialsynth.core.io import atomic_write_json
-    from socialsynth.jobs.norms.judge import format_report, judge_agreement, load_pairs
+    from socialsynth.jobs.norms.judge import drop_long_pairs, format_report, judge_agreement, load_pairs
     from socialsynth.jobs.norms.rewrite import Rater
     from socialsynth.prompts import load_template
 
-    rows, dims = load_pairs(cfg.judge_agreement, cfg.judge_topics)
+    skipped: Counter = Counter()
+    rows, dims = load_pairs(cfg.judge_agreement, cfg.judge_topics, skipped)
     backend = cfg.engine().load()
     rating_params = cfg.sampling.params(temperature=0.0, max_new_tokens=12)  # answers, not prose: greedy and brief
     template = load_template(cfg.rating_template) if cfg.rating_template else None
-    report = judge_agreement(lambda dim: Rater(backend, dim, cfg.rating_method, template, rating_params), rows, dims)
+
+    def rater_for(dim):
+        return Rater(backend, dim, cfg.rating_method, template, rating_params)
+
+    rows = drop_long_pairs(rows, dims, rater_for, backend.context_length(), skipped)
+    report = judge_agreement(rater_for, rows, dims)
     print(f"{len(rows)} pairs from {cfg.judge_agreement}; model {cfg.model.model}; rating method {cfg.rating_method}")
+    if skipped:
+        print("skipped pairs: " + ", ".join(f"{k}: {v}" for k, v in sorted(skipped.items())))
     print(format_report(report))
     out = Path(cfg.output_dir) / f"judge_agreement_{Path(cfg.judge_agreement).stem}_{cfg.rating_method}.json"
     atomic_write_json(
@@ -66,6 +76,7 @@ def run_judge(cfg: NormsConfig) -> int:
             "rating_method": cfg.rating_method,
             "rating_method_used": report.methods_used,
             "rating_method_notes": report.method_notes,
+            "skipped": dict(skipped),
             "report": report.to_dict(),
         },
     )

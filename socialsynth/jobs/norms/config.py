@@ -7,7 +7,8 @@ research code's spelling; a bad value is one line naming the flag (exit 2) befor
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from socialsynth.core.config import (
@@ -15,17 +16,20 @@ from socialsynth.core.config import (
     RangeArgs,
     check_choice,
     check_min,
+    check_output_folder,
     check_range,
     comma_list,
     default_dir,
     flag,
     group,
+    overwrite_flag,
 )
 from socialsynth.core.errors import InputError
 from socialsynth.llm.args import ModelArgs, SamplingArgs
 from socialsynth.prompts import known_dimensions, load_dimension, load_template
 
 LEVELS = (1, 2, 3, 4, 5)
+MAX_SEED = 2**31 - 1  # numpy and torch take seeds below 2**32; each request's seed derives from the job seed
 RATING_METHODS = ("likelihood", "logits", "generate")
 
 
@@ -101,6 +105,7 @@ class NormsConfig:
     range: RangeArgs = group(RangeArgs)
     model: ModelArgs = group(ModelArgs)
     sampling: SamplingArgs = group(SamplingArgs)
+    overwrite: bool = overwrite_flag()
 
     def __post_init__(self) -> None:
         self.levels = tuple(self.levels)
@@ -110,10 +115,38 @@ class NormsConfig:
         check_min(self, "max_perplexity", 0)
         if not self.levels or any(level not in LEVELS for level in self.levels):
             raise ConfigError("levels", f"levels must be among 1-5, got {list(self.levels)}")
-        for name in ("rewrite_template", "rating_template"):
-            if getattr(self, name) is not None:
-                _check_loads(self, name, load_template)
+        if self.embedding_model is not None and not self.embedding_model.strip():
+            raise ConfigError("embedding_model", "must not be empty (use 'none' to skip the content check)")
+        self._check_templates()
         self._check_mode()
+        self._check_places()
+
+    def _check_templates(self) -> None:
+        """Each template loads and fills the prompts it is used for (a bad {field} would crash at the first comment)."""
+        from socialsynth.jobs.norms.rewrite import template_problem
+
+        uses = {"rewrite_template": "rewrite",
+                "rating_template": "likelihood" if self.rating_method == "likelihood" else "rating"}
+        for name, use in uses.items():
+            if getattr(self, name) is not None:
+                template = _check_loads(self, name, load_template)
+                problem = template_problem(template, use)
+                if problem:
+                    raise ConfigError(name, f"template {template.name!r} cannot build the {use} prompts: {problem}")
+
+    def _check_places(self) -> None:
+        """Names that become file names stay inside the output folder, and the folders are folders."""
+        if self.subreddit is not None:
+            check_file_name(self, "subreddit", self.subreddit)
+        if self.norm_dimension is not None:
+            dim = load_dimension(self.norm_dimension)
+            problem = file_name_problem(dim.name)
+            if problem:
+                raise ConfigError("norm_dimension", f"{dim.source}: dimension name {dim.name!r} {problem}")
+        data = Path(self.data_dir)
+        if self.input is None and self.judge_agreement is None and data.exists() and not data.is_dir():
+            raise ConfigError("data_dir", f"{data} is a file, not a folder (give a file with --input)")
+        check_output_folder(self, "output_dir")
 
     def _check_mode(self) -> None:
         if self.judge_agreement is not None:
@@ -133,6 +166,12 @@ class NormsConfig:
     def _check_counts(self) -> None:
         for name in ("batch_size", "sub_batch_size", "max_batch_tokens", "max_comment_chars"):
             check_min(self, name, 1)
+        for part in (self, self.sampling, self.model):  # nan passes every comparison; inf is no setting either
+            for f in fields(part):
+                value = getattr(part, f.name)
+                if isinstance(value, float) and not math.isfinite(value):
+                    raise ConfigError(f.name, f"must be a finite number, got {value}")
+        check_range(self.sampling, "seed", 0, MAX_SEED)
 
     # ------------------------------------------------------------------ derived values
 
@@ -151,9 +190,28 @@ class NormsConfig:
         return self.sampling.params()
 
 
-def _check_loads(cfg: NormsConfig, name: str, load) -> None:
+def _check_loads(cfg: NormsConfig, name: str, load):
     """A dimension or template that does not load is a ConfigError naming its flag (the loader's reason)."""
+    value = getattr(cfg, name)
     try:
-        load(getattr(cfg, name))
+        return load(value)
     except InputError as e:
         raise ConfigError(name, str(e)) from None
+    except OSError as e:  # a folder or an unreadable file named like a YAML file
+        raise ConfigError(name, f"{value}: cannot read it ({e.strerror or e})") from None
+
+
+def file_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be part of an output file name (it would leave the output folder), or None."""
+    if not name.strip():
+        return "is empty"
+    if any(sep in name for sep in ("/", "\\", "\0")) or name in (".", ".."):
+        return "must be a plain name, without path separators or '..' (it becomes part of the output file name)"
+    return None
+
+
+def check_file_name(cfg, name: str, value: str) -> None:
+    """Raise ConfigError naming the flag when ``value`` cannot be part of an output file name."""
+    problem = file_name_problem(value)
+    if problem:
+        raise ConfigError(name, f"{value!r} {problem}")

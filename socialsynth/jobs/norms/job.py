@@ -12,12 +12,21 @@ from pathlib import Path
 
 from socialsynth.classify.presets import INFERENCE_IDS
 from socialsynth.core.errors import InputError
-from socialsynth.core.io import JsonlWriter, iter_jsonl, read_records, select_range, shard_path
+from socialsynth.core.io import (
+    JsonlWriter,
+    ReadResult,
+    iter_jsonl,
+    read_records,
+    read_text_file,
+    select_range,
+    shard_path,
+)
 from socialsynth.core.provenance import command_line
 from socialsynth.core.run import JobRun, record_path, throughput
 from socialsynth.core.runner import GracefulStop, RunCounts, run_chunks
 from socialsynth.jobs.norms.config import NormsConfig
 from socialsynth.jobs.norms.rewrite import NormRewriter, Rater, RewriteFilters
+from socialsynth.jobs.prepare.reddit import usable_id  # the processed-comment format prepare writes
 from socialsynth.llm.base import Backend
 from socialsynth.prompts import Dimension, load_dimension, load_template
 
@@ -42,6 +51,17 @@ def find_input(data_dir: Path, subreddit: str, allow_pickle: bool) -> Path:
     )
 
 
+def check_models(cfg: NormsConfig) -> None:
+    """The generator and the embedding model can be found (a folder, or an id cached while offline): refused in one
+    line before the input is read, not after the generator has loaded."""
+    from socialsynth.llm.loading import check_embedding_model_available, check_model_available
+
+    if cfg.model.backend != "openai" and cfg.model.model != "embedded":
+        check_model_available(cfg.model.model, flag="-m/--model")
+    if cfg.embedding_model and cfg.embedding_model != "embedded":
+        check_embedding_model_available(cfg.embedding_model)
+
+
 def inference_ids(upvote_dir: Path | None) -> set[str] | None:
     """The ids held out from upvote-model training, if that list exists (only those are rewritten)."""
     if upvote_dir is None:
@@ -50,7 +70,8 @@ def inference_ids(upvote_dir: Path | None) -> set[str] | None:
     if not path.exists():
         log.info("%s not found: rewriting every comment", path)
         return None
-    return {line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}
+    text = read_text_file(path, "the list of inference ids")
+    return {line.strip() for line in text.splitlines() if line.strip()}
 
 
 def preference_scorer(cfg: NormsConfig):
@@ -104,44 +125,103 @@ class Models:
 def run(cfg: NormsConfig, command: str | None = None) -> dict:
     """Run (or resume) the job; return the summary. Raises InputError for bad input, Interrupted on SIGTERM."""
     command = command or command_line()
+    check_models(cfg)
     dim = load_dimension(cfg.norm_dimension)
     inputs = load_inputs(cfg)
     shard = cfg.shard
+    if cfg.range.start_idx and cfg.range.start_idx >= len(inputs.rows):
+        raise InputError(f"{cfg.range.start_idx} is past the end of the input ({len(inputs.rows)} comments after "
+                         "the skips)", field="--start-idx")
     selected = select_range(inputs.rows, cfg.range.start_idx, cfg.range.end_idx, shard)
     out = output_path(cfg, dim.name, shard)
-    with GracefulStop() as stop, JsonlWriter(out) as writer, JobRun("norms", record_path(out), cfg,
-                                                                     command=command) as job:
+    if out.is_dir():
+        raise InputError("is a folder, not an output file: remove it or choose another -o", path=out)
+    with JobRun("norms", record_path(out), cfg, command=command, outputs=[out]) as job, GracefulStop() as stop, \
+            JsonlWriter(out) as writer:
         job.meta.update(describe_inputs(inputs, out, dim, selected, shard))
         todo = [(i, r) for i, r in selected if str(r["id"]) not in writer.done]
         log.info("%s: %d comments selected, %d already written, %d to do -> %s", inputs.path, len(selected),
                  len(selected) - len(todo), len(todo), out)
         models = counts = None
+        too_long: set[str] = set()
         try:
             if todo:
                 models = load_models(cfg, dim, job)
+                todo, too_long = drop_too_long(models, todo, job.meta["skipped"])
                 counts = rewrite_all(cfg, models, todo, writer, stop, job, command)
         finally:
-            record_outcome(job, cfg, out, writer, selected, models, counts)
+            record_outcome(job, cfg, out, writer, [s for s in selected if str(s[1]["id"]) not in too_long], models,
+                           counts)
     return report(job.meta, out, dim.name)
 
 
 def load_inputs(cfg: NormsConfig) -> Inputs:
-    """Read the comments, then drop (and count) overlong ones and those outside the upvote model's held-out ids."""
+    """Read the comments, then drop (and count) rows without a usable id, repeated ids, overlong comments and those
+    outside the upvote model's held-out ids."""
     path = cfg.input or find_input(Path(cfg.data_dir), cfg.subreddit, cfg.allow_pickle)
     data = read_records(path, allow_pickle=cfg.allow_pickle, required=("id", "comment"), nonempty=("comment",),
                         on_bad_row="skip" if cfg.skip_bad_rows else "error")
     if not data.records and not data.skipped:
         raise InputError("the file has no records", path=path)
     skipped = Counter(data.skipped)
-    rows = [r for r in data.records if len(r["comment"]) <= cfg.max_comment_chars]
-    if len(rows) < len(data.records):
-        skipped[f"comment longer than {cfg.max_comment_chars} characters"] += len(data.records) - len(rows)
+    records = unique_ids(data, skipped, cfg.skip_bad_rows)
+    rows = [r for r in records if len(r["comment"]) <= cfg.max_comment_chars]
+    if len(rows) < len(records):
+        skipped[f"comment longer than {cfg.max_comment_chars} characters"] += len(records) - len(rows)
     wanted = inference_ids(cfg.upvote_dir)
     if wanted is not None:
         before = len(rows)
         rows = [r for r in rows if str(r["id"]) in wanted]
         skipped["not in inference_sample_ids.txt"] += before - len(rows)
     return Inputs(Path(path), len(data.records), rows, skipped)
+
+
+def unique_ids(data: ReadResult, skipped: Counter, skip_bad_rows: bool) -> list[dict]:
+    """The rows with a usable id, each id once: a repeated id keeps its first row and counts the others as a skip
+    ("duplicate id", with a warning naming a few); a row without a usable id is an error naming its line (a
+    counted skip with --skip-bad-rows)."""
+    kept, seen, repeated = [], set(), []
+    for row, line in zip(data.records, data.line_numbers, strict=True):
+        if not usable_id(row["id"]):
+            if not skip_bad_rows:
+                raise InputError(f"not a usable id: {row['id']!r} (ids are non-empty strings or numbers)",
+                                 path=data.path, line=line, field="id")
+            skipped["no usable id"] += 1
+            continue
+        key = str(row["id"])
+        if key in seen:
+            repeated.append(key)
+            continue
+        seen.add(key)
+        kept.append(row)
+    if repeated:
+        skipped["duplicate id"] += len(repeated)
+        shown = ", ".join(repr(k) for k in list(dict.fromkeys(repeated))[:5])
+        log.warning("%s: %d rows repeat an earlier id and were skipped (the first row of each id is kept): %s%s",
+                    data.path, len(repeated), shown, ", ..." if len(set(repeated)) > 5 else "")
+    return kept
+
+
+def drop_too_long(models: Models, todo: list, skipped: dict) -> tuple[list, set[str]]:
+    """Leave out (and count in ``skipped``) the comments whose longest prompt and answer do not fit in the model's
+    context: the model would fail on them or, for a huge one, try to allocate memory it does not have."""
+    limit = models.backend.context_length()
+    if not limit:
+        return todo, set()
+    kept, too_long = [], {}
+    for item in todo:
+        need = models.rewriter.over_context(item[1], limit)
+        if need is None:
+            kept.append(item)
+        else:
+            too_long[str(item[1]["id"])] = need
+    if too_long:
+        reason = f"comment longer than the model's context ({limit} tokens)"
+        skipped[reason] = skipped.get(reason, 0) + len(too_long)
+        shown = ", ".join(f"{k!r} (~{n} tokens)" for k, n in list(too_long.items())[:5])
+        log.warning("%d comments skipped: with their prompts and answers they need more than the model's %d "
+                    "tokens: %s%s", len(too_long), limit, shown, ", ..." if len(too_long) > 5 else "")
+    return kept, set(too_long)
 
 
 def describe_inputs(inputs: Inputs, out: Path, dim: Dimension, selected: list, shard: tuple[int, int] | None) -> dict:

@@ -7,7 +7,7 @@ comment2 and one column per dimension holding "1" (comment1 is more X), "2", "ha
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,17 +52,41 @@ class JudgeReport:
         return {d: {t: a.to_dict() for t, a in topics.items()} for d, topics in self.by_dimension.items()}
 
 
-def load_pairs(path: Path, topics: Sequence[str] | None = None) -> tuple[list[dict], list[str]]:
+def load_pairs(path: Path, topics: Sequence[str] | None = None,
+               skipped: Counter | None = None) -> tuple[list[dict], list[str]]:
+    """The labelled pairs (of ``topics``) and the dimensions with a label column; pairs with an empty comment are
+    left out and counted in ``skipped``."""
     data = read_records(path, required=PAIR_COLUMNS, nonempty=PAIR_COLUMNS)
+    if skipped is not None:
+        skipped.update(data.skipped)
     rows = data.records
     if topics:
         rows = [r for r in rows if str(r.get("topic", "")) in set(topics)]
         if not rows:
             raise InputError(f"no pairs with topic in {list(topics)}", path=path, field="topic")
-    dims = [d for d in known_dimensions() if d in rows[0]] if rows else []
+    if not rows:
+        raise InputError("no pair has both comments", path=path)
+    dims = [d for d in known_dimensions() if d in rows[0]]
     if not dims:
         raise InputError(f"no dimension columns; expected some of {known_dimensions()}", path=path)
     return rows, dims
+
+
+def drop_long_pairs(rows: list[dict], dims: Sequence[str], rater_for: callable, limit: int | None,
+                    skipped: Counter) -> list[dict]:
+    """The pairs whose comments fit in the model's context (``limit`` tokens) with every dimension's rating
+    prompt; the others are counted in ``skipped``."""
+    if not limit:
+        return rows
+    raters = [rater_for(load_dimension(d)) for d in dims]
+    kept = []
+    for r in rows:
+        texts = [(str(r.get(f"title{i}", "") or ""), str(r[f"comment{i}"])) for i in (1, 2)]
+        if any(rater.over_context(title, comment, limit) for rater in raters for title, comment in texts):
+            skipped[f"a comment longer than the model's context ({limit} tokens)"] += 1
+        else:
+            kept.append(r)
+    return kept
 
 
 def judge_agreement(

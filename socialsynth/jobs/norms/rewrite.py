@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import string
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -28,6 +29,87 @@ RATING_FALLBACK = {"likelihood": "logits", "logits": "generate"}
 # -- prompts -----------------------------------------------------------------------------------------------
 def _fill(text: str, **values) -> str:
     return text.format(**values)
+
+
+# The fields each prompt builder below gives each part of a template (sample values to check a template with).
+_RATING_COMMON = {"dimension": "d", "definitions": "1. a: b", "level3_name": "c"}
+_LEVEL = {"level": 3, "level_name": "c", "level_rubric": "r"}
+TEMPLATE_FIELDS = {
+    "rewrite": {"system": {**_RATING_COMMON, **_LEVEL, "title": "t", "comment": "x"}},
+    "rating": {"system": _RATING_COMMON, "user": {**_RATING_COMMON, "title": "t", "comment": "x"},
+               "assistant": {"level": 3, "level_name": "c"}},
+    "likelihood": {"system": {"dimension": "d", **_LEVEL, "title": "t"}},
+}
+LEVEL_FIELDS = {"level", "level_name", "level_rubric"}
+
+
+def field_names(text: str) -> list[str]:
+    """The names of a format string's {fields}, one per use (ValueError on a broken brace)."""
+    return [re.split(r"[.\[]", name, maxsplit=1)[0] for _, name, _, _ in string.Formatter().parse(text)
+            if name is not None]
+
+
+def template_problem(template: Template, use: str) -> str | None:
+    """Why ``template`` cannot build the ``use`` prompts ("rewrite", "rating" or "likelihood"), or None: an unknown
+    {field} or a broken brace (a crash at the first comment), or no {comment} or no level field (every prompt
+    would lack the comment, or be the same at every level)."""
+    fields = TEMPLATE_FIELDS[use]
+    used: set[str] = set()
+    for part in ("system", "user", "assistant"):
+        text = getattr(template, part)
+        if not text or (part == "assistant" and use != "rating"):
+            continue
+        values = fields.get(part, fields["system"])
+        try:
+            used.update(field_names(text))
+            text.format(**values)
+        except KeyError as e:
+            return f"{part}: unknown field {{{e.args[0]}}} (fields: {', '.join(sorted(values))})"
+        except (ValueError, IndexError, AttributeError, TypeError) as e:
+            return f"{part}: not a valid format string ({e})"
+    if use != "likelihood" and "comment" not in used:
+        return "no {comment} field: the comment would not be in the prompt"
+    if use != "rating" and not used & LEVEL_FIELDS:
+        return "no {level}, {level_name} or {level_rubric} field: every level would get the same prompt"
+    return None
+
+
+def _uses(template: Template, name: str, parts: Sequence[str] = ("system", "user")) -> int:
+    """How many times the prompt parts of a template insert the field ``name``."""
+    return sum(field_names(getattr(template, part)).count(name) for part in parts)
+
+
+# -- token budget -------------------------------------------------------------------------------------------
+TOKEN_MARGIN = 16  # an inserted text may merge with the tokens around it differently than alone
+
+
+@dataclass(frozen=True)
+class PromptCost:
+    """The tokens one prompt of a comment holds at once: ``base`` (the prompt with an empty title and comment,
+    plus its answer), and how many times the comment's and the title's tokens add to that."""
+
+    base: int
+    comments: int
+    titles: int
+
+    def tokens(self, n_comment: int, n_title: int) -> int:
+        return self.base + self.comments * n_comment + self.titles * n_title
+
+
+def tokens_over(costs: Sequence[PromptCost], count: Callable[[str], int | None], title: str, comment: str,
+                limit: int) -> int | None:
+    """The tokens the longest prompt of (title, comment) needs when that is more than ``limit``, else None.
+
+    A token holds at least one byte, so the texts are tokenized only when their byte lengths say they might not
+    fit (a 2 MB comment is tokenized once, never put in a prompt)."""
+    if not costs:
+        return None
+    n_comment, n_title = len(comment.encode("utf-8")), len(title.encode("utf-8"))
+    if max(c.tokens(n_comment, n_title) for c in costs) + TOKEN_MARGIN <= limit:
+        return None
+    n_comment, n_title = count(comment) or 0, count(title) or 0
+    need = max(c.tokens(n_comment, n_title) for c in costs) + TOKEN_MARGIN
+    return need if need > limit else None
 
 
 def rewrite_chat(dim: Dimension, template: Template, title: str, comment: str, level: int) -> Chat:
@@ -150,6 +232,7 @@ class Rater:
         self.fallbacks = 0  # generate answers that could not be parsed (defaulted to 3)
         self.requested_method = method
         self.method_notes: list[str] = []  # why the method changed (backend could not do it), for the run's meta
+        self._costs: dict = {}  # prompt_costs per (method, template)
 
     def rate(self, items: Sequence[tuple[str, str]], keys: Sequence[str] | None = None) -> list[Rating]:
         """Rate (title, comment) pairs. When the backend cannot do the method (`Unsupported`), switch for good to
@@ -167,6 +250,32 @@ class Rater:
                 if DEFAULT_RATING_TEMPLATES[nxt] != DEFAULT_RATING_TEMPLATES[self.method]:
                     self.template = load_template(DEFAULT_RATING_TEMPLATES[nxt])
                 self.method = nxt
+
+    def prompt_costs(self) -> list[PromptCost] | None:
+        """The token costs of rating one comment with the current method (None: the backend cannot count)."""
+        key = (self.method, self.template)
+        if key not in self._costs:
+            self._costs[key] = self._prompt_costs()
+        return self._costs[key]
+
+    def _prompt_costs(self) -> list[PromptCost] | None:
+        count = self.backend.token_count
+        if self.method == "likelihood":  # the comment is the scored continuation of each level's request
+            sizes = [count(level_chat(self.dim, self.template, "", lv)) for lv in LEVELS]
+            if None in sizes:
+                return None
+            titles = _uses(self.template, "title")
+            return [PromptCost(n + 1, 1, titles) for n in sizes]
+        size = count(rating_chat(self.dim, self.template, "", ""))
+        if size is None:
+            return None
+        answer = self.params.max_new_tokens if self.method == "generate" else 0
+        return [PromptCost(size + answer, _uses(self.template, "comment", ("user",)),
+                           _uses(self.template, "title", ("user",)))]
+
+    def over_context(self, title: str, comment: str, limit: int) -> int | None:
+        """The tokens rating (title, comment) needs when that is more than ``limit``, else None."""
+        return tokens_over(self.prompt_costs() or [], self.backend.token_count, title, comment, limit)
 
     def _rate(self, items: Sequence[tuple[str, str]], keys: Sequence[str] | None = None) -> list[Rating]:
         if self.method == "likelihood":
@@ -304,6 +413,7 @@ class NormRewriter:
     template: Template = field(default_factory=lambda: load_template("norm_rewrite"))
     stage: Callable[[str], AbstractContextManager] = _track_nothing
     fluency_off: str | None = None  # why the fluency filter was turned off during the run, if it was
+    _costs: dict = field(default_factory=dict, init=False, repr=False)  # prompt_costs per rating method
 
     def provenance(self) -> dict:
         return {
@@ -317,6 +427,28 @@ class NormRewriter:
             "seed": self.params.seed,
             "embedding_model": getattr(self.embedder, "name", None),
         }
+
+    def prompt_costs(self) -> list[PromptCost] | None:
+        """The token costs of one comment: its rewrite prompts with their answers, its rating, and the rating of a
+        rewrite (at most --max-new-tokens long). None when the backend cannot count tokens."""
+        key = (self.rater.method, self.rater.template)
+        if key not in self._costs:
+            rating = self.rater.prompt_costs()
+            sizes = [self.backend.token_count(rewrite_chat(self.dim, self.template, "", "", lv)) for lv in self.levels]
+            if rating is None or None in sizes:
+                self._costs[key] = None
+            else:
+                answer = self.params.max_new_tokens
+                comments, titles = _uses(self.template, "comment"), _uses(self.template, "title")
+                self._costs[key] = [PromptCost(n + answer, comments, titles) for n in sizes] + rating + [
+                    PromptCost(c.base + c.comments * answer, 0, c.titles) for c in rating
+                ]
+        return self._costs[key]
+
+    def over_context(self, row: dict, limit: int) -> int | None:
+        """The tokens this comment needs at once (its longest prompt and answer) when more than ``limit``, else
+        None (also when the backend cannot count tokens)."""
+        return tokens_over(self.prompt_costs() or [], self.backend.token_count, _title(row), row["comment"], limit)
 
     @property
     def fluency_on(self) -> bool:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from socialsynth.core.cli import setup_logging
 from socialsynth.core.config import parse
+from socialsynth.core.errors import InputError
 from socialsynth.core.run import JobRun, record_path
 from socialsynth.jobs.prepare.config import PrepareConfig
 
@@ -35,12 +36,14 @@ def record_file(cfg: PrepareConfig) -> Path:
 def prepare_single(cfg: PrepareConfig) -> int:
     """One processed file (--input): apply the filters and write the kept comments."""
     from socialsynth.core.io import atomic_write_text, read_records
-    from socialsynth.jobs.prepare.reddit import FILTER_REASONS, prepare_comments
+    from socialsynth.jobs.prepare.reddit import DUPLICATE, FILTER_REASONS, prepare_comments
 
     with JobRun("prepare", record_file(cfg), cfg, resumable=False) as run:
         data = read_records(cfg.input, allow_pickle=cfg.allow_pickle, required=("id", "comment"),
                             on_bad_row="skip" if cfg.skip_bad_rows else "error")
-        kept, dropped = prepare_comments(data.records)
+        if not data.records and not data.skipped:
+            raise InputError("the file has no records", path=cfg.input)
+        kept, dropped = prepare_comments(usable_rows(data, cfg.skip_bad_rows))
         text = "".join(json.dumps(record, ensure_ascii=False, default=str) + "\n" for record in kept)
         atomic_write_text(cfg.output, text)
         run.meta.update(n_read=len(data.records), n_kept=len(kept), dropped=dict(dropped),
@@ -51,9 +54,29 @@ def prepare_single(cfg: PrepareConfig) -> int:
     print(f"read {n_read} comments from {cfg.input}")
     if data.skipped:
         print("skipped unreadable rows: " + ", ".join(f"{k}: {v}" for k, v in sorted(data.skipped.items())))
-    print_drop_table(list(FILTER_REASONS) + sorted(set(dropped) - set(FILTER_REASONS)), dropped)
+    print_drop_table([*FILTER_REASONS, DUPLICATE, *sorted(set(dropped) - {*FILTER_REASONS, DUPLICATE})], dropped)
     print(f"kept {len(kept)} of {n_read} comments -> {cfg.output}")
     return 0
+
+
+def usable_rows(data, skip_bad_rows: bool) -> list[dict]:
+    """The rows of a processed file with a usable id and a text (or no) comment; any other row is an error naming
+    its line, or with --skip-bad-rows a counted skip in ``data.skipped``."""
+    from socialsynth.jobs.prepare.reddit import usable_id
+
+    rows = []
+    for row, line in zip(data.records, data.line_numbers, strict=True):
+        if not usable_id(row["id"]):
+            problem, name = f"not a usable id: {row['id']!r} (ids are non-empty strings or numbers)", "id"
+        elif row["comment"] is not None and not isinstance(row["comment"], str):
+            problem, name = f"a {type(row['comment']).__name__} is not a comment's text", "comment"
+        else:
+            rows.append(row)
+            continue
+        if not skip_bad_rows:
+            raise InputError(problem, path=data.path, line=line, field=name)
+        data.skipped[f"bad {name}"] += 1
+    return rows
 
 
 def print_drop_table(reasons: Sequence[str], dropped: Counter) -> None:
@@ -116,12 +139,12 @@ def _print_kept(report, output: Path) -> None:
 
 
 def print_pair_report(report, output: Path, meta: Path) -> None:
-    from socialsynth.jobs.prepare.reddit import FILTER_REASONS, JOIN_REASONS
+    from socialsynth.jobs.prepare.reddit import DUPLICATE, FILTER_REASONS, JOIN_REASONS
 
     _print_sources(report)
     not_held = ", ".join(f"{k}: {v}" for k, v in sorted(report.submissions_not_held.items()))
     print(f"held {report.submissions_held} submissions in memory" + (f" (not held: {not_held})" if not_held else ""))
-    print_drop_table([*FILTER_REASONS, *JOIN_REASONS], report.dropped)
+    print_drop_table([*FILTER_REASONS, *JOIN_REASONS, DUPLICATE], report.dropped)
     not_checked = report.not_checked()
     if not_checked:
         print(f"not checked: {', '.join(not_checked)} (columns absent)")

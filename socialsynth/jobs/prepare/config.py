@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,13 +11,17 @@ from socialsynth.core.config import ConfigError, flag
 from socialsynth.jobs.prepare.sources import COMMENT_COLUMNS, SUBMISSION_COLUMNS
 
 
-def field_overrides(values: list[str], name: str) -> dict[str, str]:
-    """``["label=ups", ...]`` -> ``{"label": "ups"}``; a malformed item is a ConfigError naming the flag."""
+def field_overrides(values: list[str], name: str, known: Iterable[str] = ()) -> dict[str, str]:
+    """``["label=ups", ...]`` -> ``{"label": "ups"}``; a malformed item or a field not in ``known`` (when given) is
+    a ConfigError naming the flag."""
+    known = list(known)
     out = {}
     for value in values:
         key, sep, column = str(value).partition("=")
         if not sep or not key.strip() or not column.strip():
             raise ConfigError(name, f"expected FIELD=COLUMN, got {value!r}")
+        if known and key.strip() not in known:
+            raise ConfigError(name, f"unknown field {key.strip()!r} (fields: {', '.join(known)})")
         out[key.strip()] = column.strip()
     return out
 
@@ -86,9 +92,30 @@ class PrepareConfig:
             if given:
                 flags = ", ".join("--" + name.replace("_", "-") for name in given)
                 raise ConfigError(given[0], f"{flags} only work with --comments/--submissions, not with --input")
-        self.comment_fields = field_overrides(self.comment_column, "comment_column")
-        self.submission_fields = field_overrides(self.submission_column, "submission_column")
+        self.comment_fields = field_overrides(self.comment_column, "comment_column", COMMENT_COLUMNS.candidates)
+        self.submission_fields = field_overrides(self.submission_column, "submission_column",
+                                                 SUBMISSION_COLUMNS.candidates)
         self.subreddits = subreddit_names(self.subreddit)
+        if self.subreddit and not self.subreddits:
+            raise ConfigError("subreddit", f"no subreddit name in {self.subreddit} (every comment would be kept)")
+        self._check_output()
+
+    def _check_output(self) -> None:
+        """-o is a file (a folder with --split-by-subreddit) and none of the inputs: it is replaced at the end."""
+        out = Path(self.output)
+        if self.split_by_subreddit and out.exists() and not out.is_dir():
+            raise ConfigError("output", f"{out} is a file; with --split-by-subreddit -o is a folder")
+        if not self.split_by_subreddit and out.is_dir():
+            raise ConfigError("output", f"{out} is a folder: give a file name, or use --split-by-subreddit")
+        place = next((p for p in (out, *out.parents) if p.exists()), Path("."))
+        if place != out and not place.is_dir():
+            raise ConfigError("output", f"{place} is a file, so {out} cannot be made; choose another -o")
+        if not os.access(place if place.is_dir() else place.parent, os.W_OK | os.X_OK):
+            raise ConfigError("output", f"cannot write in {place} (permission denied or read-only); choose another -o")
+        for name in ("input", "comments", "submissions"):
+            given = getattr(self, name)
+            if given is not None and out.exists() and Path(given).exists() and out.resolve() == Path(given).resolve():
+                raise ConfigError("output", f"{out} is also the --{name} file: it would be overwritten")
 
     @property
     def pair(self) -> bool:

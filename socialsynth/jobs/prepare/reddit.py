@@ -83,7 +83,8 @@ def filter_reason(row: dict) -> str | None:
 
 
 def prepare_comments(rows: Iterable[dict]) -> tuple[list[dict], Counter]:
-    """Apply the filters; return the kept records (fields starting with "_" removed) and counts per reason."""
+    """Apply the filters, then keep each id once; return the kept records (fields starting with "_" removed) and
+    counts per reason (``duplicate_id`` for later copies of a kept id)."""
     kept, dropped = [], Counter()
     for row in rows:
         reason = filter_reason(row)
@@ -91,7 +92,7 @@ def prepare_comments(rows: Iterable[dict]) -> tuple[list[dict], Counter]:
             dropped[reason] += 1
         else:
             kept.append({k: v for k, v in row.items() if not k.startswith("_")})
-    return kept, dropped
+    return list(drop_duplicates(kept, dropped)), dropped
 
 
 # --------------------------------------------------------------------------- comments + submissions -> records
@@ -113,6 +114,27 @@ PROCESSED_FIELDS = (  # the seed's record (what generate_synthetic_data.py and t
     "retrieved_on",
 )
 JOIN_REASONS = ("no_submission", "other_subreddit")
+DUPLICATE = "duplicate_id"  # a later copy of a kept comment's id (dumps repeat some comments): the first is kept
+
+
+def usable_id(value) -> bool:
+    """An id a record can be found by (on resume, in a merge): a non-blank string or a number, not null, a list,
+    a boolean or NaN."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return False
+    return bool(str(value).strip()) and value == value  # NaN is not equal to itself
+
+
+def drop_duplicates(records: Iterable[dict], dropped: Counter) -> Iterator[dict]:
+    """Each id once: later records with an id already yielded are counted as ``duplicate_id`` in ``dropped``."""
+    seen: set[str] = set()
+    for record in records:
+        key = str(record["id"])
+        if key in seen:
+            dropped[DUPLICATE] += 1
+            continue
+        seen.add(key)
+        yield record
 
 
 def join_comments(
@@ -305,7 +327,7 @@ class PrepareReport:
             "submissions_held": self.submissions_held,
             "submissions_not_held": dict(self.submissions_not_held),
             "n_comments": self.n_comments,
-            "dropped": {r: self.dropped[r] for r in (*FILTER_REASONS, *JOIN_REASONS)},
+            "dropped": {r: self.dropped[r] for r in (*FILTER_REASONS, *JOIN_REASONS, DUPLICATE)},
             "unknown_inputs": {r: self.unknown[r] for r in FILTER_REASONS if self.unknown[r]},
             "not_checked": self.not_checked(),
             "kept": dict(self.kept),
@@ -326,12 +348,16 @@ def prepare_sources(
     """Load the posts, stream the comments through join and filters into ``writer``; return the report."""
     wanted = {s.lower() for s in subreddits} or None
     posts, not_held = load_submissions(submissions, submission_columns, subreddits=wanted)
+    if not submissions.rows_read:
+        raise InputError("the file has no rows: no comment could be joined to its post", path=submissions.path)
     dropped: Counter = Counter()
     unknown: Counter = Counter()
     with writer:
         joined = join_comments(iter_comments(comments, comment_columns), posts, dropped, wanted)
-        for record in apply_filters(joined, dropped, unknown):
+        for record in drop_duplicates(apply_filters(joined, dropped, unknown), dropped):
             writer.write(record)
+        if not comments.rows_read:  # raised inside the writer: no empty output replaces an old one
+            raise InputError("the file has no rows", path=comments.path)
     return PrepareReport(
         comments, submissions, len(posts), not_held, dropped, unknown, writer.kept, writer.outputs, list(subreddits)
     )

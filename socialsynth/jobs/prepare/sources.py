@@ -468,8 +468,13 @@ def _comment(row: Mapping[str, Any], columns: ColumnMap, used: dict[str, set[str
     fields = columns.extract(row, used)
     post_id = _strip_prefix(fields["submission_id"][1], "t3_")
     parent, subreddit = fields["parent_id"][1], fields["subreddit"][1]
+    comment_id, text = fields["id"][1], fields["comment"][1]
+    if isinstance(comment_id, (dict, list, bool)) or not str(comment_id).strip():
+        raise _BadRow("missing id", f"not a usable id: {comment_id!r}", "id")
+    if isinstance(text, (dict, list)):  # str() of it would be kept as the comment's text
+        raise _BadRow("comment not text", f"a {type(text).__name__} is not a comment's text", "comment")
     return {
-        "id": str(fields["id"][1]).strip(),
+        "id": str(comment_id).strip(),
         "submission_id": post_id,
         "link_id": f"t3_{post_id}",
         "parent_id": None if parent is None else str(parent).strip(),

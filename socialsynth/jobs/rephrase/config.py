@@ -8,22 +8,38 @@ quantization, device, ...) apply to each of them. The model group therefore hide
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any
 
-from socialsynth.core.config import ConfigError, RangeArgs, check_min, default_dir, flag, group
+from socialsynth.core.config import (
+    ConfigError,
+    RangeArgs,
+    check_min,
+    check_range,
+    default_dir,
+    flag,
+    group,
+    overwrite_flag,
+)
 from socialsynth.core.errors import InputError
 from socialsynth.llm.args import ModelArgs, SamplingArgs
 
+MAX_TEMPERATURES = 100  # a search runs every temperature on every sampled post: a typo like step 0.0001 is no plan
+MAX_SEED = 2**31 - 1  # numpy and torch take seeds below 2**32; request seeds derive from it
+
 
 def parse_temperatures(spec: str) -> tuple[float, ...]:
-    """`0.5:1.0:0.1` (start:stop:step, stop included) or `0.5,0.7,0.9`."""
+    """`0.5:1.0:0.1` (start:stop:step, stop included) or `0.5,0.7,0.9`: finite, 0 or more, at most 100."""
     try:
         if ":" in spec:
             start, stop, step = (float(x) for x in spec.split(":"))
-            if step <= 0 or stop < start:
+            if not all(math.isfinite(v) for v in (start, stop, step)) or step <= 0 or stop < start:
                 raise ValueError
             n = int(round((stop - start) / step)) + 1
+            if n > MAX_TEMPERATURES:
+                raise InputError(f"{spec!r} makes {n} temperatures, at most {MAX_TEMPERATURES} (use a larger step)",
+                                 field="--search-temperatures")
             temps = [round(start + i * step, 6) for i in range(n) if start + i * step <= stop + 1e-9]
         else:
             temps = [float(x) for x in spec.split(",") if x.strip()]
@@ -32,8 +48,11 @@ def parse_temperatures(spec: str) -> tuple[float, ...]:
             f"expected START:STOP:STEP (e.g. 0.5:1.0:0.1) or a list like 0.5,0.7, got {spec!r}",
             field="--search-temperatures",
         ) from None
-    if not temps or any(t < 0 for t in temps):
-        raise InputError(f"no valid temperatures in {spec!r}", field="--search-temperatures")
+    if not temps or any(not math.isfinite(t) or t < 0 for t in temps):
+        raise InputError(f"no valid temperatures in {spec!r} (finite numbers, 0 or more)",
+                         field="--search-temperatures")
+    if len(set(temps)) > MAX_TEMPERATURES:
+        raise InputError(f"{len(set(temps))} temperatures, at most {MAX_TEMPERATURES}", field="--search-temperatures")
     return tuple(sorted(set(temps)))
 
 
@@ -48,6 +67,13 @@ def _temperatures(text: str) -> tuple[float, ...]:
 def _none_word(text: str) -> str | None:
     """'none' -> None (no embedding model), anything else as is."""
     return None if str(text).strip().lower() == "none" else str(text)
+
+
+def _missing_folder(name: str) -> bool:
+    """A model name written as a path (``/x``, ``./x``, ``~/x``, ``a/b/c``, ``x/``) that does not exist here."""
+    name = str(name)
+    looks_like_path = name.startswith(("/", ".", "~")) or name.endswith("/") or name.count("/") > 1 or "\\" in name
+    return looks_like_path and not Path(name).expanduser().exists()
 
 
 @dataclasses.dataclass
@@ -95,6 +121,7 @@ class RephraseConfig:
                        "re-identification) and count replayed names, numbers and rare 3-grams; writes audit.json and "
                        "audit.txt")
     verbose: bool = flag(False, "log more", names=("-v", "--verbose"))
+    overwrite: bool = overwrite_flag()
 
     def __post_init__(self) -> None:
         self.input = Path(self.input)
@@ -108,14 +135,32 @@ class RephraseConfig:
             if value is not None and not str(value).strip():
                 raise ConfigError(name, "must not be empty")
         self.models = [self.models] if isinstance(self.models, str) else list(self.models)
-        if not self.models or any(not str(m).strip() for m in self.models):
+        if not self.models or any(m is None or not str(m).strip() for m in self.models):
             raise ConfigError("models", "needs a model name or path (an empty -m was given)")
+        self.models = [str(m) for m in self.models]  # a job file's `model: [7b]` may give other types
+        self._check_numbers()
         self._check_files()
         self._check_search()
+
+    def _check_numbers(self) -> None:
+        # nan passes every comparison and inf every lower bound: neither is a setting
+        for part in (self, self.sampling, self.model):
+            for f in dataclasses.fields(part):
+                value = getattr(part, f.name)
+                if isinstance(value, float) and not math.isfinite(value):
+                    raise ConfigError(f.name, f"must be a finite number, got {value}")
+        check_range(self.sampling, "seed", 0, MAX_SEED)
 
     def _check_files(self) -> None:
         if not self.input.is_file():
             raise ConfigError("input", f"file not found: {self.input}")
+        if self.model.backend != "openai":  # a server's model names are its own
+            for name in self.models:
+                if _missing_folder(name):
+                    raise ConfigError("models", f"no such model folder: {name} (give a saved model's folder or a "
+                                      "Hugging Face model id)")
+        if (self.search_temperatures or self.audit) and self.embedding_model and _missing_folder(self.embedding_model):
+            raise ConfigError("embedding_model", f"no such model folder: {self.embedding_model}")
         from socialsynth.prompts import load_template
 
         try:
@@ -126,8 +171,9 @@ class RephraseConfig:
     def _check_search(self) -> None:
         if self.search_temperatures is not None:
             temps = tuple(float(t) for t in self.search_temperatures)
-            if not temps or any(t < 0 for t in temps):
-                raise ConfigError("search_temperatures", f"needs temperatures of 0 or more, got {temps}")
+            if not temps or len(set(temps)) > MAX_TEMPERATURES or any(not math.isfinite(t) or t < 0 for t in temps):
+                raise ConfigError("search_temperatures", f"needs 1 to {MAX_TEMPERATURES} finite temperatures of 0 or "
+                                  f"more, got {temps}")
             self.search_temperatures = tuple(sorted(set(temps)))
         if self.embedding_model is not None and not str(self.embedding_model).strip():
             raise ConfigError("embedding_model", "must not be empty (use 'none' for no embedding model)")

@@ -102,13 +102,26 @@ def _balanced_quotes(text: str) -> bool:
 
 
 def model_slugs(models: Sequence[str]) -> list[str]:
-    """File-name-safe names for models; a repeated name gets its position appended (`m`, `m-2`)."""
+    """File-name-safe names for models (the last part of a path or id: `meta-llama/Llama-3` -> `Llama-3`); a
+    repeated name gets its position appended (`m`, `m-2`). Unique even ignoring case (macOS and Windows file names)
+    and against a name that already ends in `-2`."""
     base = []
     for m in models:
         name = Path(m.rstrip("/")).name or m
         base.append(re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "model")
-    counts = Counter(base)
-    return [f"{b}-{i + 1}" if counts[b] > 1 and base.index(b) != i else b for i, b in enumerate(base)]
+    counts = Counter(b.lower() for b in base)
+    taken = {b.lower() for b in base}
+    out: list[str] = []
+    for i, b in enumerate(base):
+        slug = b
+        if counts[b.lower()] > 1 and any(o.lower() == b.lower() for o in out):
+            n = i + 1
+            while f"{b}-{n}".lower() in taken:
+                n += 1
+            slug = f"{b}-{n}"
+            taken.add(slug.lower())
+        out.append(slug)
+    return out
 
 
 def temperature_search(
@@ -197,9 +210,16 @@ def load_posts(cfg: RephraseConfig) -> tuple[list[Post], Counter, int]:
             continue
         pid = str(rec[id_col]) if id_col else str(line)
         if pid in seen:
-            raise InputError(f"duplicate id {pid!r} (ids must be unique; use --id-col)", path=cfg.input, field=id_col)
+            if cfg.skip_bad_rows:  # counted, like any other bad row
+                skipped["duplicate id"] += 1
+                continue
+            raise InputError(f"duplicate id {pid!r} (ids must be unique; use --id-col, or --skip-bad-rows to keep "
+                             "the first)", path=cfg.input, line=line, field=id_col)
         seen.add(pid)
         posts.append(Post(0, pid, rec[cfg.text_col], rec))
+    if posts and cfg.range.start_idx >= len(posts):
+        raise InputError(f"{cfg.range.start_idx} is past the last post (there are {len(posts)})",
+                         path=cfg.input, field="--start-idx")
     selected = select_range(posts, cfg.range.start_idx, cfg.range.end_idx, cfg.shard)
     for i, post in selected:
         post.idx = i
@@ -328,6 +348,7 @@ class Rephrasing:
     embedder: LazyEmbedder
     t_start: float = field(default_factory=time.perf_counter)
     search: dict = field(default_factory=dict)
+    too_long: dict = field(default_factory=dict)  # the current model's: post id -> why it does not fit
 
     def keys(self, slugs: Sequence[str]) -> list[str]:
         """Every record key the selected posts need from these models."""
@@ -342,7 +363,8 @@ def run(cfg: RephraseConfig, *, specs: Sequence[Any] | None = None, embedder: An
     ``specs`` replace the BackendSpecs of ``cfg.models`` (anything with ``.model`` and ``.load()``); ``embedder``
     (anything with ``encode`` and ``pair_similarity``) replaces loading ``cfg.embedding_model``."""
     job = load_inputs(cfg, specs, embedder)
-    with JobRun("rephrase", job.paths.record, cfg, command=command) as record:
+    with JobRun("rephrase", job.paths.record, cfg, command=command, outputs=[job.paths.records]) as record:
+        check_outputs(job.paths.records)
         describe_run(record, job)
         open_search(record, job)
         generate(record, job)
@@ -360,10 +382,52 @@ def load_inputs(cfg: RephraseConfig, specs: Sequence[Any] | None, embedder: Any)
     t_start = time.perf_counter()
     template = load_template(cfg.template)
     posts, skipped, n_input = load_posts(cfg)
-    specs = list(specs) if specs is not None else cfg.specs()
+    if embedder is None and (cfg.search_temperatures or cfg.audit):
+        check_embedding_model(cfg.embedding_model)  # now, not after every model has generated
+    if specs is None:
+        specs = cfg.specs()
+        check_models(specs)
+    specs = list(specs)
     slugs = model_slugs([s.model for s in specs])
     return Rephrasing(cfg, template, posts, skipped, n_input, specs, slugs, OutputPaths(cfg.output_dir, cfg.shard),
                       LazyEmbedder(cfg.embedding_model, cfg.model.device, embedder), t_start)
+
+
+# the fields every record of this job has, and their types (a record written by something else is refused)
+RECORD_FIELDS: dict[str, tuple[type, ...]] = {
+    "id": (str,), "post_id": (str,), "model_slug": (str,), "sample": (int,), "status": (str,), "passed": (bool,),
+    "flags": (dict,), "generated_text": (str, type(None)), "provenance": (dict,),
+}
+
+
+def check_outputs(path: Path) -> None:
+    """Refuse (one line naming the file, line and field) an existing output whose records this job did not write:
+    resuming into it would trust them as done and then fail on them."""
+    if not Path(path).exists():
+        return
+    for line, rec in iter_jsonl(path, on_bad_row="skip"):  # a torn line is the writer's to repair or refuse
+        for name, types in RECORD_FIELDS.items():
+            if not isinstance(rec.get(name), types) or (types == (int,) and isinstance(rec.get(name), bool)):
+                raise InputError("not a record of rephrase_posts.py (missing or of the wrong type): move the file "
+                                 "away, or pass --overwrite to start over", path=path, line=line, field=name)
+
+
+def check_models(specs: Sequence[Any]) -> None:
+    """Every -m can be found (a folder, or an id cached while offline) before the first one loads: the second
+    model missing is otherwise found after the first one's whole run."""
+    from socialsynth.llm.loading import check_model_available
+
+    for spec in specs:
+        if spec.backend != "openai" and spec.model != "embedded":
+            check_model_available(spec.model, flag="-m/--model")
+
+
+def check_embedding_model(name: str | None) -> None:
+    """InputError naming --embedding-model when the model is a missing folder, or an id not cached offline."""
+    from socialsynth.llm.loading import check_embedding_model_available
+
+    if name and name != "embedded":
+        check_embedding_model_available(name)
 
 
 def describe_run(record: JobRun, job: Rephrasing) -> None:
@@ -433,6 +497,10 @@ def rephrase_with(record: JobRun, job: Rephrasing, spec: Any, slug: str, writer:
         return
     backend = spec.load()
     try:
+        too_long = too_long_posts(backend, job, {p.id: p for p, _ in todo})
+        if too_long:  # written as records with their reason, so they are counted and never retried
+            writer.write([too_long_record(p, k, slug, backend, too_long[p.id]) for p, k in todo if p.id in too_long])
+            todo = [(p, k) for p, k in todo if p.id not in too_long]
         params, source = model_params(record, job, backend, spec, slug)
         rephraser = Rephraser(backend, job.template, params, slug, cfg.samples_per_model)
         with record.track(backend, "rephrase", model=spec.model):
@@ -454,6 +522,35 @@ def rephrase_with(record: JobRun, job: Rephrasing, spec: Any, slug: str, writer:
         _free(backend)
 
 
+def too_long_posts(backend: Backend, job: Rephrasing, posts: dict[str, Post]) -> dict[str, str]:
+    """Posts (of ``posts`` and the search sample) whose prompt and --max-new-tokens do not fit the model's
+    context: post id -> why. Empty when the engine does not say its context (a server refuses such requests)."""
+    limit = getattr(backend, "context_length", lambda: None)()
+    if not limit:
+        return {}
+    sample = set(job.search.get("settings", {}).get("sample_ids", ()))
+    posts = {**posts, **{p.id: p for p in job.posts if p.id in sample}}
+    new_tokens = job.cfg.sampling.max_new_tokens
+    out = {}
+    for pid, post in posts.items():
+        n = backend.token_count(rephrase_chat(job.template, post.text))
+        if n is not None and n + new_tokens > limit:
+            out[pid] = (f"prompt of {n} tokens + --max-new-tokens {new_tokens} is more than the model's context "
+                        f"({limit} tokens)")
+    job.too_long = out
+    return out
+
+
+def too_long_record(post: Post, k: int, slug: str, backend: Backend, why: str) -> dict:
+    """The record of a post the model cannot take: no rephrasing, the reason, counted as ``too_long``."""
+    return {
+        "id": record_key(post.id, slug, k), "post_id": post.id, "idx": post.idx, "model": backend.name,
+        "model_slug": slug, "sample": k, "original": post.text, "generated_text": None, "raw_text": None, "cut": [],
+        "flags": {}, "passed": False, "generation": None, "status": "too_long", "error": why,
+        "provenance": backend.describe(),
+    }
+
+
 def model_params(record: JobRun, job: Rephrasing, backend: Backend, spec: Any,
                  slug: str) -> tuple[GenerationParams, str]:
     """The sampling parameters for one model and where its temperature came from ("flags" or "search")."""
@@ -462,6 +559,10 @@ def model_params(record: JobRun, job: Rephrasing, backend: Backend, spec: Any,
         return cfg.params, "flags"
     done = job.search["by_model"].get(slug)
     if done is None:
+        sample = set(job.search["settings"]["sample_ids"]) - set(job.too_long)
+        if not sample:
+            log.warning("%s: no sampled post fits the model; using --temperature %g", slug, cfg.params.temperature)
+            return cfg.params, "flags (no sampled post fits the model)"
         done = search_model(record, job, backend, spec, slug)
     return replace(cfg.params, temperature=float(done["chosen"])), "search"
 
@@ -470,7 +571,7 @@ def search_model(record: JobRun, job: Rephrasing, backend: Backend, spec: Any, s
     """The temperature search for one model, saved in the record at once (a killed job keeps it)."""
     t0 = time.perf_counter()
     sample_ids = set(job.search["settings"]["sample_ids"])
-    sample = [(p.id, p.text) for p in job.posts if p.id in sample_ids]
+    sample = [(p.id, p.text) for p in job.posts if p.id in sample_ids and p.id not in job.too_long]
     with record.track(backend, "search", model=spec.model):
         means = temperature_search(backend, job.template, sample, job.cfg.search_temperatures, job.cfg.params,
                                    job.embedder.get().pair_similarity)
@@ -528,15 +629,17 @@ def summarise(records: list[dict], slugs: Sequence[str]) -> dict:
     out = {}
     for slug in slugs:
         recs = [r for r in records if r["model_slug"] == slug]
+        ok = [r for r in recs if r["status"] == "ok"]
         flags: Counter = Counter()
-        for r in recs:
+        for r in ok:
             flags.update(k for k, v in r["flags"].items() if v)
-        n = len(recs)
+        n = len(ok)
         out[slug] = {
             "n_records": n,
-            "pass_rate": round(sum(r["passed"] for r in recs) / n, 3) if n else None,
+            "pass_rate": round(sum(r["passed"] for r in ok) / n, 3) if n else None,
             "flag_rates": {k: round(v / n, 3) for k, v in sorted(flags.items())} if n else {},
-            "temperature": recs[0]["provenance"]["sampling"]["temperature"] if recs else None,
+            "temperature": ok[0]["provenance"]["sampling"]["temperature"] if ok else None,
+            "not_rephrased": dict(sorted(Counter(r["status"] for r in recs if r["status"] != "ok").items())),
         }
     return out
 
@@ -554,7 +657,7 @@ def write_csvs(cfg: RephraseConfig, posts: list[Post], records: list[dict], slug
         for p in posts:
             for k in range(cfg.samples_per_model):
                 rec = by_key.get(record_key(p.id, slug, k))
-                if rec is None:
+                if rec is None or rec["status"] != "ok":
                     continue
                 row = {} if has_id else {"post_id": p.id}
                 for col, value in p.row.items():
@@ -585,6 +688,9 @@ def run_audit(posts: list[Post], records: list[dict], slugs, embedder) -> dict:
     return by_model
 
 
+NOT_REPHRASED = {"too_long": "too long for the model's context"}
+
+
 def format_summary(summary: dict, elapsed: float | None = None) -> str:
     lines = [f"posts selected: {summary['n_selected']}"]
     if summary.get("skipped"):
@@ -599,6 +705,10 @@ def format_summary(summary: dict, elapsed: float | None = None) -> str:
         flags = ", ".join(f"{k} {v:.0%}" for k, v in s["flag_rates"].items()) or "-"
         passed = "-" if s["pass_rate"] is None else f"{s['pass_rate']:.0%}"
         lines.append(f"{slug:<24} {s['n_records']:>7} {s['temperature']!s:>5} {passed:>7}  {flags}")
+    for slug, s in summary["by_model"].items():
+        if s.get("not_rephrased"):
+            lines.append(f"{slug}: not rephrased: " + ", ".join(
+                f"{NOT_REPHRASED.get(k, k)}: {v}" for k, v in s["not_rephrased"].items()))
     if summary.get("audit_table"):
         lines += ["linkability audit:", summary["audit_table"]]
     lines.append(f"records: {summary['output']}")

@@ -7,7 +7,8 @@ item formats. Rendering substitutes the fields one by one and records where each
 so `prompt_text(record)[start:end]` is exactly the inserted field: news spans cover the news text and the topic,
 user spans the user name, profile, history posts and persona. Nothing is found by searching for marker strings,
 so any language or wording of the template gives correct spans. Any number of history posts works (the seed
-assumed five).
+assumed five). The persona prompt templates are loaded and checked here too, so the config can check every template
+before any model loads.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from pathlib import Path
 import yaml
 
 from socialsynth.core.errors import InputError
-from socialsynth.core.io import atomic_write_text
+from socialsynth.core.io import atomic_write_text, read_text_file
 from socialsynth.jobs.response.records import SPAN_NEWS, SPAN_USER, VARIANTS
-from socialsynth.prompts import TEMPLATES_DIR
+from socialsynth.prompts import TEMPLATES_DIR, Template, load_template
 
 # which span each placeholder's text belongs to (None: in no span)
 FIELD_SPANS = {
@@ -68,6 +69,47 @@ def template_name(language: str) -> str:
     return f"response_instruction_{language}"
 
 
+def _read_yaml_mapping(path: Path) -> tuple[dict, str]:
+    """The mapping in a template file and its text; InputError naming the file for anything else."""
+    text = read_text_file(path, "the template")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise InputError(f"not valid YAML ({str(e).splitlines()[0]})", path=path) from e
+    if not isinstance(data, dict):
+        raise InputError("an instruction template must be a YAML mapping with 'sections' and 'variants'", path=path)
+    return data, text
+
+
+# each item format and the fields it is given (a placeholder outside them would fail while rendering)
+ITEM_FIELDS = {"history_item": ("i", "text"), "persona_item": ("i", "text"), "profile_item": ("label", "value"),
+               "rule_item": ("text",)}
+
+
+def _check_template(tpl: InstructionTemplate, path: Path) -> None:
+    """Every variant, section, placeholder and item format of a template is one that rendering knows."""
+    for variant in VARIANTS:
+        if variant not in tpl.variants:
+            raise InputError(f"variant {variant!r} missing", path=path, field="variants")
+        for section in tpl.variants[variant]:
+            if section not in tpl.sections:
+                raise InputError(f"variant {variant!r} uses unknown section {section!r}", path=path, field="variants")
+    for section, fmt in tpl.sections.items():
+        try:
+            names = [name for _, name, _, _ in string.Formatter().parse(fmt)]
+        except ValueError as e:  # a lone { or }
+            raise InputError(f"section {section!r}: {e}", path=path) from None
+        for name in names:
+            if name is not None and name not in FIELD_SPANS:
+                raise InputError(f"unknown placeholder {{{name}}} in section {section!r}", path=path)
+    for item, fields in ITEM_FIELDS.items():
+        try:
+            getattr(tpl, item).format(**{f: "x" for f in fields})
+        except (KeyError, IndexError, ValueError) as e:
+            raise InputError(f"{item} may use {', '.join('{' + f + '}' for f in fields)} only ({e!r})", path=path,
+                             field=item) from None
+
+
 @cache
 def load_instruction_template(name_or_path: str) -> InstructionTemplate:
     """An instruction template by name (prompts/templates/<name>.yaml) or path; checked for the keys it needs."""
@@ -76,11 +118,7 @@ def load_instruction_template(name_or_path: str) -> InstructionTemplate:
         path = TEMPLATES_DIR / f"{name_or_path}.yaml"
     if not path.exists():
         raise InputError(f"unknown instruction template {name_or_path!r}", path=path)
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise InputError(f"not valid YAML ({str(e).splitlines()[0]})", path=path) from e
+    data, text = _read_yaml_mapping(path)
     try:
         sections = {k: str(v) for k, v in data["sections"].items()}
         variants = {k: list(v) for k, v in data["variants"].items()}
@@ -103,16 +141,7 @@ def load_instruction_template(name_or_path: str) -> InstructionTemplate:
         )
     except (KeyError, TypeError, AttributeError) as e:
         raise InputError(f"an instruction template needs 'sections' and 'variants' ({e})", path=path) from e
-    for variant in VARIANTS:
-        if variant not in tpl.variants:
-            raise InputError(f"variant {variant!r} missing", path=path, field="variants")
-        for section in tpl.variants[variant]:
-            if section not in tpl.sections:
-                raise InputError(f"variant {variant!r} uses unknown section {section!r}", path=path, field="variants")
-    for section, fmt in tpl.sections.items():
-        for _, name, _, _ in string.Formatter().parse(fmt):
-            if name is not None and name not in FIELD_SPANS:
-                raise InputError(f"unknown placeholder {{{name}}} in section {section!r}", path=path)
+    _check_template(tpl, path)
     return tpl
 
 
@@ -224,3 +253,25 @@ def write_alpaca(
         counts["records"][variant] = len(lines)
     counts["folder"] = str(out_dir)
     return counts
+
+
+PERSONA_FIELDS = ("username", "history")  # what a persona template may use
+
+
+def load_persona_template(name_or_path: str) -> Template:
+    """A persona prompt template (name or YAML path), checked: its format strings use only {username} and
+    {history}, so that a bad one stops before any model loads."""
+    try:
+        tpl = load_template(name_or_path)
+    except UnicodeDecodeError as e:
+        raise InputError(f"not UTF-8 text (byte {e.start + 1})", path=name_or_path) from None
+    for part, text in (("system", tpl.system), ("user", tpl.user)):
+        try:
+            names = {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+        except ValueError as e:  # a lone { or }
+            raise InputError(f"{part}: {e}", path=name_or_path) from None
+        unknown = sorted(names - set(PERSONA_FIELDS))
+        if unknown:
+            raise InputError(f"{part}: unknown placeholder {{{unknown[0]}}} (a persona template may use "
+                             f"{{username}} and {{history}})", path=name_or_path)
+    return tpl

@@ -87,9 +87,8 @@ def parse_stage(argv: Sequence[str]) -> tuple[str, object]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv:
-        sys.stderr.write(usage())
-        print(f"{PROG}: error: no stage given (choose from {', '.join(STAGES)})", file=sys.stderr)
+    if not argv:  # one line, like every other bad command line (the stages are listed by --help)
+        print(f"{PROG}: error: no stage given (choose from {', '.join(STAGES)}; see --help)", file=sys.stderr)
         return EXIT_BAD_INPUT
     if argv[0] in ("-h", "--help"):
         sys.stdout.write(usage())

@@ -26,9 +26,10 @@ from socialsynth.core.config import (
     default_dir,
     flag,
     group,
+    overwrite_flag,
 )
 from socialsynth.jobs.response.records import DEFAULT_TARGETS, VARIANTS
-from socialsynth.llm.args import ModelArgs, SamplingArgs
+from socialsynth.llm.args import ModelArgs, SamplingArgs, check_device
 
 FORMATS = ("schema", "weibo")
 METHODS = ("pac-lora", "lora")
@@ -37,7 +38,9 @@ PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 LANGUAGE_CHOICES = ("auto", "en", "zh")
 # the seed's sampling for adapters and zero-shot alike (infer)
 SEED_SAMPLING = {"temperature": 0.7, "top_p": 0.9, "top_k": 20, "repetition_penalty": 1.2, "max_new_tokens": 256}
-_METHOD_NAME = re.compile(r"[\w.+-]+")
+_METHOD_NAME = re.compile(r"\w[\w.+-]*")  # a file name in predictions/; no leading dot (hidden, or "..")
+_MODULE_NAME = re.compile(r"[\w.]+")
+MAX_SEED = 2**32 - 1  # numpy's legacy seeding (training's set_seed, the bootstrap) takes no more
 
 
 def default_output_dir() -> Path:
@@ -57,6 +60,26 @@ def true_or_false(text: str) -> bool:
     if word in ("false", "no", "off", "0"):
         return False
     raise ValueError(f"expected true or false, got {text!r}")
+
+
+def _check_seed(cfg, name: str = "seed") -> None:
+    """A seed numpy and torch both take: 0 <= seed < 2**32."""
+    check_range(cfg, name, 0, MAX_SEED)
+
+
+def _check_templates(cfg, names: dict[str, str | None], loader) -> None:
+    """Load each template flag's file now, so that a missing or broken one stops before any model loads."""
+    from socialsynth.core.errors import InputError
+
+    for name, value in names.items():
+        if value is None:
+            continue
+        if not str(value).strip():
+            raise ConfigError(name, "must not be empty")
+        try:
+            loader(value)
+        except InputError as e:
+            raise ConfigError(name, str(e)) from None
 
 
 def _verbose():
@@ -120,9 +143,12 @@ class BuildConfig:
         check_min(self, "top_k", 1)
         check_min(self, "min_history", 0)
         check_min(self, "min_topic_chars", 0)
-        check_min(self, "k1", 0)
+        check_min(self, "k1", 0, inclusive=False)  # k1 = 0 divides 0 by 0 for every term a post lacks
         check_range(self, "b", 0, 1)
         check_range(self, "test_fraction", 0, 1, high_open=True)
+        _check_seed(self)
+        if self.test_topics and self.test_fraction is not None:
+            raise ConfigError("test_fraction", "give --test-topics or --test-fraction, not both")
         if self.format == "weibo" and self.input is None:
             raise ConfigError("input", "--format weibo needs --input TOPIC_FOLDER_ROOT")
         for name in ("topics", "users", "responses", "exclude_topics", "exclude_texts"):
@@ -155,11 +181,17 @@ class PersonaConfig:
     model: ModelArgs = group(ModelArgs)
     sampling: SamplingArgs = group(SamplingArgs, max_new_tokens=160)
     verbose: bool = _verbose()
+    overwrite: bool = overwrite_flag()
 
     def __post_init__(self) -> None:
         check_min(self, "persona_posts", 1)
         check_min(self, "batch_size", 1)
         _check_file(self, "cases")
+        from socialsynth.jobs.response.alpaca import load_instruction_template, load_persona_template
+
+        _check_templates(self, {"persona_template": self.persona_template}, load_persona_template)
+        _check_templates(self, {"instruction_template_en": self.instruction_template_en,
+                                "instruction_template_zh": self.instruction_template_zh}, load_instruction_template)
 
     @property
     def params(self):
@@ -226,11 +258,17 @@ class TrainConfig:
         check_min(self, "epochs", 0, inclusive=False)
         check_min(self, "lr", 0, inclusive=False)
         check_min(self, "warmup", 0)
+        if self.warmup >= 1 and not float(self.warmup).is_integer():
+            raise ConfigError("warmup", f"a fraction of the steps (below 1) or a whole step count, got {self.warmup}")
         check_min(self, "weight_decay", 0)
         check_min(self, "alpha", 0, inclusive=False)
         check_range(self, "dropout", 0, 1, high_open=True)
+        _check_seed(self)
         if not self.targets:
             raise ConfigError("target_modules", "no target modules given")
+        bad = [t for t in self.targets if not _MODULE_NAME.fullmatch(t)]
+        if bad:
+            raise ConfigError("target_modules", f"not a module name: {bad[0]!r}")
         if self.name is not None and ("/" in self.name or self.name.startswith(".") or not self.name.strip()):
             raise ConfigError("name", "must be a plain folder name")
         if self.model.backend != "hf":
@@ -256,6 +294,16 @@ class TrainConfig:
 
 
 @dataclass
+class InferModelArgs(ModelArgs):
+    """Which model and engine (as every job's `-m`, `--backend`, ...), where -m may stay unset: an adapter's base
+    model, or embedded for zero-shot (a job file may say `model: null`)."""
+
+    model: str | None = flag(None, "adapters: the base model they were trained on (default: the one their files "
+                             "name); zero-shot: 'embedded' (default), a Hugging Face model id or a local path",
+                             names=("-m", "--model", "--model_name"))
+
+
+@dataclass
 class InferConfig:
     """Predict each test user's response with a trained adapter (PAC-LoRA or LoRA) or zero-shot with any backend."""
 
@@ -270,12 +318,13 @@ class InferConfig:
     method_name: str | None = flag(None, "predictions file name and 'method' field (default: the adapter's name, or "
                                    "zero-shot[-VARIANT])", names=("--method-name",))
     batch_size: int = flag(8, "prompts generated together", names=("--batch-size",))
-    max_length: int = flag(1024, "adapters: prompt tokens at most (the user span is cut first); zero-shot: the "
-                           "backend's limits apply", names=("--max-length",))
-    # adapters: the base model they were trained on; zero-shot: embedded
-    model: ModelArgs = group(ModelArgs, model=None)
+    max_length: int = flag(1024, "adapters: prompt tokens at most (the user span is cut first; never past the "
+                           "model's context); zero-shot: prompts past the model's context are cut the same way",
+                           names=("--max-length",))
+    model: InferModelArgs = group(InferModelArgs)
     sampling: SamplingArgs = group(SamplingArgs, **SEED_SAMPLING)
     verbose: bool = _verbose()
+    overwrite: bool = overwrite_flag()
 
     def __post_init__(self) -> None:
         if (self.adapter is None) == (not self.zero_shot):
@@ -287,7 +336,8 @@ class InferConfig:
         if not str(self.split).strip():
             raise ConfigError("split", "must not be empty")
         if self.method_name is not None and not _METHOD_NAME.fullmatch(self.method_name):
-            raise ConfigError("method_name", "use letters, digits and . _ + - only (it names a file)")
+            raise ConfigError("method_name", "use letters, digits and . _ + - only, starting with a letter or digit "
+                              "(it names a file)")
         if self.adapter is not None and self.model.backend != "hf":
             raise ConfigError("backend", "adapters run in this process (transformers); drop --backend or use "
                               "--zero-shot")
@@ -342,13 +392,19 @@ class EvaluateConfig:
         self.predictions = [Path(p) for p in self.predictions or []]
         check_choice(self, "language", LANGUAGE_CHOICES)
         check_min(self, "batch_size", 1)
-        check_range(self, "kl_epsilon", 0, 1)
+        check_range(self, "kl_epsilon", 0, 1, low_open=True)  # 0: one empty predicted class makes KL infinite
         check_min(self, "min_topic_users", 1)
         check_min(self, "bootstrap", 0)
+        _check_seed(self)
+        check_device(self)
         if not str(self.embedding_model).strip():
             raise ConfigError("embedding_model", "must not be empty ('none' skips the metric)")
         if self.sentiment == "lexicon" and self.sentiment_map:
             raise ConfigError("sentiment_map", "applies to a classifier (--sentiment DIR), not to the lexicon")
+        if self.sentiment_map:
+            from socialsynth.jobs.response.sentiment import parse_sentiment_map
+
+            parse_sentiment_map(self.sentiment_map)  # a malformed map stops here, naming --sentiment-map
         if self.sentiment != "lexicon" and not Path(self.sentiment).is_dir():
             raise ConfigError("sentiment", f"'lexicon' or a classifier folder; folder not found: {self.sentiment}")
         for path in self.predictions:

@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from socialsynth.core.errors import InputError
-from socialsynth.core.io import SUPPORTED_EXTENSIONS, atomic_write_text, read_records
+from socialsynth.core.io import SUPPORTED_EXTENSIONS, atomic_write_text, read_records, read_text_file
 from socialsynth.core.provenance import versions
 from socialsynth.core.run import JobRun
 from socialsynth.jobs.response.config import BuildConfig
@@ -345,12 +345,7 @@ def read_list_file(path: Path | None) -> tuple[str, ...]:
     """An exclusion list: one entry a line, blank lines and `# comments` ignored."""
     if path is None:
         return ()
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as e:
-        raise InputError(f"cannot read the list ({e.strerror})", path=path) from e
-    except UnicodeDecodeError as e:
-        raise InputError("not UTF-8 text", path=path) from e
+    lines = read_text_file(path, "the list").splitlines()
     return tuple(s for line in lines if (s := line.strip()) and not s.startswith("# "))
 
 
@@ -527,6 +522,11 @@ def build_cases(cfg: BuildConfig, inputs: Inputs | None = None) -> tuple[list[di
     chosen = choose_responses(inputs, tally.skipped_cases)
     cleaned = clean_histories(inputs, chosen, splits, rules, post_drops)
     cases = make_cases(cfg, inputs, chosen, cleaned, splits, languages, tally)
+    if not cases:
+        reasons = {**{f"rows: {k}": v for k, v in inputs.skipped.items()}, **tally.skipped_cases}
+        why = "; ".join(f"{k}: {v}" for k, v in reasons.items()) or "no responses"
+        raise InputError(f"no case could be built from {len(inputs.responses)} responses ({why})",
+                         path=inputs.files.get("responses") or inputs.files.get("topics"))
     skipped_users = {u: r for u, r in tally.skipped_users.items() if u not in tally.users_with_case}
     stats = {
         "n_topics": len(inputs.topics),
@@ -592,6 +592,7 @@ def run_build(cfg: BuildConfig, inputs: Inputs | None = None) -> dict:
             output=str(out),
             rerun="rebuilt from the inputs and replaced atomically",
             n_written=len(cases),
+            skipped={**stats["skipped_rows"], **stats["skipped_cases"]},
         )
         run.note_items(len(cases))
         run.mark_complete(True)

@@ -47,6 +47,7 @@ from socialsynth.core.errors import InputError
 from socialsynth.core.io import atomic_write_json, atomic_write_text, iter_jsonl
 from socialsynth.core.run import JobRun
 from socialsynth.jobs.response.config import EvaluateConfig
+from socialsynth.jobs.response.records import is_id
 from socialsynth.jobs.response.sentiment import LABELS, make_sentiment
 from socialsynth.jobs.response.text_metrics import SentenceBleu, guess_language, is_cjk, rouge_l
 
@@ -91,6 +92,9 @@ def read_predictions(path: Path, method: str) -> MethodPredictions:
     out = MethodPredictions(method=method, path=path)
     for line, rec in iter_jsonl(path, required=("id",)):
         out.lines += 1
+        if not is_id(rec["id"]):
+            raise InputError(f"expected a non-empty id (text or number), got {rec['id']!r:.60}", path=path, line=line,
+                             field="id")
         key = str(rec["id"])
         status = rec.get("status")
         failed = (status is not None and status != "ok") or rec.get("prediction") is None
@@ -103,12 +107,17 @@ def read_predictions(path: Path, method: str) -> MethodPredictions:
                     raise InputError("required field missing", path=path, line=line, field=name)
                 if name != "topic_id" and not isinstance(value, str):
                     raise InputError(f"expected text, got {type(value).__name__}", path=path, line=line, field=name)
+            if not is_id(rec["topic_id"]):
+                raise InputError(f"expected a topic id (text or number), got {rec['topic_id']!r:.60}", path=path,
+                                 line=line, field="topic_id")
         if key in out.records or key in out.failed:
             out.duplicates += 1  # a resumed run can repeat a line; the first one counts
         elif failed:
             out.failed.add(key)
         else:
             out.records[key] = rec
+    if not out.lines:
+        raise InputError("no predictions in the file (run infer, or leave the file out)", path=path)
     return out
 
 
@@ -139,7 +148,9 @@ def read_cases(path: Path | None) -> tuple[dict[str, str], dict[str, str]]:
     titles: dict[str, str] = {}
     if path is None:
         return languages, titles
-    for _, rec in iter_jsonl(path, required=("id",)):
+    for line, rec in iter_jsonl(path, required=("id",)):
+        if rec.get("language") not in (None, "en", "zh"):
+            raise InputError(f"expected en or zh, got {rec['language']!r:.40}", path=path, line=line, field="language")
         if rec.get("language") in ("en", "zh"):
             languages[str(rec["id"])] = rec["language"]
         if rec.get("topic_id") is not None and rec.get("topic"):
@@ -481,7 +492,7 @@ def read_inputs(cfg: EvaluateConfig) -> Inputs:
     case_languages, titles = read_cases(cases_path)
     ids, dropped = align(methods)
     if not ids:
-        summary = "; ".join(f"{m.method}: {len(m.records)} usable" for m in methods)
+        summary = "; ".join(f"{m.method}: {len(m.records)} usable, {len(m.failed)} failed" for m in methods)
         raise InputError(f"no case id has a usable prediction from every method ({summary})")
     base = methods[0].records
     mismatched = {
@@ -602,8 +613,9 @@ def evaluate(cfg: EvaluateConfig, eval_dir: Path) -> dict:
     )
     text = report_text(cfg, inputs, rows, len(topics), prov["sentiment"])
     atomic_write_text(eval_dir / "comparison.txt", text)
+    skipped = {f"{method}: {reason}": n for method, reasons in inputs.dropped.items() for reason, n in reasons.items()}
     return {"text": text, "eval_dir": str(eval_dir), "micro_rows": len(micro), "topics": len(topics),
-            "shared_cases": len(inputs.ids), "methods": method_order, "plots": not cfg.no_plots}
+            "shared_cases": len(inputs.ids), "methods": method_order, "plots": not cfg.no_plots, "skipped": skipped}
 
 
 def run_evaluate(cfg: EvaluateConfig) -> dict:
@@ -611,7 +623,7 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
     eval_dir = Path(cfg.eval_dir) if cfg.eval_dir else Path(cfg.output_dir) / "eval"
     with JobRun("response.evaluate", eval_dir / EVALUATE_META, cfg) as run:
         summary = evaluate(cfg, eval_dir)
-        run.meta.update({k: v for k, v in summary.items() if k != "text"})
+        run.meta.update({k: v for k, v in summary.items() if k != "text"})  # (with "skipped": the ids left out)
         run.note_items(summary["micro_rows"])
         run.mark_complete(True)
     return summary

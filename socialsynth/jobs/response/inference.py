@@ -16,6 +16,13 @@ socialsynth backend chosen by --backend/-m (embedded SmolLM2, any HF model, or a
 seeds each request from --seed and its id (the hf backend's penalty counts only generated tokens).
 
 Answers are cleaned the same way for every method: whitespace, a leaked end-of-turn marker and wrapping quotes go.
+
+Prompts longer than the model can read are cut (user span first, then news; spans.py): adapters to --max-length or
+the model's context minus --max-new-tokens, whichever is less; zero-shot with a model in this process to that
+context (a server applies its own limits). A prompt that cannot be cut enough gets an error record (status "error",
+its reason), counted in the summary and the run record's "skipped"; evaluate leaves such ids out for every method.
+Records are checked before any model loads (types; a repeated id is refused with the ids named), and so are the
+files of the adapter folder (a damaged one is named).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,14 +39,22 @@ from socialsynth.core.io import JsonlWriter, iter_jsonl
 from socialsynth.core.provenance import command_line
 from socialsynth.core.run import JobRun, record_path
 from socialsynth.core.runner import GracefulStop, run_chunks
-from socialsynth.jobs.response.config import SEED_SAMPLING, InferConfig  # noqa: F401  (re-exported)
-from socialsynth.jobs.response.pac_lora import is_pac_lora_dir, load_pac_lora
-from socialsynth.jobs.response.records import chat_for
-from socialsynth.jobs.response.spans import EncodedPrompt, encode_prompt, fit_length
-from socialsynth.jobs.response.training import TRAINING_FILE
+from socialsynth.jobs.response.config import _METHOD_NAME, SEED_SAMPLING, InferConfig  # noqa: F401  (re-exported)
+from socialsynth.jobs.response.context import (
+    backend_context,
+    chat_token_counter,
+    model_context,
+    prompt_budget,
+)
+from socialsynth.jobs.response.pac_lora import CONFIG_FILE, WEIGHTS_FILE, is_pac_lora_dir, load_pac_lora
+from socialsynth.jobs.response.records import VARIANTS, RepeatedIds, chat_for, check_prompt_record
+from socialsynth.jobs.response.spans import EncodedPrompt, encode_prompt, fit_length, shorten_record
+from socialsynth.jobs.response.training import TRAINING_FILE, safetensors_problem
 from socialsynth.llm.base import request_seed
 
 log = logging.getLogger(__name__)
+TOO_LONG = "prompt too long for --max-length or the model's context"
+FAILED = "generation failed"
 
 END_MARKERS = ("<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<end_of_turn>", "</s>", "<|endoftext|>")
 QUOTE_PAIRS = {'"': '"', "'": "'", "“": "”", "‘": "’", "「": "」", "『": "』", "«": "»"}  # opening -> closing
@@ -64,31 +80,63 @@ def clean_prediction(text: str) -> str:
 # ----------------------------------------------------------------------------------------------- adapters
 
 
+DAMAGED = "the adapter folder is damaged: train it again (train --restart)"
+
+
+def _json_object(path: Path) -> dict:
+    """A JSON object file of an adapter folder; InputError naming it when it is damaged."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:  # UnicodeDecodeError is a ValueError
+        raise InputError(f"unreadable ({type(e).__name__}); {DAMAGED}", path=path) from None
+    if not isinstance(data, dict):
+        raise InputError(f"not a JSON object; {DAMAGED}", path=path)
+    return data
+
+
+def _check_pac_config(data: dict, path: Path) -> str | None:
+    """The base model a pac_lora_config.json names, after checking the values that rebuild the experts."""
+    for name, low in (("experts", 1), ("rank", 1), ("router_hidden", 1)):
+        value = data.get(name, 1)
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise InputError(f"expected a whole number >= {low}, got {value!r:.40}; {DAMAGED}", path=path, field=name)
+    for name, ok in (("alpha", lambda v: v > 0), ("dropout", lambda v: 0 <= v < 1)):
+        value = data.get(name, 0.5)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not ok(value):
+            raise InputError(f"out of range: {value!r:.40}; {DAMAGED}", path=path, field=name)
+    targets = data.get("target_modules", [])
+    if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+        raise InputError(f"expected a list of module names; {DAMAGED}", path=path, field="target_modules")
+    return data.get("base_model") if isinstance(data.get("base_model"), str) else None
+
+
 def read_adapter(directory: Path) -> dict:
-    """What the adapter folder says about itself: method, base model, variant, name."""
+    """What the adapter folder says about itself: method, base model, variant, name (each file checked, so that a
+    damaged folder stops with its file named before any model loads)."""
     if not directory.is_dir():
         raise InputError("adapter folder not found", path=directory)
-    info: dict = {}
     training = directory / TRAINING_FILE
-    if training.exists():
-        info = json.loads(training.read_text(encoding="utf-8"))
+    info = _json_object(training) if training.exists() else {}
     if is_pac_lora_dir(directory):
-        from socialsynth.jobs.response.pac_lora import read_config
-
-        method, base = "pac-lora", read_config(directory).base_model
+        method, base = "pac-lora", _check_pac_config(_json_object(directory / CONFIG_FILE), directory / CONFIG_FILE)
+        weights = directory / WEIGHTS_FILE
     elif (directory / "adapter_config.json").exists():
-        method = "lora"
-        base = json.loads((directory / "adapter_config.json").read_text(encoding="utf-8")).get(
-            "base_model_name_or_path"
-        )
+        method, base = "lora", _json_object(directory / "adapter_config.json").get("base_model_name_or_path")
+        weights = directory / "adapter_model.safetensors"
     else:
         raise InputError("not an adapter folder (no pac_lora_config.json or adapter_config.json)", path=directory)
-    return {
-        "method": method,
-        "base_model": info.get("base_model") or base,
-        "variant": info.get("variant"),
-        "name": info.get("name") or directory.name,
-    }
+    if weights.exists() or method == "pac-lora":  # (peft may also have saved adapter_model.bin)
+        problem = safetensors_problem(weights)
+        if problem:
+            raise InputError(f"{problem}; {DAMAGED}", path=weights)
+    name = info.get("name") or directory.name
+    variant = info.get("variant")
+    if variant is not None and variant not in VARIANTS:
+        raise InputError(f"unknown variant {variant!r:.40} (one of {', '.join(VARIANTS)})", path=training,
+                         field="variant")
+    base_model = info.get("base_model") or base
+    return {"method": method, "base_model": base_model if isinstance(base_model, str) else None,
+            "variant": variant, "name": name, "training_file": str(training)}
 
 
 class AdapterGenerator:
@@ -101,17 +149,32 @@ class AdapterGenerator:
         self.dtype = resolve_dtype(dtype, self.device)
         self.method = info["method"]
         self.tokenizer, base = load_causal_lm(model_name, self.device, self.dtype, quantization, frozen=True)
-        if self.method == "pac-lora":
-            self.model = load_pac_lora(base, directory)
-        else:
-            from peft import PeftModel
-
-            self.model = PeftModel.from_pretrained(base, str(directory))
+        self.model = self._load(base, directory, model_name)
         if not quantization:
             self.model.to(self.device)
         self.model.eval()
         self.eos_ids = eos_ids(base, self.tokenizer)
         self.pad_id = self.tokenizer.pad_token_id
+
+    def _load(self, base, directory: Path, model_name: str):
+        """The adapter on its base; one that does not fit that base (other shapes or modules) is an InputError."""
+        import torch
+
+        try:
+            if self.method == "pac-lora":
+                return load_pac_lora(base, directory)
+            from peft import PeftModel
+
+            return PeftModel.from_pretrained(base, str(directory))
+        except (ValueError, RuntimeError, KeyError) as e:
+            if isinstance(e, torch.OutOfMemoryError):
+                raise
+            raise InputError(f"does not fit the base model {model_name} ({' '.join(str(e).split())[:200]}); give "
+                             "the model it was trained on with -m", path=directory) from None
+
+    @property
+    def context(self) -> int | None:
+        return model_context(self.model, self.tokenizer)
 
     def _left_pad(self, prompts: list[EncodedPrompt]):
         import torch
@@ -165,12 +228,16 @@ class AdapterGenerator:
 
 
 def read_cases(path: Path, split: str) -> list[tuple[int, dict]]:
+    """(line, record) of the Alpaca records of `split`, checked; a repeated id is refused (one answer per id)."""
     if not path.exists():
         raise InputError("file not found (run extract-personas first, or pass --input-file)", path=path)
-    rows = []
+    rows, ids = [], RepeatedIds(path, "record id")
     for line, record in iter_jsonl(path, required=("id", "instruction")):
         if record.get("split") == split:
-            rows.append((line, record))
+            check_prompt_record(record, path, line)
+            if not ids.seen(record["id"], line):
+                rows.append((line, record))
+    ids.check("only one prediction per id is kept; rebuild the file with extract-personas")
     return rows
 
 
@@ -213,8 +280,9 @@ def plan_inference(cfg: InferConfig) -> InferPlan:
     method = cfg.method_name or (
         info["name"] if info else ("zero-shot" if variant == "full" else f"zero-shot-{variant}")
     )
-    if not re.fullmatch(r"[\w.+-]+", method):
-        raise InputError("use letters, digits and . _ + - only (it names a file)", field="--method-name")
+    if not isinstance(method, str) or not _METHOD_NAME.fullmatch(method):  # a name from the adapter's files
+        raise InputError(f"the adapter's name {method!r:.60} cannot name a predictions file (letters, digits and "
+                         ". _ + - only); pass --method-name", path=info and info["training_file"], field="name")
     input_file = Path(cfg.input_file) if cfg.input_file else out / "alpaca" / f"{variant}.jsonl"
     cases = read_cases(input_file, cfg.split)
     if not cases:
@@ -242,12 +310,22 @@ class AdapterJob:
             "method": plan.info["method"],
         }
 
+    def prompt_budget(self) -> int:
+        """--max-length, or less when the model's context minus --max-new-tokens is shorter."""
+        room = prompt_budget(self.engine.context, self.params.max_new_tokens)
+        if room is not None and room < self.cfg.max_length:
+            log.warning("prompts are cut to %d tokens: the model's context minus --max-new-tokens (below --max-length "
+                        "%d)", room, self.cfg.max_length)
+            return room
+        return self.cfg.max_length
+
     def prepare(self, todo: list[tuple[int, dict]]) -> list[tuple[int, dict]]:
         """Encode every prompt up front (bad records fail before any generation); longest first."""
         spans = self.plan.info["method"] == "pac-lora"
+        self.budget = self.prompt_budget()
         for line, c in todo:
             full = encode_prompt(self.engine.tokenizer, c, self.plan.input_file, line, need_spans=spans)
-            self.prompts[c["id"]] = (fit_length(full, self.cfg.max_length), len(full))
+            self.prompts[c["id"]] = (fit_length(full, self.budget), len(full))
         return sorted(todo, key=lambda lc: -(len(self.prompts[lc[1]["id"]][0]) if self.prompts[lc[1]["id"]][0] else 0))
 
     def process(self, chunk) -> list[dict]:
@@ -255,8 +333,9 @@ class AdapterJob:
         for _line, c in chunk:
             enc, n_full = self.prompts[c["id"]]
             if enc is None:
-                error = f"prompt of {n_full} tokens does not fit --max-length {self.cfg.max_length}"
-                records.append(self._record(c, "", "error", status="error", error=error))
+                error = (f"prompt of {n_full} tokens does not fit {self.budget} tokens (--max-length "
+                         f"{self.cfg.max_length})")
+                records.append(self._record(c, "", "error", status="error", error=error, error_kind=TOO_LONG))
             else:
                 ok.append(c)
         if ok:
@@ -289,18 +368,44 @@ class ZeroShotJob:
         self.describe = self.backend.describe()
         self.prov = {"model": self.model_name, "adapter": None, "params": self.params.to_dict(),
                      "seed": self.params.seed}
+        self.too_long: dict[str, str] = {}  # id -> why its prompt cannot fit the context
+        self.cut: dict[str, int] = {}  # id -> prompt tokens cut to fit it
 
     def prepare(self, todo: list[tuple[int, dict]]) -> list[tuple[int, dict]]:
-        return todo
+        """Cut the prompts longer than the model's context (user span first) when the backend can count tokens;
+        one that cannot be cut enough is answered with an error record."""
+        count = chat_token_counter(self.backend)
+        budget = prompt_budget(backend_context(self.backend), self.params.max_new_tokens)
+        tokenizer = getattr(self.backend, "tokenizer", None)
+        if count is None or budget is None or tokenizer is None:
+            return todo
+        fitted = []
+        for line, c in todo:
+            n = count(chat_for(c))
+            short = c if n <= budget else shorten_record(tokenizer, c, budget, lambda r: count(chat_for(r)))
+            if short is None:
+                self.too_long[str(c["id"])] = f"prompt of {n} tokens does not fit the model's context ({budget} tokens)"
+            elif short is not c:
+                self.cut[str(c["id"])] = n - count(chat_for(short))
+            fitted.append((line, c if short is None else short))
+        return fitted
 
     def process(self, chunk) -> list[dict]:
+        records = []
+        for _line, c in chunk:
+            if str(c["id"]) in self.too_long:
+                records.append(_record(c, self.plan.method, self.plan.variant, "", "error", self.prov, status="error",
+                                       error=self.too_long[str(c["id"])], error_kind=TOO_LONG))
+        chunk = [(line, c) for line, c in chunk if str(c["id"]) not in self.too_long]
         chats = [chat_for(c) for _line, c in chunk]
         outs = self.backend.generate(chats, self.params, keys=[str(c["id"]) for _line, c in chunk])
-        records = []
         for (_line, c), comp in zip(chunk, outs, strict=True):
             extra = {"sampling_seed": comp.seed, "n_new_tokens": comp.n_new_tokens}
+            if str(c["id"]) in self.cut:
+                extra["prompt_tokens_cut"] = self.cut[str(c["id"])]
             if comp.finish_reason == "error":
-                extra.update(status="error", error=getattr(comp, "error", None) or "generation failed")
+                extra.update(status="error", error=getattr(comp, "error", None) or "generation failed",
+                             error_kind=FAILED)
             records.append(_record(c, self.plan.method, self.plan.variant, comp.text, comp.finish_reason, self.prov,
                                    **extra))
         return records
@@ -326,7 +431,7 @@ def answer(cfg: InferConfig, plan: InferPlan, run: JobRun, writer: JsonlWriter, 
 def run_infer(cfg: InferConfig) -> dict:
     """Write the missing predictions of --split to predictions/<method>.jsonl and its run record; the summary."""
     plan = plan_inference(cfg)
-    with JobRun("response.infer", record_path(plan.target), cfg) as run:
+    with JobRun("response.infer", record_path(plan.target), cfg, outputs=[plan.target]) as run:
         run.meta.update(_record_fields(cfg, plan))
         with JsonlWriter(plan.target) as writer:
             todo = [(line, c) for line, c in plan.cases if str(c["id"]) not in writer.done]
@@ -334,9 +439,24 @@ def run_infer(cfg: InferConfig) -> dict:
             written = answer(cfg, plan, run, writer, todo) if todo else 0
             total = len(writer.done)
         run.meta["written"] = total
+        run.meta["skipped"], run.meta["prompts_cut"] = failure_counts(plan.target)
         run.mark_complete(all(str(c["id"]) in writer.done for _line, c in plan.cases))
     return {"method": plan.method, "split": cfg.split, "target": str(plan.target), "cases": len(plan.cases),
-            "written": written, "already": already, "total": total}
+            "written": written, "already": already, "total": total, "skipped": run.meta["skipped"],
+            "prompts_cut": run.meta["prompts_cut"]}
+
+
+def failure_counts(target: Path) -> tuple[dict[str, int], int]:
+    """The error records in a predictions file by kind (the run record's "skipped": evaluate leaves them out), and
+    how many answered prompts were cut to fit."""
+    counts: Counter[str] = Counter()
+    cut = 0
+    if target.exists():
+        for _, rec in iter_jsonl(target):
+            if rec.get("status") == "error":
+                counts[rec.get("error_kind") or FAILED] += 1
+            cut += bool(rec.get("prompt_tokens_cut"))
+    return dict(counts), cut
 
 
 def _record_fields(cfg: InferConfig, plan: InferPlan) -> dict:
@@ -358,8 +478,12 @@ def _record_fields(cfg: InferConfig, plan: InferPlan) -> dict:
 
 def format_summary(s: dict) -> str:
     if s["already"] == s["cases"] and not s["written"]:
-        return f"{s['method']}: all {s['cases']} {s['split']} cases are already in {s['target']}; nothing to do"
-    return (
-        f"{s['method']}: {s['written']} predictions written, {s['already']} already there, {s['total']} of "
-        f"{s['cases']} {s['split']} cases in {s['target']}"
-    )
+        text = f"{s['method']}: all {s['cases']} {s['split']} cases are already in {s['target']}; nothing to do"
+    else:
+        text = (f"{s['method']}: {s['written']} predictions written, {s['already']} already there, {s['total']} of "
+                f"{s['cases']} {s['split']} cases in {s['target']}")
+    if s.get("prompts_cut"):
+        text += f"\nprompts cut to fit --max-length or the model's context (user span first): {s['prompts_cut']}"
+    for kind, n in (s.get("skipped") or {}).items():
+        text += f"\nskipped ({kind}; recorded as errors, left out by evaluate): {n}"
+    return text

@@ -13,7 +13,10 @@ build-dataset retrieved for their cases: best-ranked first across the cases, wit
 as a numbered list (`1. ...`, `1、...`, `(1) ...`; bullets when there are no numbers; Markdown stripped; at most
 five items). Items that only copy the prompt (small models repeat the rubric's examples) go to `echoed`, not
 into the persona. What cannot be parsed is kept in `raw` with status "unparsed" (or "echo" when every item was
-an echo, "empty" for no answer) and counted, never fatal.
+an echo, "empty" for no answer) and counted, never fatal. When the backend runs the model in this process, a prompt
+past its context (minus --max-new-tokens) has its longest history posts cut to fit (counted); a user whose prompt
+cannot fit even without posts gets status "too_long" (counted, no persona). cases.jsonl is checked line by line
+before any model loads (types, splits, languages; a repeated case id is refused with the ids named).
 
 Output in `-o` (default output/responses): personas.jsonl, one line per user: {"user_id", "persona": [str, ...],
 "echoed", "raw", "status", "language", "n_history_posts", "finish_reason", provenance: "backend", "model", "template",
@@ -38,11 +41,13 @@ from socialsynth.core.io import JsonlWriter, atomic_write_json, iter_jsonl
 from socialsynth.core.provenance import command_line
 from socialsynth.core.run import JobRun
 from socialsynth.core.runner import GracefulStop, run_chunks
-from socialsynth.jobs.response.alpaca import write_alpaca
+from socialsynth.jobs.response.alpaca import load_persona_template, write_alpaca
 from socialsynth.jobs.response.config import PersonaConfig
-from socialsynth.jobs.response.dataset import CASES_NAME
+from socialsynth.jobs.response.context import backend_context, cap_texts, chat_token_counter, prompt_budget
+from socialsynth.jobs.response.dataset import CASES_NAME, LANGUAGES, SPLITS
+from socialsynth.jobs.response.records import RepeatedIds, is_id
 from socialsynth.llm import Backend
-from socialsynth.prompts import Template, load_template
+from socialsynth.prompts import Template
 
 log = logging.getLogger(__name__)
 PERSONAS_NAME = "personas.jsonl"
@@ -50,6 +55,8 @@ PERSONAS_META = "personas.meta.json"
 ALPACA_DIR = "alpaca"
 MAX_ITEMS = 5
 MAX_ITEM_CHARS = 120  # a longer item is cut at a word boundary (the 135M model rambles)
+TOO_LONG = "too_long"  # the status of a user whose prompt cannot fit the model's context
+CASE_FIELDS = ("id", "topic_id", "user_id", "news", "topic", "response", "split", "language")
 
 
 # -- parsing ---------------------------------------------------------------------------------------------------
@@ -154,15 +161,47 @@ def users_from_cases(cases: Sequence[Mapping], posts_per_user: int) -> list[User
     return users
 
 
+def check_case(rec: dict, path: Path, line: int) -> dict:
+    """One cases.jsonl record with its types checked (ids become text); InputError naming the line and field."""
+
+    def bad(field: str, message: str):
+        return InputError(message, path=path, line=line, field=field)
+
+    for key in CASE_FIELDS:
+        if key not in rec:
+            raise bad(key, "case lacks a field (rebuild with build-dataset)")
+    for key in ("id", "topic_id", "user_id"):
+        if not is_id(rec[key]):
+            raise bad(key, f"expected a non-empty id (text or number), got {rec[key]!r:.60}")
+        rec[key] = str(rec[key])
+    for key in ("news", "topic", "response"):
+        if not isinstance(rec[key], str) or not rec[key].strip():
+            raise bad(key, f"expected non-empty text, got {rec[key]!r:.60}")
+    if rec["split"] not in SPLITS:
+        raise bad("split", f"expected one of {', '.join(SPLITS)}, got {rec['split']!r:.60}")
+    if rec["language"] not in LANGUAGES:
+        raise bad("language", f"expected one of {', '.join(LANGUAGES)}, got {rec['language']!r:.60}")
+    history = rec.get("history") or []
+    if not isinstance(history, list) or not all(isinstance(h, str) for h in history):
+        raise bad("history", "expected a list of texts")
+    profile = rec.get("profile") or {}
+    if not isinstance(profile, dict) or not all(isinstance(v, (str, int, float)) for v in profile.values()):
+        raise bad("profile", "expected an object of texts")
+    if rec.get("user_name") is not None and not isinstance(rec["user_name"], (str, int)):
+        raise bad("user_name", f"expected text, got {rec['user_name']!r:.60}")
+    return rec
+
+
 def load_cases(path: Path) -> list[dict]:
+    """The cases of cases.jsonl, checked; a repeated case id is refused (it would double its Alpaca records)."""
     if not Path(path).exists():
         raise InputError("cases file not found (run build-dataset first, or give --cases)", path=path)
-    cases = []
+    cases, ids = [], RepeatedIds(path, "case id")
     for line, rec in iter_jsonl(path):
-        for key in ("id", "topic_id", "user_id", "news", "topic", "response", "split", "language"):
-            if key not in rec:
-                raise InputError("case lacks a field (rebuild with build-dataset)", path=path, line=line, field=key)
-        cases.append(rec)
+        rec = check_case(rec, path, line)
+        if not ids.seen(rec["id"], line):
+            cases.append(rec)
+    ids.check("rebuild with build-dataset")
     if not cases:
         raise InputError("no cases", path=path)
     return cases
@@ -172,21 +211,39 @@ def load_cases(path: Path) -> list[dict]:
 
 
 class PersonaJob:
+    """Persona prompts for chunks of users, each cut to the model's context when the backend can count tokens."""
+
     def __init__(self, backend: Backend, cfg: PersonaConfig):
         self.backend, self.cfg = backend, cfg
         self.unparsed = 0
+        self.count = chat_token_counter(backend)
+        self.budget = prompt_budget(backend_context(backend), cfg.params.max_new_tokens)
 
     def template(self, language: str) -> Template:
-        return load_template(self.cfg.persona_template or f"response_persona_{language}")
+        return load_persona_template(self.cfg.persona_template or f"response_persona_{language}")
+
+    def fit(self, tpl: Template, user: UserItem) -> list[str] | None:
+        """The user's history posts, the longest cut so that the prompt fits the context; None if it cannot."""
+        if self.count is None or self.budget is None:
+            return list(user.history)
+        return cap_texts(user.history, lambda posts: self.count(persona_chat(tpl, user.name, posts)) <= self.budget)
+
+    def too_long(self, user: UserItem, tpl: Template) -> dict:
+        """The record of a user whose prompt cannot fit even without history (written, so that it is counted)."""
+        return {"user_id": user.user_id, "persona": [], "echoed": [], "raw": "", "status": TOO_LONG,
+                "language": user.language, "n_history_posts": len(user.history), "finish_reason": None,
+                "model": self.backend.name, "template": f"{tpl.name}@{tpl.hash}", "params": self.cfg.params.to_dict(),
+                "error": f"the persona prompt does not fit the model's context ({self.budget} prompt tokens)"}
 
     def process(self, users: Sequence[UserItem]) -> list[dict]:
         templates = [self.template(u.language) for u in users]
-        chats = [persona_chat(t, u.name, u.history) for t, u in zip(templates, users, strict=False)]
-        keys = [u.user_id for u in users]
-        completions = self.backend.generate(chats, self.cfg.params, keys=keys)
+        fitted = [self.fit(t, u) for t, u in zip(templates, users, strict=True)]
+        records = [self.too_long(u, t) for u, t, f in zip(users, templates, fitted, strict=True) if f is None]
+        asked = [(u, t, f) for u, t, f in zip(users, templates, fitted, strict=True) if f is not None]
+        chats = [persona_chat(t, u.name, f) for u, t, f in asked]
+        completions = self.backend.generate(chats, self.cfg.params, keys=[u.user_id for u, _, _ in asked])
         describe = self.backend.describe()
-        records = []
-        for user, tpl, chat, comp in zip(users, templates, chats, completions, strict=False):
+        for (user, tpl, posts), chat, comp in zip(asked, chats, completions, strict=True):
             parsed = parse_persona(comp.text)
             items, echoed = split_echoes(parsed, "\n".join(turn["content"] for turn in chat))
             if items:
@@ -204,6 +261,7 @@ class PersonaJob:
                     "status": status,
                     "language": user.language,
                     "n_history_posts": len(user.history),
+                    "history_cut": posts != user.history,
                     "finish_reason": comp.finish_reason,
                     "backend": describe.get("backend"),
                     "model": self.backend.name,
@@ -232,11 +290,12 @@ def run_personas(cfg: PersonaConfig, backend: Backend | None = None) -> dict:
     out = out_dir / PERSONAS_NAME
     if cfg.no_personas:
         return write_outputs(cfg, cases, users, {}, 0, t0)
-    with JobRun("response.personas", out_dir / PERSONAS_META, cfg) as run:
+    with JobRun("response.personas", out_dir / PERSONAS_META, cfg, outputs=[out]) as run:
         run.meta["n_users"] = len(users)
         this_run = extract_personas(cfg, users, out, run, backend)
         summary = write_outputs(cfg, cases, users, read_personas(out), this_run, t0)
         run.meta["summary"] = summary
+        run.meta["skipped"] = summary["skipped"]
     return summary
 
 
@@ -271,12 +330,15 @@ def write_outputs(cfg: PersonaConfig, cases: Sequence[Mapping], users: Sequence[
     refs = {uid: f"{rec.get('model')}|{rec.get('template')}" for uid, rec in records.items()}
     alpaca = write_alpaca(cases, personas, out_dir / ALPACA_DIR, cfg.instruction_templates, refs)
     status = Counter(rec.get("status", "ok") for rec in records.values())
+    skipped = {"persona prompt too long for the model's context": status[TOO_LONG]} if status[TOO_LONG] else {}
     summary = {
         "n_cases": len(cases),
         "n_users": len(users),
         "personas_this_run": this_run,
         "personas_total": len(records),
         "status": dict(status),
+        "skipped": skipped,
+        "history_cut": sum(1 for rec in records.values() if rec.get("history_cut")),
         "no_personas": cfg.no_personas,
         "personas": None if cfg.no_personas else str(out_dir / PERSONAS_NAME),
         "alpaca": alpaca,
@@ -299,6 +361,10 @@ def format_summary(s: dict) -> str:
         status = ", ".join(f"{k} {v}" for k, v in sorted(s["status"].items())) or "none"
         lines.append(f"personas: {s['personas_total']} ({status}); {s['personas_this_run']} new this run")
         lines.append(f"personas: {s['personas']}")
+        if s.get("history_cut"):
+            lines.append(f"users whose history posts were cut to fit the model's context: {s['history_cut']}")
+        for reason, n in (s.get("skipped") or {}).items():
+            lines.append(f"skipped ({reason}): {n}")
     a = s["alpaca"]
     lines.append("alpaca: " + ", ".join(f"{k} {v}" for k, v in a["records"].items()) + f" -> {a['folder']}")
     if a["cases_without_persona"] and not s["no_personas"]:

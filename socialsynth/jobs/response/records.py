@@ -41,3 +41,53 @@ def chat_for(record: Mapping) -> list[dict[str, str]]:
     """The chat a model answers for an Alpaca record (system prompt first when the record has one)."""
     chat = [{"role": "system", "content": record["system"]}] if record.get("system") else []
     return chat + [{"role": "user", "content": prompt_text(record)}]
+
+
+def is_id(value) -> bool:
+    """An id a record may carry: non-empty text or a whole number (never a bool, list or object)."""
+    return isinstance(value, (str, int)) and not isinstance(value, bool) and bool(str(value).strip())
+
+
+def check_prompt_record(record: Mapping, path=None, line: int | None = None) -> None:
+    """The fields of an Alpaca record that make its prompt have the right types (InputError naming the field)."""
+    from socialsynth.core.errors import InputError
+
+    if not is_id(record.get("id")):
+        raise InputError(f"expected a non-empty id (text or number), got {record.get('id')!r:.60}", path=path,
+                         line=line, field="id")
+    if not isinstance(record.get("instruction"), str) or not record["instruction"].strip():
+        raise InputError(f"expected non-empty text, got {record.get('instruction')!r:.60}", path=path, line=line,
+                         field="instruction")
+    for name in ("input", "system"):
+        if record.get(name) is not None and not isinstance(record[name], str):
+            raise InputError(f"expected text, got {record[name]!r:.60}", path=path, line=line, field=name)
+
+
+class RepeatedIds:
+    """Collects the ids met while reading a file and refuses repeats, naming them with their lines."""
+
+    def __init__(self, path, what: str = "id"):
+        self.path, self.what = path, what
+        self.first: dict[str, int] = {}
+        self.repeated: dict[str, int] = {}
+
+    def seen(self, key, line: int) -> bool:
+        """Whether `key` came before (then it is remembered as a repeat)."""
+        key = str(key)
+        if key in self.first:
+            self.repeated.setdefault(key, line)
+            return True
+        self.first[key] = line
+        return False
+
+    def check(self, hint: str) -> None:
+        """InputError listing the repeated ids (at most five) and where, if there are any."""
+        from socialsynth.core.errors import InputError
+
+        if not self.repeated:
+            return
+        items = list(self.repeated.items())
+        named = ", ".join(f"{k!r} (lines {self.first[k]} and {n})" for k, n in items[:5])
+        more = f" and {len(items) - 5} more" if len(items) > 5 else ""
+        raise InputError(f"{len(items)} {self.what}(s) appear more than once: {named}{more}; {hint}", path=self.path,
+                         field="id")

@@ -30,6 +30,7 @@ class EncodedPrompt:
     ids: list[int]
     news: list[bool]
     user: list[bool]
+    chars: list[tuple[int, int]] | None = None  # each token's characters in prompt_text(record) (encode_prompt)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -104,7 +105,8 @@ def encode_prompt(
         shifted = [(s, e) for s, e in shifted if e > s]
         return [any(a < e and b > s for s, e in shifted) for a, b in offsets]
 
-    return EncodedPrompt(ids, mask(spans[SPAN_NEWS]), mask(spans[SPAN_USER]))
+    chars = [(max(a, lo) - offset, min(b, hi) - offset) for a, b in offsets]
+    return EncodedPrompt(ids, mask(spans[SPAN_NEWS]), mask(spans[SPAN_USER]), chars)
 
 
 def answer_ids(tokenizer, record: Mapping) -> list[int]:
@@ -151,20 +153,72 @@ def _cut_plan(runs: list[tuple[int, int]], excess: int) -> set[int]:
     return drop
 
 
+def _kept(prompt: EncodedPrompt, budget: int) -> list[int] | None:
+    """Positions of the tokens that stay when a prompt is cut to `budget` tokens, user span first, then news span;
+    None if that is not enough."""
+    keep = list(range(len(prompt)))
+    for flags in (prompt.user, prompt.news):
+        excess = len(keep) - budget
+        if excess <= 0:
+            break
+        drop = _cut_plan(_runs([flags[i] for i in keep]), excess)
+        keep = [k for j, k in enumerate(keep) if j not in drop]
+    return keep if len(keep) <= budget else None
+
+
 def fit_length(prompt: EncodedPrompt, budget: int) -> EncodedPrompt | None:
     """Shorten a prompt to at most `budget` tokens, user span first, then news span; None if that is not enough."""
     if len(prompt) <= budget:
         return prompt
-    ids, news, user = list(prompt.ids), list(prompt.news), list(prompt.user)
-    for flags in ("user", "news"):
-        excess = len(ids) - budget
-        if excess <= 0:
-            break
-        current = user if flags == "user" else news
-        drop = _cut_plan(_runs(current), excess)
-        keep = [i for i in range(len(ids)) if i not in drop]
-        ids, news, user = [ids[i] for i in keep], [news[i] for i in keep], [user[i] for i in keep]
-    return EncodedPrompt(ids, news, user) if len(ids) <= budget else None
+    keep = _kept(prompt, budget)
+    if keep is None:
+        return None
+    return EncodedPrompt([prompt.ids[i] for i in keep], [prompt.news[i] for i in keep], [prompt.user[i] for i in keep])
+
+
+def _remove_chars(text: str, ranges: list[tuple[int, int]], spans: dict) -> tuple[str, dict]:
+    """`text` without the character ranges, and the spans moved to match (emptied ones dropped)."""
+    merged: list[list[int]] = []
+    for start, end in sorted(r for r in ranges if r[1] > r[0]):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+
+    def moved(pos: int) -> int:
+        return pos - sum(min(end, pos) - start for start, end in merged if start < pos)
+
+    pieces, at = [], 0
+    for start, end in merged:
+        pieces.append(text[at:start])
+        at = end
+    pieces.append(text[at:])
+    new_spans = {kind: [[moved(s), moved(e)] for s, e in pairs if moved(e) > moved(s)] for kind, pairs in spans.items()}
+    return "".join(pieces), new_spans
+
+
+def shorten_record(tokenizer, record: Mapping, budget: int, measure=None) -> dict | None:
+    """The record with the characters of the tokens `fit_length` would cut removed from its prompt (user span
+    first, then news), for an engine that takes text; `measure(record)` counts its prompt tokens as that engine
+    does (default: as encode_prompt does). None when it cannot be made to fit (or has no spans to cut)."""
+    if not isinstance(record.get("spans"), Mapping):
+        return None
+    measure = measure or (lambda r: len(encode_prompt(tokenizer, r)))
+    full = encode_prompt(tokenizer, record)
+    target = budget - max(0, measure(record) - len(full))  # the engine's own extra tokens (a BOS, ...)
+    for _ in range(4):
+        keep = _kept(full, target) if target > 0 else None
+        if keep is None:
+            return None
+        kept = set(keep)
+        cut = [full.chars[i] for i in range(len(full)) if i not in kept]
+        text, spans = _remove_chars(prompt_text(record), cut, check_spans(record))
+        short = {**record, "instruction": text, "input": "", "spans": spans}
+        over = measure(short) - budget
+        if over <= 0:
+            return short
+        target -= over  # tokens merge differently across a cut: ask for a little more
+    return None
 
 
 def encode_example(

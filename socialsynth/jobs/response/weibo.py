@@ -49,6 +49,7 @@ _NOISE = [
 ]
 _LITERAL_NOISE = ("网页链接", "微博正文", "//", "#热门视频#")
 _NOISE_TOPICS = {"热门视频"}
+_PLAIN_ID = re.compile(r"(?!\.+$)[^/\\\x00]+")  # no separator, not "." or ".."
 
 
 def clean_weibo_text(text: str) -> str:
@@ -127,7 +128,10 @@ def load_weibo(root: Path, users_dir: Path | None = None, skip_bad_rows: bool = 
         csvs = sorted(folder.glob("*.csv"))
         if not csvs:
             raise InputError("topic folder has no search CSV", path=folder)
-        news = (folder / "news.txt").read_text(encoding="utf-8").replace("\\n", "\n").strip()
+        try:
+            news = (folder / "news.txt").read_text(encoding="utf-8").replace("\\n", "\n").strip()
+        except UnicodeDecodeError as e:
+            raise InputError(f"not UTF-8 text (byte {e.start + 1})", path=folder / "news.txt") from None
         if not news:
             raise InputError("empty news.txt", path=folder / "news.txt")
         topics.append(Topic(folder.name, folder.name, news))
@@ -141,6 +145,10 @@ def load_weibo(root: Path, users_dir: Path | None = None, skip_bad_rows: bool = 
             uid, text = _text(row.get(CSV_COLUMNS["user_id"])), _text(row.get(CSV_COLUMNS["text"]))
             if not uid:
                 checker.bad(csvs[0], line + 1, CSV_COLUMNS["user_id"], "empty user id", "search csv: empty user_id")
+                continue
+            if not _PLAIN_ID.fullmatch(uid):  # it names a history file: never a path out of the history folder
+                checker.bad(csvs[0], line + 1, CSV_COLUMNS["user_id"], f"not a plain id: {uid!r:.40}",
+                            "search csv: user_id not a plain id")
                 continue
             if text is None:
                 checker.bad(csvs[0], line + 1, CSV_COLUMNS["text"], "not text", "search csv: bad text")

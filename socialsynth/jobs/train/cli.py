@@ -62,4 +62,29 @@ def print_training(cfg: TrainConfig, results: dict) -> None:
         if split in results:
             print(format_report(task, results[split], title=f"{split} ({results[split].get('n')} rows)"))
             print()
+    for line in training_notes(results):
+        print(line)
     print(f"model, metrics.json, report.txt and predictions in {cfg.out_dir}")
+
+
+def training_notes(results: dict) -> list[str]:
+    """What a user must hear about the run besides the metrics: rows skipped or not used, repeated ids, texts cut,
+    torn checkpoints skipped, an evaluation redone."""
+    data, history = results.get("data") or {}, results.get("history") or {}
+    lines = []
+    for title, counts in (
+        ("skipped rows", data.get("skipped")),
+        ("training rows not used", data.get("train_excluded")),
+        ("duplicate ids (rows kept)", data.get("duplicate_ids")),
+    ):
+        if counts:
+            lines.append(f"{title}: " + ", ".join(f"{k}: {v}" for k, v in counts.items()))
+    if history.get("truncated_texts"):
+        lines.append(f"texts cut at --max-length: {history['truncated_texts']}")
+    if history.get("torn_checkpoints_skipped"):
+        lines.append(f"torn checkpoints skipped: {', '.join(history['torn_checkpoints_skipped'])}")
+    if history.get("resumed_from"):
+        lines.append(f"resumed from {history['resumed_from']}")
+    if results.get("repaired"):
+        lines.append(results["repaired"])
+    return lines

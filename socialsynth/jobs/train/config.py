@@ -8,6 +8,9 @@ before any data is read or any model loads.
 
 from __future__ import annotations
 
+import math
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +23,56 @@ from socialsynth.llm.args import ModelArgs
 PRESETS = ("upvote",)
 CLASS_WEIGHTS = ("balanced", "sqrt", "none")
 _D = TrainSettings()
+DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+MAX_SEED = 2**31 - 1  # numpy and scikit-learn take seeds below 2**32; the job adds small offsets to it
+
+
+def check_finite(cfg, *names: str) -> None:
+    """Raise ConfigError for a NaN or infinite value (``nan`` and ``inf`` parse as floats and pass every bound)."""
+    for name in names:
+        value = getattr(cfg, name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(name, f"must be a finite number, got {value}")
+
+
+def check_device(device: str) -> None:
+    """Refuse a --device this machine does not have while parsing, before any data is read or any model loads
+    (training would otherwise fail after a whole epoch). ModelArgs may check it too; this keeps the train job's own
+    promise whatever the shared check does."""
+    if device in ("auto", "cpu"):
+        return
+    if not DEVICE_RE.match(str(device)):
+        raise ConfigError("device", f"must be auto, cpu, cuda, cuda:N or mps, got {device!r}")
+    import torch
+
+    if device == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError("device", "MPS is not available on this machine; use --device cpu or auto")
+        return
+    if not torch.cuda.is_available():
+        raise ConfigError("device", f"{device}: CUDA is not available on this machine; use --device cpu or auto")
+    index = int(device.partition(":")[2] or 0)
+    if index >= torch.cuda.device_count():
+        raise ConfigError("device", f"{device}: this machine has {torch.cuda.device_count()} GPU(s) (cuda:0 ...)")
+
+
+def _looks_like_path(name: str) -> bool:
+    """A local path rather than a Hub id (``org/name``): absolute, relative with ./ ../ ~, or several folders."""
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name
+
+
+def check_output_place(path: Path, folder: bool) -> None:
+    """The output folder (``folder``) or file can be written: nothing in its way is a file (or a folder in a file's
+    place), and the nearest existing folder is writable. Raises ConfigError naming -o."""
+    path = Path(path)
+    if path.exists() and path.is_dir() != folder:
+        kind = "a file, not a folder" if folder else "a folder, not a file"
+        raise ConfigError("output_dir", f"{path} is {kind}; choose another -o")
+    place = path if path.is_dir() else next((p for p in path.parents if p.exists()), Path("."))
+    if not place.is_dir():
+        raise ConfigError("output_dir", f"{place} is a file, so {path} cannot be made; choose another -o")
+    if not os.access(place, os.W_OK | os.X_OK):
+        raise ConfigError("output_dir", f"cannot write in {place} (permission denied or read-only); choose another -o")
 
 
 @dataclass
@@ -40,6 +93,12 @@ class EncoderArgs(ModelArgs):
     request_timeout: float = field(default=600.0, init=False)
     max_retries: int = field(default=5, init=False)
     tensor_parallel: int = field(default=1, init=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_device(self.device)
+        if _looks_like_path(self.model) and not Path(self.model).expanduser().exists():
+            raise ConfigError("model", f"no such model folder: {self.model}")
 
 
 @dataclass
@@ -68,6 +127,7 @@ class TrainingArgs:
     logreg_c: float = flag(_D.logreg_c, "tfidf-logreg inverse regularisation", names=("--C",))
 
     def __post_init__(self) -> None:
+        check_finite(self, "epochs", "lr", "weight_decay", "warmup", "logreg_c")
         check_min(self, "epochs", 0, inclusive=False)
         check_min(self, "batch_size", 1)
         check_min(self, "grad_accum", 1)
@@ -78,7 +138,7 @@ class TrainingArgs:
         check_choice(self, "class_weight", CLASS_WEIGHTS)
         check_min(self, "early_stopping", 0)
         check_min(self, "eval_steps", 1)
-        check_min(self, "seed", 0)
+        check_range(self, "seed", 0, MAX_SEED)
         check_min(self, "tfidf_features", 1)
         check_min(self, "logreg_c", 0, inclusive=False)
 
@@ -137,10 +197,27 @@ class TrainConfig:
         if self.val_fraction + self.test_fraction >= 1:
             raise ConfigError("test_fraction", f"--val-fraction + --test-fraction must be below 1 (rows must be left "
                               f"for training), got {self.val_fraction} + {self.test_fraction}")
-        if not str(self.label_col).strip(",").strip():
-            raise ConfigError("label_col", "must name at least one column")
+        self._check_columns()
         self._check_metric()
         self._check_files()
+        if self.predict is not None:
+            check_output_place(self.predict_output, folder=False)
+        else:
+            check_output_place(self.out_dir, folder=True)
+
+    def _check_columns(self) -> None:
+        if not self.label_cols:
+            raise ConfigError("label_col", "must name at least one column")
+        if not str(self.text_col).strip():
+            raise ConfigError("text_col", "must not be empty")
+        if not self.label_sep:  # a space is a fine separator
+            raise ConfigError("label_sep", "must not be empty")
+        for name in ("id_col", "positive_label"):
+            value = getattr(self, name)
+            if value is not None and not str(value).strip():
+                raise ConfigError(name, "must not be empty (leave the flag out for the default)")
+        if self.preset is None and self.text_col in self.label_cols:
+            raise ConfigError("label_col", f"{self.text_col!r} is the text column (--text-col); name the label column")
 
     def _check_mode(self) -> None:
         if self.task is not None:

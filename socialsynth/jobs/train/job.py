@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from socialsynth.classify.train import finished_result, run_compare, run_predict, run_training
+from socialsynth.core.config import flat_values
 from socialsynth.core.provenance import command_line
 from socialsynth.core.run import JobRun, record_path
 from socialsynth.core.runner import GracefulStop
@@ -49,12 +50,17 @@ def run_train_job(cfg: TrainConfig, stop: GracefulStop) -> dict[str, Any]:
 
 
 def _training_facts(results: dict) -> dict[str, Any]:
-    data = results.get("data") or {}
+    data, history = results.get("data") or {}, results.get("history") or {}
     return {
         "headline": results.get("headline"),
         "headline_split": results.get("headline_split"),
         "rows": {k: data.get(k) for k in ("train_rows", "val_rows", "test_rows")},
         "skipped": data.get("skipped") or {},
+        "not_used": data.get("train_excluded") or {},
+        "duplicate_ids": data.get("duplicate_ids") or {},
+        "truncated_texts": history.get("truncated_texts") or 0,
+        "torn_checkpoints_skipped": history.get("torn_checkpoints_skipped") or [],
+        "repaired": results.get("repaired"),
         "training_seconds": results.get("seconds"),
     }
 
@@ -76,7 +82,10 @@ def run_predict_job(cfg: TrainConfig, stop: GracefulStop) -> dict[str, Any]:
 
     job = cfg.job(command_line())
     output = cfg.predict_output
-    with JobRun(JOB, record_path(output), cfg) as record:
+    # predictions of another model or file must not join these: only those settings are compared on resume
+    compared = {"predict", "model_dir", "text_col", "id_col", "label_col", "label_sep", "positive_label"}
+    other = [name for name in flat_values(cfg) if name not in compared]
+    with JobRun(JOB, record_path(output), cfg, outputs=[output], resume_safe=other) as record:
         summary = run_predict(cfg.model_dir, cfg.predict, output, job, job.settings.eval_batch_size, stop)
         record.meta.update(mode="predict", summary={k: v for k, v in summary.items() if k != "metrics"})
         if summary.get("metrics"):

@@ -83,6 +83,22 @@ def test_definition_from_text_yaml_and_plain_file(tmp_path):
     assert "insults" in load_definition(None, REPO / "data" / "label_definitions.yaml", "toxic")
 
 
+def test_a_broken_or_odd_yaml_definitions_file_is_an_error_naming_it(tmp_path):
+    broken = tmp_path / "defs.yaml"
+    broken.write_text("toxic: rude\nhate: [unclosed\n")
+    with pytest.raises(InputError, match="not valid YAML") as err:
+        load_definition(None, broken, "toxic")
+    assert err.value.path == str(broken) and err.value.line == 3 and err.value.field == "--definition-file"
+    for text, match in (("- a\n- b\n", "must map label names"), ("toxic: [a, b]\n", "must be text"),
+                        ("toxic:\n", "must be text")):
+        broken.write_text(text)
+        with pytest.raises(InputError, match=match):
+            load_definition(None, broken, "toxic")
+    plain = tmp_path / "def.txt"  # not a .yaml file: text that YAML cannot read is the definition itself
+    plain.write_text("rude: [remarks\n")
+    assert load_definition(None, plain, "toxic") == "rude: [remarks"
+
+
 # ------------------------------------------------------------------------------------------- parsing
 
 

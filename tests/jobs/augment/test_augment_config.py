@@ -12,6 +12,7 @@ import pytest
 
 import augment_labels as script
 from socialsynth.core.config import flat_values, parse
+from socialsynth.core.errors import InputError
 from socialsynth.core.run import read_run_record
 from socialsynth.jobs.augment.config import AugmentConfig
 from socialsynth.llm import BackendSpec
@@ -199,3 +200,59 @@ def test_ladder_only_mode_reads_synthetic(labelled, tmp_path, capsys, fake_engin
     assert "rate asked" in out and "requests:" not in out and fake_engine == []
     assert (tmp_path / "o" / "ladder" / "train_rate_0.3.csv").exists()
     assert not (tmp_path / "o" / "synthetic_1.meta.json").exists()
+
+
+# ------------------------------------------------------------------------------------------- issue 13
+
+
+def test_the_bundled_definition_is_the_default(labelled, tmp_path):
+    argv = [a for a in base_args(labelled, tmp_path / "o") if a not in ("--definition", "rude remarks")]
+    cfg = parse(AugmentConfig, [*argv, "--label-name", "toxic"])
+    assert cfg.definition_file.name == "label_definitions.yaml" and "insults" in cfg.definition_text()
+    with pytest.raises(InputError, match="no definition for '1'") as err:
+        parse(AugmentConfig, argv)
+    assert err.value.field == "--definition" and err.value.path.endswith("label_definitions.yaml")
+    assert parse(AugmentConfig, [*argv, "--definition", "given"]).definition_text() == "given"
+
+
+def test_skipped_rows_are_in_the_printed_summary(labelled, tmp_path, capsys, fake_engine):
+    with open(labelled, "a", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([["u1", "a comment nobody labelled", ""], ["t1", "a second t1", "1"]])
+    code, out, err = run_script([*base_args(labelled, tmp_path / "o"), "--skip-bad-rows"], capsys)
+    assert code == 0, err
+    assert "skipped input rows: duplicate id: 1, empty label: 1" in out
+    code, _, err = run_script(base_args(labelled, tmp_path / "o2"), capsys)
+    assert code == 2 and "duplicate id 't1'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_ladder_counts_skipped_rows_and_refuses_a_set_without_positives(labelled, tmp_path, capsys,
+                                                                            fake_engine):
+    with open(labelled, "a", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([["u1", "a comment nobody labelled", ""]])
+    syn = tmp_path / "syn.jsonl"
+    syn.write_text("".join(json.dumps({"id": f"s{i}", "text": f"synthetic {i}", "passed": True}) + "\n"
+                           for i in range(10)))  # fmt: skip
+    argv = [a for a in base_args(labelled, tmp_path / "o") if a not in ("--n", "3")]
+    code, out, err = run_script([*argv, "--synthetic", syn, "--positive-rates", "0.3"], capsys)
+    assert code == 0, err
+    assert "skipped input rows: train: empty label: 1" in out
+    report = json.loads((tmp_path / "o" / "ladder" / "ladder.json").read_text())
+    assert report["skipped"] == {"train: empty label": 1}
+    code, _, err = run_script([*argv, "--synthetic", syn, "--positive-rates", "0.01,0.3", "--evaluate"], capsys)
+    assert code == 2 and "rate 0.01 gives a training set" in err and "Traceback" not in err
+    assert not (tmp_path / "o" / "ladder" / "models").exists()  # refused before any training
+
+
+def test_records_of_another_job_in_the_output_are_refused(labelled, tmp_path, capsys, fake_engine):
+    from socialsynth.jobs.augment.job import record_problem
+
+    assert record_problem({"id": "x", "status": "ok", "text": "t", "passed": True, "flags": {},
+                           "generation": {"request": 0}}) is None
+    assert record_problem({"id": "x", "status": "ok", "text": "t", "passed": True, "generation": {"request": 0}}) \
+        == "flags"
+    assert record_problem({"id": "x", "generation": {"request": True}}) == "generation.request"
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "synthetic_1.jsonl").write_text('{"id": "1-r000000-0", "text": "from elsewhere"}\n')
+    code, _, err = run_script(base_args(labelled, out), capsys)
+    assert code == 2 and "synthetic_1.jsonl:1: field 'generation'" in err

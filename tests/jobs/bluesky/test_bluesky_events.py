@@ -208,13 +208,112 @@ def test_gz_and_zst_inputs_and_magic_bytes_without_suffix(tmp_path):
         assert stats.total_skipped == 0
 
 
-def test_truncated_gzip_is_counted_not_raised(tmp_path):
-    path = tmp_path / "cut.jsonl.gz"
-    data = gzip.compress(("".join(json.dumps(e) + "\n" for e in ALL_KINDS * 50)).encode())
-    path.write_bytes(data[: len(data) // 2])
-    events, stats = parse(path)
-    assert stats.skipped["unreadable file"] == 1
-    assert 0 < len(events) < len(ALL_KINDS) * 50
+def _compressed(kind: str, raw: bytes) -> bytes:
+    if kind == "gz":
+        return gzip.compress(raw)
+    return pytest.importorskip("zstandard").ZstdCompressor().compress(raw)
+
+
+@pytest.mark.parametrize("kind", ["gz", "zst"])
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "not compressed"])
+def test_damaged_compressed_file_is_one_error_naming_it(tmp_path, kind, damage):
+    """A truncated or corrupt .gz/.zst is refused naming the file (it was counted and the run went on with what it
+    had; on a single damaged file that read as "0 users")."""
+    raw = "".join(json.dumps(e) + "\n" for e in ALL_KINDS * 50).encode()
+    data = _compressed(kind, raw)
+    damaged = {"truncated": data[: len(data) // 2], "garbage": data[:12] + b"\x00garbage" * 50,
+               "not compressed": raw}[damage]
+    path = tmp_path / f"cut.jsonl.{kind}"
+    path.write_bytes(damaged)
+    with pytest.raises(InputError) as info:
+        parse([write_jsonl(tmp_path / "good.jsonl", ALL_KINDS), path])
+    assert info.value.path == str(path) and "cannot read the file" in str(info.value)
+
+
+def test_unreadable_event_file_is_one_error_naming_it(tmp_path):
+    import os
+
+    if os.geteuid() == 0:
+        pytest.skip("root reads any file")
+    path = write_jsonl(tmp_path / "locked.jsonl", ALL_KINDS)
+    path.chmod(0)
+    with pytest.raises(InputError) as info:
+        parse(path)
+    assert info.value.path == str(path)
+
+
+# every (collection, operation) the parser knows, plus unknown ones: an event of its kind or a counted skip, never an
+# exception (a profile delete, which Jetstream emits, raised KeyError)
+_RECORDS = {
+    "app.bsky.feed.post": {"text": "hello there", "createdAt": "2025-03-01T02:00:47.000Z", "langs": ["en"]},
+    "app.bsky.feed.like": subject_record("app.bsky.feed.like", {"uri": post_uri(BOB, "p"), "cid": "c"}),
+    "app.bsky.feed.repost": subject_record("app.bsky.feed.repost", {"uri": post_uri(BOB, "p"), "cid": "c"}),
+    "app.bsky.graph.follow": subject_record("app.bsky.graph.follow", BOB),
+    "app.bsky.graph.block": subject_record("app.bsky.graph.block", BOB),
+    "app.bsky.actor.profile": {"displayName": "Alice", "description": "hi"},
+}
+_EXPECTED = {
+    ("app.bsky.feed.post", "create"): "post",
+    ("app.bsky.feed.post", "update"): "post_update",
+    ("app.bsky.feed.post", "delete"): "post_delete",
+    ("app.bsky.feed.like", "create"): "like",
+    ("app.bsky.feed.like", "delete"): "unlike",
+    ("app.bsky.feed.repost", "create"): "repost",
+    ("app.bsky.feed.repost", "delete"): "unrepost",
+    ("app.bsky.graph.follow", "create"): "follow",
+    ("app.bsky.graph.follow", "delete"): "unfollow",
+    ("app.bsky.graph.block", "create"): "block",
+    ("app.bsky.graph.block", "delete"): "unblock",
+    ("app.bsky.actor.profile", "create"): "profile_update",
+    ("app.bsky.actor.profile", "update"): "profile_update",
+}
+
+
+def _all_changes():
+    from socialsynth.jobs.bluesky.events import COLLECTIONS, OPERATIONS
+
+    pairs = [(c, o) for c in COLLECTIONS for o in OPERATIONS]
+    pairs += [(c, "resync") for c in COLLECTIONS] + [(c, None) for c in COLLECTIONS]
+    pairs += [("app.bsky.feed.threadgate", o) for o in OPERATIONS] + [("", "create"), (None, "delete")]
+    return pairs
+
+
+@pytest.mark.parametrize("collection, operation", _all_changes(), ids=lambda x: str(x))
+@pytest.mark.parametrize("with_record", [True, False], ids=["record", "no-record"])
+def test_every_collection_and_operation_is_an_event_or_a_counted_skip(collection, operation, with_record):
+    from socialsynth.jobs.bluesky.events import COLLECTIONS, UNUSED_CHANGES, to_event
+    from socialsynth.jobs.bluesky.users import UserData
+
+    record = _RECORDS.get(collection, {"createdAt": "2025-03-01T02:00:47.000Z"})
+    envelope = commit(ALICE, collection, operation, "self", record if with_record else None)
+    stats = EventStats()
+    event = to_event(envelope, "f:1", stats)
+    if event is None:
+        assert stats.total_skipped == 1 and stats.total_events == 0, stats.to_dict()
+        reason = next(iter(stats.skipped))
+        if collection not in COLLECTIONS:
+            assert reason in ("unknown collection", "missing collection")
+        elif operation not in ("create", "update", "delete"):
+            assert reason == "unknown operation"
+        elif (collection, operation) in UNUSED_CHANGES:
+            assert reason == UNUSED_CHANGES[collection, operation] and "not used" in reason
+        else:  # a create or update without its record
+            assert not with_record and operation != "delete" and reason == "missing record"
+    else:
+        assert event.kind == _EXPECTED[collection, operation] and stats.total_events == 1
+        UserData().add(event)  # the fold knows every kind the parser makes
+    expected_event = (collection, operation) in _EXPECTED and (with_record or operation == "delete")
+    assert (event is not None) == expected_event
+    assert ("app.bsky.actor.profile", "delete") in UNUSED_CHANGES
+
+
+def test_a_profile_delete_in_a_file_is_counted_and_the_rest_parsed(tmp_path):
+    events = [post(ALICE, "p1", "hello"), commit(ALICE, "app.bsky.actor.profile", "delete", "self"),
+              post(ALICE, "p2", "again")]
+    got, stats = parse(write_jsonl(tmp_path / "e.jsonl", events))
+    assert [e.kind for e in got] == ["post", "post"]
+    assert stats.skipped == {"profile delete (not used)": 1}
+    assert "profile delete (not used)" in stats.format()
 
 
 def make_layout(root: Path) -> None:
@@ -304,3 +403,21 @@ def test_real_author_feed_events_parse():
     assert stats.events["reply"] == 299 and stats.events["repost"] == 108
     assert len({e.did for e in events}) == 12
     assert sum(bool(e.text) for e in events if e.kind in ("post", "reply")) > 400
+
+
+def test_zstd_reader_reads_every_frame_and_long_windows(tmp_path):
+    """The frame-by-frame zstd reader (it raises on truncation) still reads concatenated frames whole and the
+    --long=31 windows of Pushshift-style dumps."""
+    zstandard = pytest.importorskip("zstandard")
+    from socialsynth.core.streams import open_binary_stream
+
+    first = "".join(json.dumps(e) + "\n" for e in ALL_KINDS * 300).encode()
+    second = b"".join(b"%d\n" % i for i in range(50_000))
+    long_window = zstandard.ZstdCompressionParameters.from_level(3, window_log=31, enable_ldm=True)
+    path = tmp_path / "frames.zst"
+    path.write_bytes(zstandard.ZstdCompressor().compress(first)
+                     + zstandard.ZstdCompressor(compression_params=long_window).compress(second))
+    with open_binary_stream(path, "zst") as handle:
+        assert handle.read() == first + second
+    with open_binary_stream(path, "zst") as handle:
+        assert sum(1 for _ in handle) == len(ALL_KINDS) * 300 + 50_000

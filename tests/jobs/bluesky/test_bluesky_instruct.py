@@ -245,3 +245,73 @@ def test_sigterm_stops_after_the_chunk_and_rerun_resumes(clusters, tmp_path, fak
     third = fake_backend_cls(reply=reply)  # a finished job reruns without asking the model anything
     run_instruct_job(_llm_cfg(clusters, out), backend=third)
     assert third.generate_calls == [] and _outputs(out) == _outputs(full)
+
+
+def _answer_ids(out: Path) -> list[str]:
+    return [json.loads(x)["id"] for x in (out / "instruct_llm_answers.jsonl").read_text().splitlines() if x.strip()]
+
+
+def test_cli_killed_after_the_first_chunk_reruns_to_every_item_once(clusters, tmp_path, fake_backend_cls, run_cli):
+    """build_instruct_dataset.py as the script runs it: SIGTERM during the first chunk exits 143 with the resume
+    hint after writing that chunk; a hard stop in the middle of a later chunk (a second signal, with a torn line left
+    in the answers file) loses only that chunk; the reruns finish with every answer once and the same files as an
+    uninterrupted run."""
+    import functools
+    import signal
+
+    from socialsynth.jobs.bluesky.cli import main_instruct
+
+    def reply(chat, key):
+        return f"generated for {key}"
+
+    def argv(out: Path) -> list:
+        return ["-i", clusters, "-o", out, "--llm-fraction", "0.5", "-b", "4"]
+
+    full = tmp_path / "full"
+    assert run_cli(functools.partial(main_instruct, backend=fake_backend_cls(reply=reply)), argv(full))[0] == 0
+    expected = sorted(_answer_ids(full))
+    assert len(expected) > 12
+
+    class Killing(fake_backend_cls):
+        """Sends SIGTERM to this process during its first chunk."""
+
+        def generate(self, chats, params, keys=None, progress=None):
+            if not self.generate_calls:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return super().generate(chats, params, keys, progress)
+
+    out = tmp_path / "out"
+    first = Killing(reply=reply)
+    code, _, err = run_cli(functools.partial(main_instruct, backend=first), argv(out))
+    assert code == 128 + signal.SIGTERM and "rerun" in err and "Traceback" not in err
+    assert len(first.generate_calls) == 1 and len(_answer_ids(out)) == 4
+
+    from socialsynth.core.errors import StopNow
+
+    class DiesMidChunk(fake_backend_cls):
+        """Writes one chunk, then dies in the next as a second SIGTERM would stop it (nothing of it written)."""
+
+        def generate(self, chats, params, keys=None, progress=None):
+            if len(self.generate_calls) == 1:
+                raise StopNow(signal.SIGTERM)
+            return super().generate(chats, params, keys, progress)
+
+    second = DiesMidChunk(reply=reply)
+    code, _, err = run_cli(functools.partial(main_instruct, backend=second), argv(out))
+    assert code == 128 + signal.SIGTERM and "Traceback" not in err
+    assert len(_answer_ids(out)) == 8
+    with open(out / "instruct_llm_answers.jsonl", "a", encoding="utf-8") as handle:
+        handle.write('{"id": "0:3:summ')  # a kill in the middle of a write leaves a torn last line
+
+    third = fake_backend_cls(reply=reply)
+    code, stdout, err = run_cli(functools.partial(main_instruct, backend=third), argv(out))
+    assert code == 0, err
+    asked = [key for _, _, keys in third.generate_calls for key in keys]
+    assert len(asked) == len(expected) - 8  # only what was not written before
+    ids = _answer_ids(out)
+    assert sorted(ids) == expected and len(ids) == len(set(ids))  # every answer once
+    assert _outputs(out) == _outputs(full)
+    from socialsynth.core.run import read_run_record
+
+    record = read_run_record(out / "instruct.meta.json")
+    assert record["complete"] is True and [r["status"] for r in record["runs"]] == ["interrupted"] * 2 + ["finished"]

@@ -192,3 +192,22 @@ def test_real_author_feeds_fold_into_twelve_users():
     assert len(chains) >= 193 and max(len(c) for c in chains) >= 3
     assert all(m["unix_epoch"] > 1_600_000_000 for c in chains for m in c)
     assert UserData.from_dict(json.loads(json.dumps(data.to_dict()))).to_dict() == data.to_dict()
+
+
+def test_replayed_deletes_and_updates_are_dropped_once_counted():
+    """Jetstream replays events after a reconnect: a second copy of a delete or an update would become a second
+    unlike / post_update action in the cluster files."""
+    like = commit(BOB, "app.bsky.feed.like", "create", "l1", subject_record("l", {"uri": post_uri(ALICE, "p1")}))
+    unlike = commit(BOB, "app.bsky.feed.like", "delete", "l1")
+    edit = commit(ALICE, "app.bsky.feed.post", "update", "p1", {"text": "edited", "createdAt": "x"}, cid="c2")
+    second_edit = commit(ALICE, "app.bsky.feed.post", "update", "p1", {"text": "edited again"}, cid="c3")
+    events = [post(ALICE, "p1", "a"), like, unlike, unlike, edit, edit, second_edit, like]
+    data = fold(events)
+    assert len(data.users[BOB].unlikes) == 1 and len(data.users[BOB].likes) == 1
+    assert [u["text"] for u in data.users[ALICE].post_updates] == ["edited", "edited again"]
+    assert data.duplicates == 3
+    # the same in two files merged in order, and after a round trip through the cache format
+    merged = fold(events[:3]).merge(fold(events[3:]))
+    assert merged.to_dict() == data.to_dict()
+    restored = UserData.from_dict(json.loads(json.dumps(fold(events[:5]).to_dict())))
+    assert restored.merge(fold(events[5:])).to_dict() == data.to_dict()

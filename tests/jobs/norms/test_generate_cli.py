@@ -322,7 +322,7 @@ def test_cli_shards_then_merge(tmp_path, tiny_model_dir):
     assert {len(first), len(second)} == {2, 3}
     assert not set(r["id"] for r in first) & set(r["id"] for r in second)
     merged = subprocess.run(
-        [sys.executable, "-m", "socialsynth.core.io", "merge", str(out / "askmen_formality.jsonl")],
+        [sys.executable, "-m", "socialsynth.core.merge", "merge", str(out / "askmen_formality.jsonl")],
         cwd=REPO,
         env=cli_env(),
         capture_output=True,

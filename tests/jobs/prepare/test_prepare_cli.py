@@ -76,6 +76,7 @@ def test_sample_dump_in_data_keeps_ten_and_reports_every_reason(tmp_path):
         "retrieved_too_soon": 1,
         "no_submission": 1,
         "other_subreddit": 0,
+        "duplicate_id": 0,
         "AskMen": 6,
         "Cooking": 4,
     }
@@ -226,7 +227,7 @@ PAIR = [
         (["--comments", "nope.jsonl", *PAIR[2:]], "nope.jsonl: file not found"),
         (["--comments", "data/README.md", *PAIR[2:]], "unsupported file type"),
         ([*PAIR, "--comment-column", "label"], "expected FIELD=COLUMN"),
-        ([*PAIR, "--submission-column", "score=points"], "unknown submissions field 'score'"),
+        ([*PAIR, "--submission-column", "score=points"], "--submission-column': unknown field 'score'"),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(tmp_path, args, message):

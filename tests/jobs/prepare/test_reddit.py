@@ -391,6 +391,7 @@ def test_flat_tables_join_depth_rule_and_not_checked_note(tmp_path, capsys):
         "retrieved_too_soon": 0,
         "no_submission": 1,
         "other_subreddit": 0,
+        "duplicate_id": 0,
     }
     assert meta["kept"] == {"GradSchool": 1, "College": 1}
     assert meta["not_checked"] == ["edited", "media_post", "retrieved_too_soon"]

@@ -17,6 +17,7 @@ from socialsynth.jobs.rephrase.config import RephraseConfig
 from socialsynth.jobs.rephrase.job import (
     choose_temperature,
     clean_rephrasing,
+    format_summary,
     model_slugs,
     parse_temperatures,
     rephrase_chat,
@@ -119,11 +120,23 @@ def test_model_slugs_differ_for_a_repeated_model():
     assert len(set(slugs)) == 3 and slugs[0] == "m"
 
 
+@pytest.mark.parametrize("models", [["m", "m", "m-2"], ["m", "M"], ["a/Llama", "b/llama", "Llama-2"], ["x", "x", "x"]])
+def test_model_slugs_are_unique_even_ignoring_case(models):
+    slugs = model_slugs(models)
+    assert len({s.lower() for s in slugs}) == len(models)
+
+
+def test_model_slugs_never_leave_the_output_folder():
+    for slug in model_slugs(["../../etc/x", "..", "/", "a/b/../..", "C:\\evil\\m", "fake-x/.."]):
+        assert "/" not in slug and "\\" not in slug and slug not in (".", "..") and slug
+
+
 def test_parse_temperatures():
     assert parse_temperatures("0.5:1.0:0.1") == (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
     assert parse_temperatures("0.9,0.6") == (0.6, 0.9)
-    with pytest.raises(InputError):
-        parse_temperatures("hot")
+    for bad in ("hot", "0.5:inf:0.1", "nan,0.5", "inf", "0:1:0.001", "-1,0.5", "1:0:0.1", "0:1:0"):
+        with pytest.raises(InputError, match="--search-temperatures"):
+            parse_temperatures(bad)
 
 
 # -- temperature search -------------------------------------------------------------------------------------------
@@ -267,6 +280,46 @@ def test_job_without_search_uses_the_given_params_and_row_numbers_as_ids(tmp_pat
     assert summary["by_model"]["fake-model"]["flag_rates"]["refusal"] == 1.0
     with open(tmp_path / "o" / "fake-model_generated.csv", encoding="utf-8") as handle:
         assert next(csv.reader(handle)) == ["post_id", "original_post", "generated_text"]
+
+
+def test_posts_too_long_for_the_models_context_are_records_counted_once(tmp_path, fake_backend_cls):
+    class Small(fake_backend_cls):
+        def context_length(self):
+            return 500
+
+        def token_count(self, item):
+            return sum(len(m["content"].split()) for m in item)
+
+    src = tmp_path / "posts.jsonl"
+    src.write_text(json.dumps({"id": "short", "original_post": "I am Bob"}) + "\n"
+                   + json.dumps({"id": "long", "original_post": "word " * 500}) + "\n")
+    cfg = RephraseConfig(input=src, output_dir=tmp_path / "o", search_temperatures=(0.5, 0.7), search_sample=2,
+                         embedding_model="fake")
+    backend = Small(reply=lambda chat, key: "T=0.5 I am Tim")
+    summary = run(cfg, specs=(FakeSpec(backend),), embedder=FakeEmbedder(best=0.5))
+    records = {r["post_id"]: r for r in read_jsonl(tmp_path / "o" / "rephrased.jsonl")}
+    assert records["long"]["status"] == "too_long" and "context (500 tokens)" in records["long"]["error"]
+    assert all("word word" not in str(call[0]) for call in backend.generate_calls)  # never sent, not even searched
+    assert summary["by_model"]["fake-model"]["not_rephrased"] == {"too_long": 1}
+    assert summary["by_model"]["fake-model"]["n_records"] == 1
+    assert "not rephrased: too long for the model's context: 1" in format_summary({**summary, "seconds": 0})
+    with open(tmp_path / "o" / "fake-model_generated.csv", encoding="utf-8") as handle:
+        assert [row["id"] for row in csv.DictReader(handle)] == ["short"]
+    calls = len(backend.generate_calls)
+    assert run(cfg, specs=(FakeSpec(backend),), embedder=FakeEmbedder(best=0.5))["by_model"]["fake-model"][
+        "not_rephrased"] == {"too_long": 1}
+    assert len(backend.generate_calls) == calls  # complete: the rerun sends nothing
+
+
+def test_duplicate_ids_refused_with_the_line_or_counted(tmp_path, fake_backend_cls):
+    src = tmp_path / "posts.jsonl"
+    src.write_text("".join(json.dumps({"id": i, "original_post": f"post {n}"}) + "\n" for n, i in enumerate("aba")))
+    with pytest.raises(InputError, match="duplicate id 'a'") as err:
+        run(RephraseConfig(input=src, output_dir=tmp_path / "o"), specs=(FakeSpec(fake_backend_cls()),))
+    assert err.value.line == 3
+    cfg = RephraseConfig(input=src, output_dir=tmp_path / "o", skip_bad_rows=True)
+    summary = run(cfg, specs=(FakeSpec(fake_backend_cls()),))
+    assert summary["skipped"] == {"duplicate id": 1} and summary["n_selected"] == 2
 
 
 def test_missing_text_column_names_file_and_column(tmp_path, fake_backend_cls):

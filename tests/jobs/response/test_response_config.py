@@ -148,7 +148,7 @@ def test_print_config_round_trips_for_every_stage(tmp_path, capsys):
         ["build-dataset", "--input", SAMPLE, "-o", tmp_path, "--top-k", "3", "--no-require-topics",
          "--test-topics", "t1,t2", "--bm25-b", "0.5"],
         ["extract-personas", "-o", tmp_path, "--persona-posts", "3", "--temperature", "0.2",
-         "--instruction-template-zh", "x"],
+         "--instruction-template-zh", "response_instruction_zh"],
         ["train", "-o", tmp_path, "--method", "lora", "--variant", "without_persona", "--max-steps", "7",
          "--target-modules", "q_proj,v_proj", "--lr", "1e-3"],
         ["infer", "-o", tmp_path, "--zero-shot", "--variant", "without_history", "--top-k", "5", "--seed", "9"],

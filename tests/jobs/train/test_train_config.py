@@ -67,6 +67,23 @@ BAD = flag_cases(
     --train '{csv}:-1'
     --compare  -> --synthetic
     --compare --synthetic '{tmp}/nope.csv'  -> --synthetic
+    --lr nan
+    --epochs inf
+    --warmup nan
+    --weight-decay inf
+    --C inf
+    --seed 99999999999  # numpy and scikit-learn refuse seeds of 2**32 and more, after the data is read
+    --text-col ''
+    --label-sep ''
+    --id-col ' '
+    --positive-label ''
+    --label-col text  # the text column
+    --device gpu
+    --device cuda:99
+    --model ./no-such-model
+    --model /no/such/encoder
+    -o '{csv}'  -> --output-dir  # a file where the output folder should be
+    -o '{csv}/sub'  -> --output-dir
     """
 )
 
@@ -96,6 +113,39 @@ def test_missing_or_wrong_mode_flags(argv, flag, csv, tmp_path):
     assert flag in stderr.strip().splitlines()[-1]
 
 
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:0"])
+@pytest.mark.parametrize("mode", ["train", "predict"])
+def test_device_cuda_without_a_gpu_is_refused_before_anything_loads(device, mode, csv, tmp_path, monkeypatch,
+                                                                   bad_flag):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    out = tmp_path / "out"
+    if mode == "train":
+        argv = ["--task", "binary", "--input", csv, "-o", out]
+    else:
+        argv = ["--predict", csv, "--model-dir", tmp_path, "-o", out / "p.jsonl"]
+    line = bad_flag(main, [*argv, "--device", device], "--device")
+    assert "cuda" in line.lower() and "machine" in line
+    assert not out.exists()
+
+
+def test_output_place_that_cannot_be_written(csv, tmp_path, bad_flag):
+    import os
+
+    if os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        line = bad_flag(main, ["--task", "binary", "--input", csv, "-o", locked / "out"], "--output-dir")
+        assert "cannot write" in line
+    finally:
+        locked.chmod(0o700)
 
 
 def test_old_spellings_still_parse(csv, tmp_path):
