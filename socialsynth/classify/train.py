@@ -70,7 +70,7 @@ def _adapter(job: TrainJob):
 
         preset = UpvotePreset(with_author=job.with_author)
         return preset.example, preset.required_fields
-    raise InputError(f"unknown preset {job.preset!r} (upvote)", field="--preset")
+    raise InputError(f"unknown recipe {job.preset!r} (upvote)", field="--recipe")
 
 
 def _load(job: TrainJob, path: Path, require_labels: bool = True) -> LabelledTexts:
@@ -557,7 +557,7 @@ def run_compare(job: TrainJob, stop: GracefulStop | None = None) -> dict:
     if not job.synthetic:
         raise InputError("--compare needs --synthetic FILE[:weight]", field="--synthetic")
     if job.preset:
-        raise InputError("--compare works on labelled text tables, not with --preset", field="--preset")
+        raise InputError("--compare works on labelled text tables, not with the upvote recipe", field="--recipe")
     base = Path(job.output_dir)
     real_specs = list(job.train)
     if job.input is not None and not real_specs:

@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from socialsynth import presets
 from socialsynth.core.errors import EXIT_BAD_INPUT, InputError
 
 C = TypeVar("C")
@@ -384,6 +385,10 @@ def build_parser(cls: type, prog: str | None = None, description: str | None = N
                               "command line override it)")
     jobfile.add_argument("--print-config", action="store_true",
                          help="print the resolved config as YAML (what --config reads) and exit")
+    jobfile.add_argument("--preset", metavar="NAME", default=None,
+                         help="start from a paper's settings (a job file shipped with socialsynth; --config and "
+                              "flags override it); see --list-presets")
+    jobfile.add_argument("--list-presets", action="store_true", help="list the presets of this script and exit")
     return parser
 
 
@@ -496,13 +501,21 @@ def parse(cls: type[C], argv: Sequence[str] | None = None, *, prog: str | None =
     """Flags (and ``--config``) -> a validated config; ``--print-config`` prints it and exits 0.
 
     Bad values raise InputError naming the flag (scripts print one line and exit 2 through ``run_main``).
-    ``preset`` values sit under the job file's and the command line's.
+    ``preset`` values (a mapping from the caller, then the ``--preset NAME`` file of the script's section) sit under
+    the job file's and the command line's.
     """
     parser = build_parser(cls, prog, description, epilog)
     ns = vars(parser.parse_args(None if argv is None else [str(a) for a in argv]))
     job_path = ns.pop("config", None)
     print_config = ns.pop("print_config", False)
+    section = presets.section_of(prog)
+    if ns.pop("list_presets", False):
+        sys.stdout.write(presets.listing(section))
+        raise SystemExit(0)
+    preset_name = ns.pop("preset", None)
     file_values = dict(preset or {})
+    if preset_name:
+        file_values.update(presets.load_preset(preset_name, section))
     if job_path:
         file_values.update(read_job_file(job_path))
     cfg = resolve(cls, ns, file_values, job_path)

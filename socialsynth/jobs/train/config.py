@@ -20,7 +20,7 @@ from socialsynth.core.config import ConfigError, check_choice, check_min, check_
 from socialsynth.core.errors import InputError
 from socialsynth.llm.args import ModelArgs
 
-PRESETS = ("upvote",)
+RECIPES = ("upvote",)
 CLASS_WEIGHTS = ("balanced", "sqrt", "none")
 _D = TrainSettings()
 DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -165,10 +165,11 @@ class TrainConfig:
     label_sep: str = flag(",", "separator of labels inside one multilabel cell", names=("--label-sep",))
     positive_label: str | None = flag(None, "binary: the positive class (default 1/true/yes)",
                                       names=("--positive-label",))
-    preset: str | None = flag(None, "upvote: the ValueScope upvote model on a prepared subreddit file (text 'Time of "
-                              "reply: ... || title || comment', target sign(s)*log2|s|, trained on a random half; "
-                              "writes inference_sample_ids.txt)", choices=PRESETS)
-    author: bool = flag(False, "upvote preset: prepend 'Author: name (id) ||'")
+    recipe: str | None = flag(None, "upvote: the ValueScope upvote model's input on a prepared subreddit file (text "
+                              "'Time of reply: ... || title || comment', target sign(s)*log2|s|, trained on a random "
+                              "half; writes inference_sample_ids.txt); --preset valuescope (or upvote) sets it",
+                              choices=RECIPES)
+    author: bool = flag(False, "upvote recipe: prepend 'Author: name (id) ||'")
     val_fraction: float = flag(0.1, "share of the rows held out for validation (when no --val)",
                                names=("--val-fraction",))
     test_fraction: float = flag(0.1, "share of --input held out for testing (when no --test)",
@@ -216,18 +217,18 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not str(value).strip():
                 raise ConfigError(name, "must not be empty (leave the flag out for the default)")
-        if self.preset is None and self.text_col in self.label_cols:
+        if self.recipe is None and self.text_col in self.label_cols:
             raise ConfigError("label_col", f"{self.text_col!r} is the text column (--text-col); name the label column")
 
     def _check_mode(self) -> None:
         if self.task is not None:
             check_choice(self, "task", TASKS)
-        if self.preset is not None:
-            check_choice(self, "preset", PRESETS)
+        if self.recipe is not None:
+            check_choice(self, "recipe", RECIPES)
         if self.predict is None and self.task is None:
             raise ConfigError("task", "--task is required (binary, multiclass, multilabel, regression)")
-        if self.preset == "upvote" and self.task not in (None, "regression"):
-            raise ConfigError("task", "--preset upvote is a regression task")
+        if self.recipe == "upvote" and self.task not in (None, "regression"):
+            raise ConfigError("task", "the upvote model (--recipe upvote, --preset valuescope) is a regression task")
         if self.predict is not None and self.model_dir is None:
             raise ConfigError("model_dir", "--predict needs --model-dir (a folder written by a training run)")
         if self.predict is None and self.input is None and not self.train:
@@ -292,7 +293,7 @@ class TrainConfig:
             lr=t.lr,
             weight_decay=t.weight_decay,
             warmup=t.warmup if t.warmup < 1 else int(t.warmup),
-            max_length=t.max_length or (512 if self.preset == "upvote" else 256),
+            max_length=t.max_length or (512 if self.recipe == "upvote" else 256),
             class_weight=t.class_weight,
             early_stopping=t.early_stopping,
             metric=t.metric,
@@ -325,7 +326,7 @@ class TrainConfig:
             id_col=self.id_col,
             label_sep=self.label_sep,
             positive_label=self.positive_label,
-            preset=self.preset,
+            preset=self.recipe,
             with_author=self.author,
             val_fraction=self.val_fraction,
             test_fraction=self.test_fraction,
