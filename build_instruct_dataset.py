@@ -8,7 +8,11 @@ paraphrase examples with --llm-fraction > 0).
 
 Each output line is a JSON list of messages: system (the instruction), optionally context (a JSON list of
 {user_id, text}), and assistant, always a JSON string {"text": ...} (the seed's keyword task wrote raw text).
-The seed's Dolly-15k mixing is not done (no network)."""
+Dolly-15k is mixed in from a local file with --dolly-path (--dolly-fraction, 0.2 as the seed);
+--preset blueprint replays BluePrint's settings and file names:
+
+    python build_instruct_dataset.py --preset blueprint -i processed_25_clusters -o instruct --dolly-path dolly.jsonl
+"""
 
 import sys
 

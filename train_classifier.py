@@ -7,7 +7,8 @@ training data; scores new files with a saved model.
 Examples:
   python train_classifier.py --task binary --input data/toxic_sample.csv --text-col text --label-col toxic
   python train_classifier.py --task multilabel --input pii.jsonl --label-col labels --model tfidf-logreg
-  python train_classifier.py --task regression --preset upvote --input data/askmen.jsonl -o output/upvote_askmen
+  python train_classifier.py --recipe upvote --task regression --input data/askmen.jsonl -o output/upvote_askmen
+  python train_classifier.py --preset valuescope --input askmen.jsonl -o output/upvote_askmen  # the seed's DialogRPT
   python train_classifier.py --task binary --compare --input real.csv --synthetic synthetic.csv:1.0
   python train_classifier.py --predict new.csv --model-dir output/classifier -o output/new_predictions.jsonl
 """

@@ -2,16 +2,24 @@
 # Shared by every slurm/*.sbatch template (sourced, never run): environment set-up, logging, and running one
 # python step so that a SLURM preemption or time limit stops it cleanly and requeues the job.
 #
-# A template sets its variables, then:
+# A template does:
 #     cd "${SLURM_SUBMIT_DIR:-.}" && source slurm/common.sh
-#     ss_setup
-#     ss_run python some_script.py ...      # returns python's exit status; requeues the job on 143
+#     ss_given MODEL QUANT                  # the method variables you set yourself (before their defaults)
+#     MODEL=${MODEL:-some/default} ...      # the template's variables and defaults
+#     ss_setup                              # SS_JOB_ARGS: --preset/--config; SS_ARGS: empty
+#     SS_ARGS=(--input "$INPUT"); ss_opt MODEL -m; ss_opt QUANT -q   # ss_opt skips a default under PRESET
+#     ss_run "$PYTHON" some_script.py "${SS_JOB_ARGS[@]}" "${SS_ARGS[@]}"   # python's exit status; requeue on 143
 #
 # Variables read here (all overridable with sbatch --export=ALL,VAR=value):
 #   VENV      virtual environment to activate when none is active (default: .venv of the repository)
 #   PYTHON    interpreter to run (default: python, i.e. the activated environment's)
 #   SRUN      launcher for the step (default: srun, so the step shows in sacct; SRUN= (empty) runs it directly)
 #   REQUEUE   1 (default): requeue the job when the step stopped cleanly on SIGTERM (exit 143); 0: just exit 143
+#   PRESET    a paper's settings (`--preset NAME`, see the script's --list-presets), passed to the step first. Its
+#             values sit under JOB_FILE and the step's flags, so a template variable that you set overrides the
+#             preset, and one that you leave unset is not passed (ss_given/ss_opt below): the preset's model,
+#             quantization, ... stay. The input and output variables are always passed.
+#   JOB_FILE  a job file (YAML, `--config`, what `--print-config` writes); see each template for what it replaces
 #   HF_HUB_OFFLINE  1 unless set: compute nodes often have no internet, and 100 array tasks should not all hit
 #             the Hub; download models on a login node first (HF_HUB_OFFLINE=0 to allow downloads)
 #
@@ -55,8 +63,40 @@ ss_setup() {
     fi
     REQUEUE=${REQUEUE:-1}
     export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}  # compute nodes rarely reach the Hub: download on a login node
+    # --preset then --config go first: the step's own flags (the template's variables, EXTRA_ARGS) override both
+    SS_JOB_ARGS=()
+    [ -z "${PRESET:-}" ] || SS_JOB_ARGS+=(--preset "$PRESET")
+    [ -z "${JOB_FILE:-}" ] || SS_JOB_ARGS+=(--config "$JOB_FILE")
+    SS_ARGS=()
+    if [ -n "${PRESET:-}" ]; then
+        local given
+        read -r -a given <<<"${SS_GIVEN:-}"
+        ss_log "preset $PRESET${given[*]:+, overridden by your ${given[*]}}"
+    fi
     ss_log "on $(hostname) in $(pwd): task ${SLURM_ARRAY_TASK_ID:-(not an array)} of" \
         "${SLURM_ARRAY_TASK_COUNT:-1}, restart ${SLURM_RESTART_COUNT:-0}, python $(command -v "$PYTHON")"
+}
+
+ss_given() {
+    # ss_given VAR...: the template's method variables (model, quantization, ...), called before their defaults:
+    # remember which of them you set, so that with PRESET one left unset does not override the preset with the
+    # template's own default.
+    local name
+    for name in "$@"; do
+        SS_METHOD="${SS_METHOD:-} $name "
+        [ -z "${!name:-}" ] || SS_GIVEN="${SS_GIVEN:-} $name "
+    done
+}
+
+ss_keep() {
+    # ss_keep VAR: true when VAR's flag goes to the step: no PRESET, VAR is no method variable, or you set it.
+    [ -z "${PRESET:-}" ] || [[ "${SS_METHOD:-}" != *" $1 "* ]] || [[ "${SS_GIVEN:-}" == *" $1 "* ]]
+}
+
+ss_opt() {
+    # ss_opt VAR FLAG: append FLAG "$VAR" to SS_ARGS when VAR is not empty and ss_keep VAR holds.
+    [ -n "${!1:-}" ] && ss_keep "$1" && SS_ARGS+=("$2" "${!1}")
+    return 0
 }
 
 _ss_forward_term() {

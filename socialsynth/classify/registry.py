@@ -11,7 +11,7 @@ import pickle
 from pathlib import Path
 
 from socialsynth.classify.labels import LabelSpace
-from socialsynth.classify.model import BASELINES, CARD, TextClassifier, TrainSettings, read_card
+from socialsynth.classify.model import BASELINES, CARD, NN_KINDS, TextClassifier, TrainSettings, read_card
 from socialsynth.core.errors import InputError
 
 __all__ = ["load_classifier", "make_classifier"]
@@ -30,6 +30,10 @@ def load_classifier(directory: str | Path, device: str = "auto") -> TextClassifi
             from socialsynth.classify.tfidf import TfidfClassifier
 
             model = TfidfClassifier.load(Path(directory), labels, kind)
+        elif kind in NN_KINDS:
+            from socialsynth.classify.nn import TfidfNNClassifier
+
+            model = TfidfNNClassifier.load(Path(directory), labels, card)
         elif kind == "transformer":
             from socialsynth.classify.transformer import TransformerClassifier
 
@@ -46,11 +50,17 @@ def load_classifier(directory: str | Path, device: str = "auto") -> TextClassifi
 
 
 def make_classifier(name: str, labels: LabelSpace, settings: TrainSettings) -> TextClassifier:
-    """`--model`: a baseline name, 'embedded' (MiniLM) or any Hugging Face encoder id/path."""
+    """`--model`: a baseline name (tfidf-logreg, tfidf-mlp, bow-logreg, tfidf-nn), 'embedded' (MiniLM), any Hugging
+    Face encoder id/path, or t5-encoder[:NAME] (a T5 encoder with a linear head)."""
     if name in BASELINES:
         from socialsynth.classify.tfidf import TfidfClassifier
 
         return TfidfClassifier(labels, name)
+    if name in NN_KINDS:
+        from socialsynth.classify.nn import TfidfNNClassifier
+
+        return TfidfNNClassifier(labels, name)
     from socialsynth.classify.transformer import TransformerClassifier
 
-    return TransformerClassifier(labels, name, settings.max_length, device=settings.device)
+    return TransformerClassifier(labels, name, settings.max_length, device=settings.device,
+                                 binary_columns=settings.binary_columns)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 import time
 from collections import Counter
@@ -50,8 +51,12 @@ class TrainJob:
     positive_label: str | None = None
     preset: str | None = None
     with_author: bool = False
+    time_format: str = "ours"  # the upvote text's time phrases: ours | seed
     val_fraction: float = 0.1
     test_fraction: float = 0.1
+    val_size: int | None = None  # a row count; overrides val_fraction when the data has room for it
+    test_size: int | None = None
+    split_method: str = "ours"  # ours | seed (ValueScope's half and dev/test draws; the upvote recipe)
     settings: TrainSettings = field(default_factory=TrainSettings)
     skip_bad_rows: bool = False
     allow_pickle: bool = False
@@ -68,7 +73,7 @@ def _adapter(job: TrainJob):
     if job.preset == "upvote":
         from socialsynth.classify.presets import UpvotePreset
 
-        preset = UpvotePreset(with_author=job.with_author)
+        preset = UpvotePreset(with_author=job.with_author, time_format=job.time_format)
         return preset.example, preset.required_fields
     raise InputError(f"unknown recipe {job.preset!r} (upvote)", field="--recipe")
 
@@ -124,10 +129,9 @@ def load_splits(job: TrainJob, train_specs: list[str] | None = None) -> Splits:
         _note_duplicate_ids(notes, job.input, data)
         if job.preset == "upvote":
             data = _upvote_half(job, data, notes)
-        val_f = 0.0 if job.val else job.val_fraction
-        test_f = 0.0 if job.test else job.test_fraction
-        tr, va, te = split_indices(len(data), seed, val_f, test_f, _stratify(job, data))
-        notes["split"] = {"seed": seed, "train": len(tr), "val": len(va), "test": len(te), "from": str(job.input)}
+        tr, va, te, how = _held_out(job, data)
+        notes["split"] = {"seed": seed, "train": len(tr), "val": len(va), "test": len(te), "from": str(job.input),
+                          "method": how}
         train, val, test = data.subset(tr), data.subset(va) if va else None, data.subset(te) if te else None
     else:
         if not specs:
@@ -174,15 +178,53 @@ def load_splits(job: TrainJob, train_specs: list[str] | None = None) -> Splits:
     return Splits(train, val, test, notes)
 
 
+def _held_out(job: TrainJob, data: LabelledTexts) -> tuple[list, list, list, str]:
+    """Validation and test rows of one --input file (none for a split given as its own file): by --val-size and
+    --test-size counts where they leave rows to train on, else by the fractions; drawn our way or the seed's."""
+    n, seed = len(data), job.settings.seed
+    val_f = 0.0 if job.val else job.val_fraction
+    test_f = 0.0 if job.test else job.test_fraction
+    val_n = 0 if job.val else (job.val_size or 0)
+    test_n = 0 if job.test else (job.test_size or 0)
+    counts = bool(val_n or test_n)
+    if counts and val_n + test_n >= n:
+        # the seed's datasets call fails here; a small file still trains, on the fractions, and says so
+        log.warning("--val-size %d + --test-size %d leave no training rows of %d: holding out %g + %g instead",
+                    val_n, test_n, n, val_f, test_f)
+        counts = False
+    if not counts:
+        val_n = math.ceil(val_f * n) if val_f else 0
+        test_n = math.ceil(test_f * n) if test_f else 0
+    if job.split_method == "seed":
+        from socialsynth.classify.presets import seed_dev_test
+
+        tr, va, te = seed_dev_test(n, seed, val_n, test_n)
+        return tr, va, te, "seed" + (" (counts)" if counts else " (fractions)")
+    if counts:
+        val_f, test_f = val_n / n, test_n / n
+    tr, va, te = split_indices(n, seed, val_f, test_f, _stratify(job, data))
+    return tr, va, te, "ours" + (" (counts)" if counts else " (fractions)")
+
+
 def _upvote_half(job: TrainJob, data: LabelledTexts, notes: dict) -> LabelledTexts:
     """Seed 000: train on a random half and rewrite the other half; both id lists go next to the model."""
-    from socialsynth.classify.presets import INFERENCE_IDS, TRAINING_IDS, split_half
+    from socialsynth.classify.presets import (
+        INFERENCE_IDS,
+        SEED_INFERENCE_IDXS,
+        SEED_TRAINING_IDXS,
+        TRAINING_IDS,
+        split_half,
+    )
 
-    train_idx, infer_idx = split_half(len(data), job.settings.seed)
+    train_idx, infer_idx = split_half(len(data), job.settings.seed, job.split_method)
     out = Path(job.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / TRAINING_IDS, "".join(data.ids[i] + "\n" for i in train_idx))
     atomic_write_text(out / INFERENCE_IDS, "".join(data.ids[i] + "\n" for i in infer_idx))
+    if job.split_method == "seed":
+        # the seed's position lists too (row positions of the usable rows, in its permutation order)
+        atomic_write_text(out / SEED_TRAINING_IDXS, "".join(f"{i}\n" for i in train_idx))
+        atomic_write_text(out / SEED_INFERENCE_IDXS, "".join(f"{i}\n" for i in infer_idx))
     notes["upvote_half"] = {"training": len(train_idx), "inference": len(infer_idx), "seed": job.settings.seed}
     return data.subset(train_idx)
 
@@ -398,7 +440,9 @@ def _model_card(job: TrainJob, config: dict, history: dict) -> dict:
         "task": job.task,
         "base_model": "embedded (all-MiniLM-L6-v2)" if job.model == "embedded" else job.model,
         "max_length": job.settings.max_length,
-        "preset": {"name": job.preset, "with_author": job.with_author} if job.preset else None,
+        "preset": {"name": job.preset, "with_author": job.with_author, "time_format": job.time_format}
+        if job.preset
+        else None,
         "text_col": job.text_col,
         "label_cols": job.label_cols,
         "config": config,
@@ -630,6 +674,7 @@ def run_predict(
     preset = card.get("preset") or {}
     predict_job.preset = preset.get("name")
     predict_job.with_author = bool(preset.get("with_author"))
+    predict_job.time_format = preset.get("time_format") or "ours"  # the texts the model was trained on
     if job.text_col == "text" and card.get("text_col"):
         predict_job.text_col = card["text_col"]
     if job.label_cols == ["label"] and card.get("label_cols"):

@@ -27,6 +27,7 @@ from socialsynth.classify.model import (
     TextClassifier,
     TrainSettings,
     scores_from_logits,
+    split_model_name,
 )
 from socialsynth.core.errors import InputError, Interrupted
 from socialsynth.core.runner import trainer_stop_callback
@@ -98,6 +99,17 @@ def context_length(config, tokenizer) -> int | None:
     if isinstance(declared, int) and 0 < declared < 1_000_000:  # "no limit" is a huge sentinel
         limits.append(declared)
     return min(limits) if limits else None
+
+
+def model_class(architecture: str):
+    """The class that builds (and reloads) a model of this architecture."""
+    if architecture == "t5-encoder":
+        from socialsynth.classify.t5_encoder import T5EncoderClassifier
+
+        return T5EncoderClassifier
+    from transformers import AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification
 
 
 # --------------------------------------------------------------------------------------------- checkpoints
@@ -203,6 +215,11 @@ def _loss_function(task: str, weights: np.ndarray | None):
     def loss(outputs, labels, num_items_in_batch=None):
         logits = outputs.logits.float()
         weight = None if w is None else w.to(logits.device)
+        if task == "binary" and logits.shape[-1] == 2:
+            # Capstone's head: BCE over (negative, positive) one-hot columns; the weight goes to the positive one
+            y = labels.float().view(-1)
+            pos = None if weight is None else torch.cat([torch.ones_like(weight), weight])
+            return F.binary_cross_entropy_with_logits(logits, torch.stack([1 - y, y], dim=1), pos_weight=pos)
         if task == "binary":
             return F.binary_cross_entropy_with_logits(logits.view(-1), labels.float().view(-1), pos_weight=weight)
         if task == "multilabel":
@@ -240,9 +257,14 @@ def _metrics_function(task: str, names: list[str], target_scale: tuple[float, fl
 class TransformerClassifier(TextClassifier):
     kind = "transformer"
 
-    def __init__(self, labels: LabelSpace, model_name: str = "embedded", max_length: int = 256, device: str = "auto"):
+    def __init__(self, labels: LabelSpace, model_name: str = "embedded", max_length: int = 256, device: str = "auto",
+                 binary_columns: int = 1):
         super().__init__(labels)
         self.model_name = model_name
+        # t5-encoder[:NAME]: seed 003's T5 encoder + linear head; auto: AutoModelForSequenceClassification
+        self.architecture, self.checkpoint = split_model_name(model_name)
+        # binary with 2 columns: Capstone's BERT head (BCE on one-hot targets)
+        self.num_outputs = 2 if labels.task == "binary" and binary_columns == 2 else labels.num_outputs
         self.max_length = max_length
         self.device = pick_device(device)
         self.model = None
@@ -255,15 +277,15 @@ class TransformerClassifier(TextClassifier):
     # ------------------------------------------------------------------ building
 
     def _load_base(self):
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoTokenizer
 
-        path = resolve_model(self.model_name)
-        names = self.labels.names if self.labels.num_outputs > 1 else [self.labels.names[-1]]
+        path = resolve_model(self.checkpoint)
+        names = self.labels.names if self.num_outputs > 1 else [self.labels.names[-1]]
         with model_load_errors(self.model_name):
             self.tokenizer = AutoTokenizer.from_pretrained(path)
-            self.model = AutoModelForSequenceClassification.from_pretrained(
+            self.model = model_class(self.architecture).from_pretrained(
                 path,
-                num_labels=self.labels.num_outputs,
+                num_labels=self.num_outputs,
                 problem_type=PROBLEM_TYPE[self.task],
                 id2label=dict(enumerate(names)),
                 label2id={n: i for i, n in enumerate(names)},
@@ -289,7 +311,7 @@ class TransformerClassifier(TextClassifier):
 
         set_seed(settings.seed)
         self._load_base()
-        train, val = self._datasets(train_texts, y_train, val_texts, y_val)
+        train, val = self._datasets(train_texts, y_train, val_texts, y_val, standardise=not settings.raw_targets)
         metric = settings.metric or DEFAULT_METRIC[self.task]
         precision = pick_precision(settings.precision, self.device)
         self.precision = settings.precision
@@ -327,11 +349,12 @@ class TransformerClassifier(TextClassifier):
             "log": [e for e in trainer.state.log_history if "eval_loss" in e],
         }
 
-    def _datasets(self, train_texts, y_train, val_texts, y_val) -> tuple[_Texts, _Texts | None]:
-        """Tokenised training and validation sets; regression targets standardised (the scale is kept)."""
+    def _datasets(self, train_texts, y_train, val_texts, y_val, standardise: bool = True):
+        """Tokenised training and validation sets; regression targets standardised (the scale is kept) unless
+        ``standardise`` is off (--raw-targets: the seed's upvote model regressed the raw log2 scores)."""
         task = self.task
         y_train = np.asarray(y_train, dtype=np.float32)
-        if task == "regression":
+        if task == "regression" and standardise:
             self.target_scale = (float(y_train.mean()), float(y_train.std()) or 1.0)
         mean, std = self.target_scale
         train = _Texts(self._encode(train_texts), list((y_train - mean) / std if task == "regression" else y_train))
@@ -366,7 +389,7 @@ class TransformerClassifier(TextClassifier):
             eval_steps=settings.eval_steps,
             save_steps=settings.eval_steps,
             save_total_limit=2,
-            load_best_model_at_end=has_val,
+            load_best_model_at_end=has_val and settings.select_model == "best",
             metric_for_best_model=metric,
             greater_is_better=(settings.metric or DEFAULT_METRIC[self.task]) not in LOWER_IS_BETTER,
             train_sampling_strategy="group_by_length" if settings.group_by_length else "random",
@@ -387,7 +410,7 @@ class TransformerClassifier(TextClassifier):
         from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer
 
         callbacks = [trainer_stop_callback(stop)]
-        if val is not None and settings.early_stopping > 0:
+        if val is not None and settings.early_stopping > 0 and settings.select_model == "best":
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=settings.early_stopping))
         compute_metrics = _metrics_function(self.task, self.labels.names, self.target_scale)
         trainer = Trainer(
@@ -424,7 +447,7 @@ class TransformerClassifier(TextClassifier):
         precision = pick_precision(self.precision, self.device)
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
         order = np.argsort([len(t) for t in texts])[::-1]  # longest first: the memory peak comes at once
-        out = np.zeros((len(texts), self.labels.num_outputs), dtype=np.float64)
+        out = np.zeros((len(texts), self.model.config.num_labels), dtype=np.float64)
         device_type = "cuda" if self.device.startswith("cuda") else "cpu"
         with torch.inference_mode(), torch.autocast(device_type, dtype=dtype, enabled=dtype is not None):
             for start in range(0, len(texts), batch_size):
@@ -443,7 +466,8 @@ class TransformerClassifier(TextClassifier):
         return scores
 
     def card_fields(self) -> dict:
-        fields = {"precision": self.precision, "max_length": self.max_length}  # as cut to the encoder's context
+        fields = {"precision": self.precision, "max_length": self.max_length,  # as cut to the encoder's context
+                  "architecture": self.architecture}
         if self.task == "regression":
             fields["target_scale"] = list(self.target_scale)
         return fields
@@ -455,13 +479,13 @@ class TransformerClassifier(TextClassifier):
 
     @classmethod
     def load(cls, directory: Path, labels: LabelSpace, card: dict, device: str = "auto") -> TransformerClassifier:
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoTokenizer
 
         model = cls(labels, card.get("base_model", "?"), int(card.get("max_length", 256)), device=device)
         path = Path(directory) / WEIGHTS_DIR
         with model_load_errors(str(path), field="--model-dir"):
             model.tokenizer = AutoTokenizer.from_pretrained(path)
-            model.model = AutoModelForSequenceClassification.from_pretrained(path)
+            model.model = model_class(card.get("architecture", "auto")).from_pretrained(path)
         limit = context_length(model.model.config, model.tokenizer)
         model.max_length = min(model.max_length, limit) if limit else model.max_length
         model.precision = card.get("precision", "auto")

@@ -515,7 +515,10 @@ def parse(cls: type[C], argv: Sequence[str] | None = None, *, prog: str | None =
     preset_name = ns.pop("preset", None)
     file_values = dict(preset or {})
     if preset_name:
-        file_values.update(presets.load_preset(preset_name, section))
+        try:
+            file_values.update(presets.load_preset(preset_name, section))
+        except LookupError as e:
+            raise InputError(str(e.args[0]), field="--preset") from None
     if job_path:
         file_values.update(read_job_file(job_path))
     cfg = resolve(cls, ns, file_values, job_path)

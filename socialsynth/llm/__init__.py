@@ -12,6 +12,7 @@ from socialsynth.llm.base import (
     Completion,
     GenerationParams,
     GenerationStats,
+    Prompt,
     Unsupported,
     request_seed,
 )
@@ -104,6 +105,7 @@ __all__ = [
     "BackendUnavailable",
     "Unsupported",
     "Chat",
+    "Prompt",
     "ChoiceScores",
     "Completion",
     "GenerationParams",

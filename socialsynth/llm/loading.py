@@ -197,6 +197,70 @@ def bnb_config(bits: int, compute_dtype: torch.dtype):
     raise ValueError(f"quantization must be 4 or 8, not {bits}")
 
 
+GPTQ_INSTALL = "pip install optimum gptqmodel"
+
+
+def checkpoint_quantization(config) -> str | None:
+    """The quantization a checkpoint was saved with (``quant_method`` of its config's quantization_config, e.g.
+    "gptq", "awq", "bitsandbytes"), or None for plain weights."""
+    qc = getattr(config, "quantization_config", None)
+    if qc is None:
+        return None
+    method = qc.get("quant_method") if isinstance(qc, dict) else getattr(qc, "quant_method", None)
+    return str(getattr(method, "value", method)).lower() if method else None
+
+
+def gptq_problem(name: str) -> str | None:
+    """Why the GPTQ checkpoint ``name`` cannot be loaded here (a missing package: what to install), or None.
+
+    transformers loads GPTQ weights through optimum and gptqmodel (auto-gptq is no longer supported by
+    transformers 5); without them it raises an ImportError deep inside from_pretrained."""
+    import importlib.util
+
+    missing = [pkg for pkg in ("optimum", "gptqmodel") if importlib.util.find_spec(pkg) is None]
+    if not missing:
+        return None
+    return (f"{name} is a GPTQ-quantized checkpoint: loading it needs {' and '.join(missing)}: {GPTQ_INSTALL} "
+            "(gptqmodel builds its fast kernels on CUDA machines; on a CPU it runs its slower torch kernel)")
+
+
+def _cached_file(path: str, filename: str) -> str | None:
+    """``filename`` of a local model folder, or of a Hub model already in the local cache (no download), or None."""
+    local = Path(path).expanduser()
+    if local.is_dir():
+        return str(local / filename) if (local / filename).is_file() else None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(path, filename)
+    except Exception:  # not a repo id, or no cache: nothing to say
+        return None
+    return found if isinstance(found, str) else None
+
+
+def _check_prequantized(name: str, path: str, quantization: int | None) -> str | None:
+    """The checkpoint's own quantization; InputError when it cannot be loaded here or clashes with -q."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError):
+        return None  # from_pretrained below says what is wrong, in one line
+    method = checkpoint_quantization(config)
+    if method is None and _cached_file(path, "quantize_config.json"):
+        raise InputError(f"{name} is an AutoGPTQ checkpoint in the old layout (quantize_config.json, and no "
+                         "quantization_config in its config.json), which transformers does not load: use --backend "
+                         "vllm (or --backend openai with `vllm serve`), which reads it", field="-m/--model")
+    if method and quantization:
+        raise InputError(f"{name} is already quantized ({method}): leave out -q/--quantization",
+                         field="-q/--quantization")
+    if method == "gptq":
+        problem = gptq_problem(name)
+        if problem:
+            raise InputError(problem, field="-m/--model")
+    return method
+
+
 def eos_ids(model, tokenizer) -> list[int]:
     """Every token id that ends an answer: the model's and generation config's eos ids, the tokenizer's eos,
     and the end-of-turn markers of common chat templates that the vocabulary has.
@@ -247,7 +311,9 @@ def load_causal_lm(
         name: "embedded", a Hugging Face model id or a local path (see `resolve_model_path`).
         device: "auto", "cpu", "cuda", "cuda:1", ... (see `resolve_device`).
         dtype: "auto", "bf16", "fp16", "fp32" or a torch.dtype (see `resolve_dtype`).
-        quantization: None, 4 or 8: load the weights through bitsandbytes (placed with a device_map).
+        quantization: None, 4 or 8: load the weights through bitsandbytes (placed with a device_map). A checkpoint
+            saved quantized (GPTQ, e.g. TheBloke/*-GPTQ) loads as it is, through transformers' own support (GPTQ:
+            optimum + gptqmodel); -q is refused for it.
         frozen: set requires_grad False on every parameter (a base model under trained adapters).
         spread: on the plain "cuda" device, spread the model over every visible GPU (device_map "auto"; a
             quantized model: on any cuda device). Default: yes unless `frozen` (a base for adapter training stays on
@@ -259,6 +325,7 @@ def load_causal_lm(
     check_model_available(path)
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)
+    _check_prequantized(name, path, quantization)
     kwargs: dict = {"dtype": dtype}
     if quantization:
         kwargs["quantization_config"] = bnb_config(quantization, dtype)

@@ -44,6 +44,7 @@ from socialsynth.llm.base import (
     GenerationParams,
     GenerationStats,
     Progress,
+    Prompt,
     Unsupported,
 )
 from socialsynth.llm.embedded import EMBEDDED_NAME
@@ -329,14 +330,17 @@ class OpenAIBackend(Backend):
         finally:
             self.stats.batches += 1
 
-    def _complete(self, chat: Chat, params: GenerationParams, key: str, seed: int) -> Completion:
-        """One chat completion. A request the server refuses becomes a Completion with finish_reason "error"; a
-        server that rejects top_k / the repetition penalty is asked again without them (and from then on)."""
+    def _complete(self, chat: Prompt, params: GenerationParams, key: str, seed: int) -> Completion:
+        """One chat completion, or for a raw string one text completion (`/completions`: the server applies no
+        chat template). A request the server refuses becomes a Completion with finish_reason "error"; a server
+        that rejects top_k / the repetition penalty is asked again without them (and from then on)."""
 
         def request():
             kwargs = sampling_kwargs(params, seed, self.penalty_name if self.send_extras else None)
             if not self.send_extras:
                 kwargs.pop("extra_body", None)
+            if isinstance(chat, str):
+                return self._client.completions.create(model=self.name, prompt=chat, **kwargs)
             return self._client.chat.completions.create(model=self.name, messages=chat, **kwargs)
 
         try:
@@ -347,6 +351,11 @@ class OpenAIBackend(Backend):
                     raise
                 self._drop_extras(str(e))
                 resp = self._call(request)
+        except InputError as e:
+            if isinstance(chat, str) and e.field == JOB_STATUSES[404]:  # chat-only APIs have no /completions
+                raise InputError(f"{e.message}; a raw prompt needs the server's /completions endpoint: use "
+                                 "--prompt-format chat (or check -m and --api-base)", field="--prompt-format") from None
+            raise
         except RequestFailed as e:
             with self._lock:
                 self.stats.extra["request_errors"] += 1
@@ -357,7 +366,8 @@ class OpenAIBackend(Backend):
         n_prompt = getattr(usage, "prompt_tokens", None) or 0
         n_new = getattr(usage, "completion_tokens", None) or 0
         reason = choice.finish_reason or "stop"
-        return Completion((choice.message.content or "").strip(), n_prompt, n_new, reason, seed)
+        text = choice.text if isinstance(chat, str) else choice.message.content
+        return Completion((text or "").strip(), n_prompt, n_new, reason, seed)
 
     def score_choices(self, chats: Sequence[Chat], choices: Sequence[str]) -> list[ChoiceScores]:
         """Probabilities of one-token answers from `top_logprobs` of the first answer token (one request each,

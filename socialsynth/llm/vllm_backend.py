@@ -13,7 +13,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from socialsynth.core.errors import InputError
-from socialsynth.llm.base import Backend, Chat, ChoiceScores, Completion, GenerationParams, GenerationStats, Progress
+from socialsynth.llm.base import (
+    Backend,
+    Chat,
+    ChoiceScores,
+    Completion,
+    GenerationParams,
+    GenerationStats,
+    Progress,
+    Prompt,
+)
 from socialsynth.llm.embedded import EMBEDDED_HF_ID, EMBEDDED_NAME
 
 VLLM_DTYPES = {"auto": "auto", "bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
@@ -44,6 +53,13 @@ def completion_from_output(output, seed: int | None) -> Completion:
     if reason not in ("stop", "length"):
         return Completion(first.text.strip(), n_prompt, len(first.token_ids), "error", seed, error=f"vLLM: {reason}")
     return Completion(first.text.strip(), n_prompt, len(first.token_ids), reason, seed)
+
+
+def split_prompts(prompts: Sequence[Prompt]) -> list[tuple[bool, list[int]]]:
+    """(is raw, indices) of the raw-string prompts and of the chats, each group non-empty, in input order."""
+    raw = [i for i, p in enumerate(prompts) if isinstance(p, str)]
+    chat = [i for i, p in enumerate(prompts) if not isinstance(p, str)]
+    return [(kind, index) for kind, index in ((True, raw), (False, chat)) if index]
 
 
 def _logprob(value) -> float:
@@ -142,11 +158,26 @@ class VLLMBackend(Backend):
         ids = self.tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=True)
         return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
 
-    def _generate(self, chats: Sequence[Chat], params: GenerationParams, keys: list[str], seeds: list[int],
+    def prompt_token_count(self, prompt: Prompt) -> int:
+        """Tokens of a prompt as :meth:`generate` sends it: a raw string with the tokenizer's special tokens, a
+        chat through its template."""
+        if isinstance(prompt, str):
+            return len(self.tokenizer.encode(prompt))
+        return len(self._chat_ids(prompt))
+
+    def _generate(self, chats: Sequence[Prompt], params: GenerationParams, keys: list[str], seeds: list[int],
                   progress: Progress | None) -> list[Completion]:
-        sampling = [self._vllm.SamplingParams(**sampling_kwargs(params, s)) for s in seeds]
-        outputs = self.llm.chat(list(chats), sampling_params=sampling, use_tqdm=False)
-        results = [completion_from_output(o, s) for o, s in zip(outputs, seeds, strict=True)]
+        """Chats go through `LLM.chat` (the model's template), raw strings through `LLM.generate` (as they are)."""
+        results: list[Completion | None] = [None] * len(chats)
+        for raw, index in split_prompts(chats):
+            sampling = [self._vllm.SamplingParams(**sampling_kwargs(params, seeds[i])) for i in index]
+            prompts = [chats[i] for i in index]
+            if raw:
+                outputs = self.llm.generate(prompts, sampling_params=sampling, use_tqdm=False)
+            else:
+                outputs = self.llm.chat(prompts, sampling_params=sampling, use_tqdm=False)
+            for i, o in zip(index, outputs, strict=True):
+                results[i] = completion_from_output(o, seeds[i])
         self.stats.batches += 1
         if progress:
             progress(len(results))

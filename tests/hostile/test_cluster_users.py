@@ -227,6 +227,12 @@ CASES = [
     C("device-without-gpu", run("--device", "cuda:7"), Error("--device")),
     C("embed-devices-cpu-0", run("--embed-devices", "cpu:0"), Error("--embed-devices")),
     C("metric-is-not-a-flag", run("--metric", "bogus"), Error("--metric")),
+    C("embedding-pooling-bogus", run("--embedding-pooling", "max"), Error("--embedding-pooling")),
+    C("embedding-max-tokens-zero", run("--embedding-max-tokens", "0"), Error("--embedding-max-tokens")),
+    C("embedding-max-tokens-words", run("--embedding-max-tokens", "many"), Error("--embedding-max-tokens")),
+    C("chains-bogus", run("--chains", "trees"), Error("--chains")),
+    C("action-lines-bogus", run("--action-lines", "some"), Error("--action-lines")),
+    C("preset-unknown", run("--preset", "nosuchpaper"), Error("--preset")),
     C("data-root-missing", ["--data-root", "{tmp}/nope"], Error("--data-root")),
     # ---- unwritable places
     C("file-where-output-folder-goes", [*RUN[:2], "-o", "{tmp}/taken", *RUN[4:]], Error("--output-dir"),

@@ -196,6 +196,64 @@ CASES = [
 ]
 
 
+DOCCANO = ["--format", "doccano", "--input", "{data}", "-o", "labels.csv"]
+SPAN_POST = {"id": 1, "text": "I am 34 and live in Leeds", "label": [[5, 7, "Age"], [20, 25, "Location"]]}
+
+
+def spans(*rows) -> object:
+    """setup: a doccano file of the first good post and then ``rows`` (objects or raw lines)."""
+    return single([SPAN_POST, *rows], name="ann.jsonl")
+
+
+DOCCANO_CASES = [
+    Case("doccano: span start after its end", DOCCANO, Error("ann.jsonl:2: field 'label'"),
+         spans({"id": 2, "text": "abc", "label": [[3, 1, "Age"]]})),
+    Case("doccano: span past the text", DOCCANO, Error("ann.jsonl:2: field 'label'"),
+         spans({"id": 2, "text": "abc", "label": [[0, 10**12, "Age"]]})),
+    Case("doccano: negative start", DOCCANO, Error("ann.jsonl:2: field 'label'"),
+         spans({"id": 2, "text": "abc", "label": [[-3, 1, "Age"]]})),
+    Case("doccano: offsets that are true/false", DOCCANO, Error("ann.jsonl:2: field 'label'"),
+         spans({"id": 2, "text": "abc", "label": [[False, True, "Age"]]})),
+    Case("doccano: offsets as strings", DOCCANO, Error("ann.jsonl:2: field 'label'"),
+         spans({"id": 2, "text": "abc", "label": [["0", "2", "Age"]]})),
+    Case("doccano: a category that is a list", DOCCANO, Error("ann.jsonl:2: field 'label'"),
+         spans({"id": 2, "text": "abc", "label": [[0, 2, ["Age"]]]})),
+    Case("doccano: a blank category", DOCCANO, Error("ann.jsonl:2: field 'label'"),
+         spans({"id": 2, "text": "abc", "label": [[0, 2, "  "]]})),
+    Case("doccano: a category not in --categories", [*DOCCANO, "--categories", "Age"],
+         Error("ann.jsonl:1: field 'label'"), spans()),
+    Case("doccano: a span of four items", DOCCANO, Error("ann.jsonl:2: field 'label'"),
+         spans({"id": 2, "text": "abc", "label": [[0, 2, "Age", "extra"]]})),
+    Case("doccano: label is an object", DOCCANO, Error("ann.jsonl:2: field 'label'"),
+         spans({"id": 2, "text": "abc", "label": {"Age": [0, 2]}})),
+    Case("doccano: entity without offsets", DOCCANO, Error("ann.jsonl:2: field 'entities'"),
+         spans({"id": 2, "text": "abc", "entities": [{"label": "Age"}]})),
+    Case("doccano: text is a number", DOCCANO, Error("ann.jsonl:2: field 'text'"),
+         spans({"id": 2, "text": 5, "label": []})),
+    Case("doccano: no text field", DOCCANO, Error("ann.jsonl:2"), spans({"id": 2, "label": []})),
+    Case("doccano: a torn line", DOCCANO, Error("ann.jsonl:2"), single(jsonl([SPAN_POST]) + '{"id": 2, "te\n',
+                                                                       name="ann.jsonl")),
+    Case("doccano: an id that is an object", DOCCANO, Error("ann.jsonl:2: field 'id'"),
+         spans({"id": {"a": 1}, "text": "abc", "label": []})),
+    Case("doccano: bad spans counted with --skip-bad-rows", [*DOCCANO, "--skip-bad-rows"],
+         Skip("start after end: 1"), spans({"id": 2, "text": "abc", "label": [[3, 1, "Age"]]},
+                                           {"id": 3, "text": "abc", "label": [[0, 1, 3]]})),
+    Case("doccano: an empty file", DOCCANO, Error("ann.jsonl"), single("", name="ann.jsonl")),
+    Case("doccano: latin-1 bytes", DOCCANO, Error("ann.jsonl:1"),
+         single(b'{"id": 1, "text": "caf\xe9", "label": []}\n', name="ann.jsonl")),
+    Case("doccano: --layout of another kind", [*DOCCANO, "--layout", "wide"], Error("--layout"), spans()),
+    Case("doccano: -o a Parquet file", [*DOCCANO[:4], "-o", "labels.parquet"], Error("field '--output'"), spans()),
+    Case("doccano: -o is a folder", [*DOCCANO[:4], "-o", "folder"], Error("field '--output'"),
+         single([SPAN_POST], name="ann.jsonl", then=write("folder", None))),
+    Case("doccano: -o is the input", [*DOCCANO[:4], "-o", "ann.jsonl"], Error("field '--output'"), spans()),
+]
+
+
+@pytest.mark.parametrize("case", case_params(DOCCANO_CASES))
+def test_hostile_doccano(case, hostile):
+    hostile(main, case)
+
+
 @pytest.mark.parametrize("case", case_params(CASES))
 def test_hostile(case, hostile):
     hostile(main, case)

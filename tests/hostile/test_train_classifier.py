@@ -165,6 +165,12 @@ CASES = [
          raw_file("data.jsonl", '{"text": "a b", "labels": ["Age"]}\n{"text": "c d", "labels": {"Age": 1}}\n')),
     Case("multilabel-nested-list", ML, Error("data.jsonl:2"),
          raw_file("data.jsonl", '{"text": "a b", "labels": ["Age"]}\n{"text": "c d", "labels": [["Age"]]}\n')),
+    # doccano spans (seed 001) are categories; a span with a non-integer offset is not, and is named
+    Case("multilabel-doccano-span-bad-offset", ML, Error("data.jsonl:2"),
+         raw_file("data.jsonl", '{"text": "a b", "labels": [[0, 1, "Age"]]}\n'
+                                '{"text": "c d", "labels": [["0", 1, "Age"]]}\n')),
+    # the seed's upvote split needs the upvote recipe; the seed's counts on a tiny file fall back to fractions
+    Case("seed-split-without-upvote-recipe", [*BIN, "--split-method", "seed"], Error("--split-method"), csv_file()),
     Case("label-with-one-class", BIN, Error("single class"),
          csv_file(edit=lambda d: [r.update(label="clean") for r in d])),
     Case("label-col-equals-text-col", [*BIN, "--label-col", "text"], Error("--label-col"), csv_file()),

@@ -21,6 +21,9 @@ EPILOG = """Examples:
       --label-name toxic --definition-file data/label_definitions.yaml --n 200 \\
       --positive-rates 0.0025,0.01,0.03,0.05 --evaluate
   python augment_labels.py --input jigsaw.csv ... --synthetic output/augment/synthetic_1.jsonl --positive-rates 0.05
+  python augment_labels.py --preset capstone --input combined.csv --text-col message --label-col label \\
+      --target-label 1 --n 13500     # the seed's Falcon-7B GPTQ, raw prompts, 70/15/15, 0.25/1/3/5 %
+  python augment_labels.py --preset capstone ... --target-groups capstone --max-requests 14   # 14 identity groups
 """
 
 

@@ -12,18 +12,33 @@ import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from socialsynth.core.config import ConfigError, check_min, check_range, default_dir, flag, group, overwrite_flag
+from socialsynth.core.config import (
+    ConfigError,
+    check_choice,
+    check_min,
+    check_range,
+    default_dir,
+    flag,
+    group,
+    overwrite_flag,
+)
 from socialsynth.core.errors import InputError
 from socialsynth.jobs.augment.text import TextFilters
 from socialsynth.llm.args import ModelArgs, SamplingArgs
+from socialsynth.prompts import load_template
 
 TEMPLATE = "augment_fewshot"
+PROMPT_FORMATS = ("chat", "raw")
+ITEM_PARSERS = ("list", "quoted")
 
 
-def rates_list(text: str) -> list[float]:
-    """'0.0025,0.01' -> [0.0025, 0.01]: fractions in [0, 1) (ValueError otherwise)."""
+def rates_list(text: str) -> list[float] | None:
+    """'0.0025,0.01' -> [0.0025, 0.01]: fractions in [0, 1) (ValueError otherwise); 'none' -> None (no ladder, e.g.
+    to leave out the rates of a preset)."""
     from socialsynth.jobs.augment.ladder import parse_rates
 
+    if str(text).strip().lower() == "none":
+        return None
     try:
         return parse_rates(text)
     except InputError as e:
@@ -40,7 +55,8 @@ def _default_output_dir() -> Path:
 
 
 MAX_SEED = 2**31 - 1  # numpy and scikit-learn take seeds below 2**32 (the ladder's split and classifier use it)
-BASELINES = ("tfidf-logreg", "tfidf-mlp", "embedded")  # --classifier names that are not a model id or folder
+# --classifier names that are not a model id or folder (with the capstone seed's bow-logreg, tfidf-nn, t5-encoder)
+BASELINES = ("tfidf-logreg", "tfidf-mlp", "bow-logreg", "tfidf-nn", "embedded", "t5-encoder")
 
 
 def bundled_definitions() -> Path | None:
@@ -78,14 +94,18 @@ class LadderArgs:
     """Sparsity ladder: training sets at several positive rates, optionally a classifier trained on each."""
 
     positive_rates: list[float] | None = flag(
-        None, "e.g. 0.0025,0.01,0.03,0.05: build training sets at these positive rates", convert=rates_list
+        None, "e.g. 0.0025,0.01,0.03,0.05: build training sets at these positive rates ('none': no ladder)",
+        convert=rates_list,
     )
     synthetic: Path | None = flag(
         None, "use this synthetic file (augment JSONL or a table) for the ladder instead of generating"
     )
-    train: Path | None = flag(None, "real training file (instead of splitting --input 80/10/10)")
+    train: Path | None = flag(None, "real training file (instead of splitting --input by --val-fraction and "
+                              "--test-fraction)")
     val: Path | None = flag(None, "real validation file (with --train)")
     test: Path | None = flag(None, "real test file (with --train)")
+    val_fraction: float = flag(0.1, "share of --input held out as the real validation set (the seed: 0.15)")
+    test_fraction: float = flag(0.1, "share of --input held out as the real test set (the seed: 0.15)")
     strict_rates: bool = flag(
         False, "error (instead of capping) when a rate needs more synthetic positives than exist"
     )
@@ -99,16 +119,22 @@ class LadderArgs:
         self._check_rates()
         _check_finite(self)
         check_min(self, "epochs", 0, inclusive=False)
+        check_range(self, "val_fraction", 0, 1, low_open=True, high_open=True)
+        check_range(self, "test_fraction", 0, 1, low_open=True, high_open=True)
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ConfigError("test_fraction", f"--val-fraction + --test-fraction must leave rows to train on, got "
+                              f"{self.val_fraction} + {self.test_fraction}")
         if not str(self.classifier).strip():
             raise ConfigError("classifier", "must not be empty")
         if self.train is not None and (self.val is None or self.test is None):
-            raise ConfigError("train", "--train needs --val and --test (or give --input to split 80/10/10)")
+            raise ConfigError("train", "--train needs --val and --test (or give --input to split it)")
         if self.train is None and (self.val is not None or self.test is not None):
             raise ConfigError("val" if self.val is not None else "test", "--val and --test go with --train")
         if self.evaluate and self.positive_rates is None:
             raise ConfigError("evaluate", "--evaluate trains on the ladder's sets: add --positive-rates")
         _check_exists(self, ("synthetic", "train", "val", "test"))
-        if self.evaluate and self.classifier not in BASELINES and _missing_folder(self.classifier):
+        if (self.evaluate and self.classifier not in BASELINES and not self.classifier.startswith("t5-encoder:")
+                and _missing_folder(self.classifier)):
             raise ConfigError("classifier", f"no such model folder: {self.classifier} (or one of "
                               f"{', '.join(BASELINES)}, or a Hugging Face encoder id)")
 
@@ -162,6 +188,21 @@ class AugmentConfig:
     )
     examples_per_prompt: int = flag(2, "real examples in each prompt (the seed: 2)")
     per_call: int = flag(5, "examples asked for in each request (the seed: 5)")
+    samples_per_prompt: int = flag(1, "requests sent with the same real examples, each with its own seed (the "
+                                   "seed: 5 per pair)")
+    prompt_format: str = flag("chat", "chat: the prompt goes through the model's chat template; raw: the seed's "
+                              "plain '### Instruction: ... ### Response:' text, no chat template (the answer is "
+                              "cut at the next '### ')", choices=PROMPT_FORMATS)
+    item_parser: str = flag("list", "how an answer becomes items: list (numbered, bulleted, quoted or plain lines; "
+                            "preambles and notes cut) or quoted (the seed's: every double-quoted span is one item, "
+                            "nothing else)", choices=ITEM_PARSERS)
+    max_input_tokens: int | None = flag(None, "shorten the real examples until each prompt is at most this many "
+                                        "tokens (the seed cut its input to 512; needs a backend that counts "
+                                        "tokens: hf or vllm)")
+    target_groups: str | None = flag(None, "the identity-group variant: each request (or set of "
+                                     "--samples-per-prompt requests) asks for comments aimed at the next group: "
+                                     "'capstone' (the seed's 14 groups), a comma-separated list, or a .txt file with "
+                                     "one group a line")
     max_requests: int | None = flag(
         None, "stop after this many requests in all (default: 10 x the requests --n needs)"
     )
@@ -179,6 +220,8 @@ class AugmentConfig:
     # filters (flag, never drop)
     filters: TextFilters = group(TextFilters)
     embedding_model: str | None = flag("embedded", "for --near-dup ('none' = skip)", convert=none_word)
+    keep_flagged: bool = flag(False, "count every parsed item as passing (its flags are still recorded): the seed "
+                              "kept every quoted comment it parsed")
     fidelity_model: Path | None = flag(
         None,
         "classifier folder from train_classifier.py: flag items it gives the target label a probability below "
@@ -197,8 +240,16 @@ class AugmentConfig:
     def _check_values(self) -> None:
         for name in ("n",):
             check_min(self, name, 0)
-        for name in ("examples_per_prompt", "per_call", "max_requests", "batch_size"):
+        for name in ("examples_per_prompt", "per_call", "max_requests", "batch_size", "samples_per_prompt",
+                     "max_input_tokens"):
             check_min(self, name, 1)
+        check_choice(self, "prompt_format", PROMPT_FORMATS)
+        check_choice(self, "item_parser", ITEM_PARSERS)
+        if self.target_groups is not None:
+            try:
+                self.groups()
+            except InputError as e:
+                raise ConfigError("target_groups", f"{e.path}: {e.message}" if e.path else e.message) from None
         for name in ("target_label", "text_col", "label_col", "template"):
             if not str(getattr(self, name)).strip():
                 raise ConfigError(name, "must not be empty")
@@ -211,8 +262,6 @@ class AugmentConfig:
         _check_finite(self, self.sampling, self.model, self.filters)
         check_range(self.sampling, "seed", 0, MAX_SEED)
         if self.generate:
-            from socialsynth.prompts import load_template
-
             try:
                 load_template(self.template)
             except InputError as e:
@@ -232,7 +281,8 @@ class AugmentConfig:
         if self.parsed_shard() is not None and rates is not None:
             raise ConfigError(
                 "positive_rates",
-                "a sharded run only generates: merge the shards, then run the ladder once with --synthetic MERGED",
+                "a sharded run only generates (add --positive-rates none): merge the shards, then run the ladder "
+                "once with --synthetic MERGED",
             )
 
     def _check_definition(self) -> None:
@@ -257,6 +307,12 @@ class AugmentConfig:
         return load_definition(self.definition, self.definition_file, self.label_name or label_key(self.target_label))
 
     # ------------------------------------------------------------------ derived values
+
+    def groups(self) -> list[str]:
+        """The --target-groups in order ([] without the variant); InputError for a file or list without a group."""
+        from socialsynth.jobs.augment.text import parse_groups
+
+        return parse_groups(self.target_groups)
 
     @property
     def generate(self) -> bool:
@@ -308,6 +364,8 @@ class AugmentConfig:
             label_col=self.label_col,
             seed=self.sampling.seed,
             strict=lad.strict_rates,
+            val_fraction=lad.val_fraction,
+            test_fraction=lad.test_fraction,
             skip_bad_rows=self.skip_bad_rows,
             evaluate=lad.evaluate,
             classifier=lad.classifier,

@@ -34,10 +34,13 @@ from socialsynth.jobs.augment.text import (
     FidelityGate,
     TextFilters,
     build_chat,
+    cut_at_next_section,
     item_flags,
     load_definition,
     parse_list,
+    parse_quoted,
     pick_examples,
+    raw_prompt,
     remove_hashtags,
 )
 from socialsynth.llm import request_seed
@@ -83,6 +86,10 @@ class Augmenter:
         self.refusals = 0
         self.passed = 0
         self.requests = 0
+        self.groups = cfg.groups()
+        self.raw = cfg.prompt_format == "raw"
+        self.cut_words: dict[int, list[int]] = {}  # request -> word limits of its examples, when cut to fit
+        self.warned_uncounted = False
 
     def provenance(self) -> dict:
         template, definition = self.inputs.template, self.inputs.definition
@@ -95,21 +102,61 @@ class Augmenter:
             "params": self.params.to_dict(),
             "fidelity_model": self.fidelity.model_dir if self.fidelity else None,
             "embedding_model": self.cfg.embedding_model if self.dups.embedder is not None else None,
+            "prompt_format": self.cfg.prompt_format,
+            "max_input_tokens": self.cfg.max_input_tokens,
+            "samples_per_prompt": self.cfg.samples_per_prompt,
+            "target_groups": self.groups or None,
         }
 
     def request_key(self, r: int) -> str:
         return f"{self.prefix}-r{r:06d}"
 
+    def slot(self, r: int) -> int:
+        """The prompt of request ``r``: --samples-per-prompt consecutive requests share one (each its own seed)."""
+        return r // self.cfg.samples_per_prompt
+
     def example_rows(self, r: int) -> list[int]:
         """Rows (indices into the real data) shown in request ``r``."""
         rows = self.inputs.target_rows
-        return [rows[i] for i in pick_examples(len(rows), self.cfg.examples_per_prompt, self.params.seed, r)]
+        picked = pick_examples(len(rows), self.cfg.examples_per_prompt, self.params.seed, self.slot(r))
+        return [rows[i] for i in picked]
 
-    def chat(self, r: int) -> list[dict]:
+    def group(self, r: int) -> str | None:
+        """The identity group request ``r`` targets (--target-groups, in turn), or None."""
+        return self.groups[self.slot(r) % len(self.groups)] if self.groups else None
+
+    def render(self, r: int, word_limits: list[int] | None = None):
+        """Request ``r``'s prompt: a chat, or with --prompt-format raw the seed's plain text."""
         cfg, inputs = self.cfg, self.inputs
         examples = [inputs.real.texts[i] for i in self.example_rows(r)]
-        return build_chat(inputs.template, self.label_name, inputs.definition, examples, cfg.per_call,
-                          cfg.filters.min_words, cfg.filters.max_words)  # fmt: skip
+        chat = build_chat(inputs.template, self.label_name, inputs.definition, examples, cfg.per_call,
+                          cfg.filters.min_words, cfg.filters.max_words, self.group(r), word_limits)  # fmt: skip
+        return raw_prompt(chat) if self.raw else chat
+
+    def chat(self, r: int):
+        """Request ``r``'s prompt, its real examples shortened until it fits --max-input-tokens."""
+        prompt = self.render(r)
+        cap = self.cfg.max_input_tokens
+        if not cap:
+            return prompt
+        n = self.backend.prompt_token_count(prompt)
+        if n is None:
+            if not self.warned_uncounted:
+                log.warning("--max-input-tokens: the %s backend cannot count tokens here; prompts are not cut",
+                            self.backend.describe().get("backend"))
+                self.warned_uncounted = True
+            return prompt
+        words = [len(self.inputs.real.texts[i].split()) for i in self.example_rows(r)]
+        limits = [min(w, self.cfg.filters.max_words) for w in words]
+        for _ in range(64):  # each round removes at least one word, usually it fits after one or two
+            if n <= cap or max(limits) <= 1:
+                break
+            longest = max(range(len(limits)), key=limits.__getitem__)
+            limits[longest] = max(1, limits[longest] - (n - cap))
+            prompt = self.render(r, limits)
+            n = self.backend.prompt_token_count(prompt)
+            self.cut_words[r] = list(limits)
+        return prompt
 
     def generate(self, chats: Sequence[list[dict]], keys: list[str]) -> list:
         """The backend's answers, tokens counted under "generate" when there is a run record."""
@@ -127,15 +174,22 @@ class Augmenter:
             )
         return completions
 
-    def too_long(self, chats: Sequence[list[dict]]) -> dict[int, str]:
-        """Requests (by position) whose prompt and --max-new-tokens do not fit the model's context, with why."""
+    def too_long(self, chats: Sequence) -> dict[int, str]:
+        """Requests (by position) whose prompt and --max-new-tokens do not fit the model's context, or whose prompt
+        is over --max-input-tokens even with its examples cut to one word, with why."""
         limit = getattr(self.backend, "context_length", lambda: None)()
-        if not limit:
+        cap = self.cfg.max_input_tokens
+        if not limit and not cap:
             return {}
         out = {}
         for i, chat in enumerate(chats):
-            n = self.backend.token_count(chat)
-            if n is not None and n + self.params.max_new_tokens > limit:
+            n = self.backend.prompt_token_count(chat)
+            if n is None:
+                continue
+            if cap and n > cap:
+                out[i] = (f"prompt of {n} tokens is more than --max-input-tokens {cap} even with its real examples "
+                          "cut to one word each (the template and definition alone are too long)")
+            elif limit and n + self.params.max_new_tokens > limit:
                 out[i] = (f"prompt of {n} tokens + --max-new-tokens {self.params.max_new_tokens} is more than the "
                           f"model's context ({limit} tokens)")
         return out
@@ -153,7 +207,10 @@ class Augmenter:
                 records.append(self.too_long_record(r, key, too_long[i]))
                 continue
             done = completions[i]
-            parsed = parse_list(done.text)
+            answer, cut = cut_at_next_section(done.text) if self.raw else (done.text, False)
+            parsed = parse_quoted(answer) if self.cfg.item_parser == "quoted" else parse_list(answer)
+            if cut:
+                parsed.notes.append("next_section")
             generation = self.generation_info(r, key, done, parsed.notes)
             if not parsed.items:  # a failed request is a record too, so a rerun does not repeat it
                 self.refusals += parsed.refusal
@@ -170,7 +227,7 @@ class Augmenter:
     def too_long_record(self, r: int, key: str, why: str) -> dict:
         generation = {"request": r, "request_seed": request_seed(self.params.seed, key),
                       "example_ids": [self.inputs.real.ids[i] for i in self.example_rows(r)], "finish_reason": None,
-                      "new_tokens": 0, "parse_notes": []}
+                      "new_tokens": 0, "parse_notes": [], **self.variant_info(r)}
         record = self.failed_record(key, None, False, generation)
         record.update(status="too_long", error=why)
         return record
@@ -183,7 +240,17 @@ class Augmenter:
             "finish_reason": done.finish_reason,
             "new_tokens": done.n_new_tokens,
             "parse_notes": notes,
+            **self.variant_info(r),
         }
+
+    def variant_info(self, r: int) -> dict:
+        """What request ``r`` did beyond the default: its target group, its examples cut to fit."""
+        info = {}
+        if self.groups:
+            info["target_group"] = self.group(r)
+        if r in self.cut_words:  # (asked once per request: when its records are made)
+            info["example_word_limits"] = self.cut_words.pop(r)
+        return info
 
     def failed_record(self, key: str, raw: str, refusal: bool, generation: dict) -> dict:
         return {
@@ -212,6 +279,7 @@ class Augmenter:
                 "model": self.backend.name,
                 "template": template.name,
                 "template_hash": template.hash,
+                "prompt_format": self.cfg.prompt_format,
                 "params": self.params.to_dict(),
             },
         }
@@ -227,7 +295,7 @@ class Augmenter:
         for rec, score in zip(items, scores, strict=True):
             rec["fidelity"] = score
             rec["flags"]["low_fidelity"] = score is not None and score < self.cfg.filters.fidelity_threshold
-            rec["passed"] = not any(rec["flags"].values())
+            rec["passed"] = self.cfg.keep_flagged or not any(rec["flags"].values())
             self.passed += rec["passed"]
 
 
@@ -355,7 +423,7 @@ def run_generation(cfg: AugmentConfig, backend=None, embedder=None) -> dict:
                 generate_until_done(job_run, cfg, inputs, plan, writer, stop, backend, embedder)
             finally:
                 record_outputs(job_run, cfg, inputs, plan)
-    return final_summary(job_run, plan, time.perf_counter() - t0)
+    return {**final_summary(job_run, plan, time.perf_counter() - t0), "keep_flagged": cfg.keep_flagged}
 
 
 def load_inputs(cfg: AugmentConfig) -> Inputs:
@@ -516,7 +584,8 @@ def summarise(records: Sequence[dict]) -> dict:
 def format_summary(s: dict) -> str:
     lines = [
         f"requests: {s['requests']} (refusals {s['refusals']}, no list items {s['requests_without_items']})",
-        f"generated: {s['generated']}, passed all filters: {s['passed']} (target {s['target']})",
+        f"generated: {s['generated']}, {'kept (--keep-flagged)' if s.get('keep_flagged') else 'passed all filters'}: "
+        f"{s['passed']} (target {s['target']})",
     ]
     if s.get("requests_too_long"):
         lines.append(f"not sent: {s['requests_too_long']} requests too long for the model's context (their real "

@@ -164,6 +164,8 @@ class LadderConfig:
     label_col: str = "label"
     seed: int = 0
     strict: bool = False
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
     skip_bad_rows: bool = False
     evaluate: bool = False
     classifier: str = "tfidf-logreg"
@@ -173,15 +175,15 @@ class LadderConfig:
 def load_real_splits(cfg: LadderConfig) -> tuple[RealData, RealData, RealData]:
     if cfg.train is not None:
         if cfg.val is None or cfg.test is None:
-            raise InputError("--train needs --val and --test (or give --input to split 80/10/10)", field="--train")
+            raise InputError("--train needs --val and --test (or give --input to split it)", field="--train")
         return tuple(read_labelled(p, cfg.text_col, cfg.label_col, cfg.skip_bad_rows)
                      for p in (cfg.train, cfg.val, cfg.test))
     if cfg.input is None:
-        raise InputError("the ladder needs --input (split 80/10/10) or --train/--val/--test")
+        raise InputError("the ladder needs --input (split by --val-fraction/--test-fraction) or --train/--val/--test")
     from socialsynth.classify.data import split_indices
 
     data = read_labelled(cfg.input, cfg.text_col, cfg.label_col, cfg.skip_bad_rows)
-    parts = split_indices(len(data.texts), cfg.seed, 0.1, 0.1, stratify=data.labels)
+    parts = split_indices(len(data.texts), cfg.seed, cfg.val_fraction, cfg.test_fraction, stratify=data.labels)
 
     def subset(index, skipped):
         return RealData(

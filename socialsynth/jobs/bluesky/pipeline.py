@@ -186,7 +186,9 @@ def make_embedder(cfg: ClusterConfig):
 
     try:
         return Embedder(
-            cfg.embedding_model, device=cfg.device, cache_dir=cfg.caches / "embeddings", devices=cfg.embed_device_list
+            cfg.embedding_model, device=cfg.device, cache_dir=cfg.caches / "embeddings", devices=cfg.embed_device_list,
+            pooling=cfg.embedding_pooling, prefix=cfg.embedding_prefix, max_length=cfg.embedding_max_tokens,
+            normalize=cfg.embedding_normalize,
         )
     except (OSError, ValueError) as exc:
         if isinstance(exc, OSError) and exc.errno is not None:
@@ -239,12 +241,18 @@ def ignored_messages(data, embedder, labels_by_user: dict[str, int], k: int, cfg
 
 
 def write_outputs(out: Path, data, chains, ignored, clustering: Clustering, users: list[str],
-                  labels_by_user: dict[str, int], texts_by_user, X: np.ndarray, seed: int) -> tuple[dict, object]:
-    """The cluster files, user_clusters.json, the cluster report (JSON and text) and the 2-D map."""
+                  labels_by_user: dict[str, int], texts_by_user, X: np.ndarray, seed: int,
+                  action_lines: str = "all") -> tuple[dict, object]:
+    """The cluster files, user_clusters.json, the cluster report (JSON and text) and the 2-D map; ``chains`` is a
+    list (filed by last author) or, for --chains seed, a dict cluster -> chains."""
     from socialsynth.jobs.bluesky.cluster import cluster_report, plot_users
     from socialsynth.jobs.bluesky.output import write_cluster_files
 
-    written = write_cluster_files(out, labels_by_user, data, chains, ignored)
+    if isinstance(chains, dict):  # --chains seed: built per cluster already
+        written = write_cluster_files(out, labels_by_user, data, [], ignored, chains_by_cluster=chains,
+                                      action_lines=action_lines)
+    else:
+        written = write_cluster_files(out, labels_by_user, data, chains, ignored, action_lines=action_lines)
     report = cluster_report(texts_by_user, labels_by_user, seed=seed)
     atomic_write_json(out / "cluster_report.json", report)
     atomic_write_text(out / "cluster_report.txt", format_report(report))
@@ -253,9 +261,27 @@ def write_outputs(out: Path, data, chains, ignored, clustering: Clustering, user
     return written, plot
 
 
+def make_chains(data, labels_by_user: dict[str, int], style: str):
+    """(chains, stats): --chains paths gives one list over all users; --chains seed a dict cluster -> the seed's
+    chains of its members (members in sorted order) and summed stats."""
+    from socialsynth.jobs.bluesky.users import ChainStats, build_chains, seed_chains
+
+    if style != "seed":
+        return build_chains(data)
+    members: dict[int, list[str]] = {}
+    for did in sorted(labels_by_user):
+        members.setdefault(labels_by_user[did], []).append(did)
+    by_cluster, total = {}, ChainStats()
+    for label in sorted(members):
+        by_cluster[label], stats = seed_chains(data, members[label])
+        total.chains += stats.chains
+        total.roots += stats.roots
+        total.unplaced += stats.unplaced
+    return by_cluster, total
+
+
 def run_cluster_job(cfg: ClusterConfig) -> dict:
     """The whole job (see the module doc); returns the meta, plus ``output`` and the events table."""
-    from socialsynth.jobs.bluesky.users import build_chains
 
     timer = _Timer()
     with JobRun("cluster", cfg.record_file, cfg) as run:
@@ -269,7 +295,7 @@ def run_cluster_job(cfg: ClusterConfig) -> dict:
         with timer.step("cluster"):
             clustering = cluster_vectors(X, cfg)
         labels_by_user = {did: int(label) for did, label in zip(users, clustering.labels, strict=True)}
-        chains, chain_stats = build_chains(data)
+        chains, chain_stats = make_chains(data, labels_by_user, cfg.chains)
         ignored, ignored_counts = None, {}
         if cfg.add_ignored_messages:
             with timer.step("ignored"):
@@ -277,7 +303,7 @@ def run_cluster_job(cfg: ClusterConfig) -> dict:
         embedder.close()  # stops the embedding worker processes, if any
         out = Path(cfg.output_dir) / f"processed_{clustering.k}_clusters"
         written, plot = write_outputs(out, data, chains, ignored, clustering, users, labels_by_user, texts_by_user,
-                                      X, cfg.seed)
+                                      X, cfg.seed, cfg.action_lines)
         timer.total()
         meta = {
             "command": run.command,
@@ -297,6 +323,10 @@ def run_cluster_job(cfg: ClusterConfig) -> dict:
             "ignored": ignored_counts or None,
             "embedding": {
                 "model": cfg.embedding_model,
+                "pooling": cfg.embedding_pooling,
+                "prefix": getattr(embedder, "prefix", cfg.embedding_prefix),
+                "max_tokens": cfg.embedding_max_tokens,
+                "normalize": cfg.embedding_normalize,
                 "encoded": getattr(embedder, "encoded", None),
                 "encoded_by_pool": getattr(embedder, "pool_encoded", None),
             },

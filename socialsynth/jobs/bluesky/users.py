@@ -284,12 +284,14 @@ class ChainStats:
     orphan_replies: int = 0
     truncated: int = 0
     orphan_examples: list[str] = field(default_factory=list)
+    unplaced: int = 0  # --chains seed: members' messages in no chain (under a placed parent, or below the depth)
 
     def format(self) -> str:
-        return (
+        text = (
             f"chains: {self.chains}   roots: {self.roots}   replies with parent not in data: "
             f"{self.orphan_replies}   paths cut at max depth: {self.truncated}"
         )
+        return text + (f"   messages in no chain: {self.unplaced}" if self.unplaced else "")
 
 
 _Node = tuple[str, dict[str, Any]]  # (author DID, post item)
@@ -377,4 +379,101 @@ def build_chains(
         stats.roots += 1
         chains.extend([_element(nodes[u]) for u in path] for path in _root_to_leaf(root, children, max_depth, stats))
     stats.chains = len(chains)
+    return chains, stats
+
+
+# --------------------------------------------------------------------------- BluePrint's chains (--chains seed)
+
+SEED_MAX_DEPTH = 5  # the seed stops descending once its recursion depth passes 5
+
+
+def _seed_element(did: str, item: dict[str, Any]) -> dict[str, Any]:
+    """The seed's chain message: the text key only when there is text (the seed lost reply epochs; we keep them)."""
+    out: dict[str, Any] = {"user_id": did}
+    if item.get("text"):
+        out["text"] = item["text"]
+    out["unix_epoch"] = item.get("unix_epoch", 0)
+    return out
+
+
+class _SeedThreads:
+    """One cluster's posts and replies (members only) and the reply links between them, in member order."""
+
+    def __init__(self, users: UserData, members: Iterable[str]) -> None:
+        self.nodes: dict[str, _Node] = {}
+        self.children: dict[str, list[str]] = {}
+        self.done: set[str] = set()
+        self.order: list[tuple[str, str, dict[str, Any]]] = []  # (list name, did, item) in the seed's visit order
+        for did in members:
+            user = users.users.get(did)
+            if user is None:
+                continue
+            for name in ("posts", "replies"):
+                for item in getattr(user, name):
+                    uri = item.get("uri") or ""
+                    self.order.append((name, did, item))
+                    if not uri:
+                        continue
+                    self.nodes[uri] = (did, item)
+                    parent = item.get("parent_uri") if name == "replies" else None
+                    if parent:
+                        self.children.setdefault(parent, []).append(uri)
+
+    def start(self, uri: str) -> list[dict[str, Any]]:
+        """A chain headed by ``uri``, its reply tree appended depth-first."""
+        self.done.add(uri)
+        chain = [_seed_element(*self.nodes[uri])]
+        self.descend(chain, uri, 0)
+        return chain
+
+    def descend(self, chain: list[dict[str, Any]], uri: str, depth: int) -> None:
+        if depth > SEED_MAX_DEPTH:
+            return
+        for kid in self.children.get(uri, ()):
+            if kid in self.done or kid not in self.nodes:
+                continue
+            self.done.add(kid)
+            chain.append(_seed_element(*self.nodes[kid]))
+            self.descend(chain, kid, depth + 1)
+
+
+def _seed_reply_chain(threads: _SeedThreads, did: str, item: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The chain the seed starts from a reply not yet placed, or None (it starts none)."""
+    uri = item["uri"]
+    parent, root = item.get("parent_uri") or "", item.get("root_uri") or ""
+    if parent in threads.done:
+        return None
+    if not parent or parent not in threads.nodes:  # its thread starts outside the cluster: the reply heads it
+        return threads.start(uri)
+    if root and root in threads.nodes and root != parent:  # a deeper reply: the whole thread from its root, once
+        return None if root in threads.done else threads.start(root)
+    threads.done.update((parent, uri))  # a reply to a root-level message: that message, the reply, its replies
+    chain = [_seed_element(*threads.nodes[parent]), _seed_element(did, item)]
+    threads.descend(chain, uri, 0)
+    return chain
+
+
+def seed_chains(users: UserData, members: Iterable[str]) -> tuple[list[list[dict[str, Any]]], ChainStats]:
+    """BluePrint's conversation chains of one cluster (``--chains seed``), built as its output formatter builds them.
+
+    Only the members' posts and replies are used (other users' messages never appear). Members are visited in the
+    given order, each one's posts, then replies: a post not yet placed heads a chain; a reply not yet placed heads
+    one when its parent is not a member's message, starts its thread's root when the root is a member's message
+    (once), else follows its parent. Below the head, replies are appended depth-first (earliest first) while the
+    recursion depth is at most 5, each message at most once. Replies whose parent was already placed, and replies
+    cut by the depth limit, start no chain (as in the seed). Elements keep ``unix_epoch`` (the seed wrote 0 for
+    replies, a bug) and have a text key only when there is text.
+    """
+    threads = _SeedThreads(users, members)
+    stats = ChainStats()
+    chains: list[list[dict[str, Any]]] = []
+    for name, did, item in threads.order:
+        uri = item.get("uri") or ""
+        if not uri or uri in threads.done:
+            continue
+        chain = threads.start(uri) if name == "posts" else _seed_reply_chain(threads, did, item)
+        if chain:
+            chains.append(chain)
+    stats.chains = stats.roots = len(chains)
+    stats.unplaced = sum(1 for uri in threads.nodes if uri not in threads.done)
     return chains, stats

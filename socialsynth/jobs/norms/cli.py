@@ -55,10 +55,12 @@ def run_judge(cfg: NormsConfig) -> int:
     rows, dims = load_pairs(cfg.judge_agreement, cfg.judge_topics, skipped)
     backend = cfg.engine().load()
     rating_params = cfg.sampling.params(temperature=0.0, max_new_tokens=12)  # answers, not prose: greedy and brief
+    if cfg.rating_sampling == "rewrite":  # the research code rated with its rewriting settings
+        rating_params = cfg.params()
     template = load_template(cfg.rating_template) if cfg.rating_template else None
 
     def rater_for(dim):
-        return Rater(backend, dim, cfg.rating_method, template, rating_params)
+        return Rater(backend, dim, cfg.rating_method, template, rating_params, parse=cfg.rating_parse)
 
     rows = drop_long_pairs(rows, dims, rater_for, backend.context_length(), skipped)
     report = judge_agreement(rater_for, rows, dims)

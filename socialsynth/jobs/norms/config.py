@@ -31,6 +31,10 @@ from socialsynth.prompts import known_dimensions, load_dimension, load_template
 LEVELS = (1, 2, 3, 4, 5)
 MAX_SEED = 2**31 - 1  # numpy and torch take seeds below 2**32; each request's seed derives from the job seed
 RATING_METHODS = ("likelihood", "logits", "generate")
+RATING_PARSERS = ("lenient", "seed")
+RATING_SAMPLING = ("greedy", "rewrite")
+CONTENT_METRICS = ("cosine", "bertscore")
+MEAN_SD = "mean+sd"
 
 
 def level_list(text: str) -> tuple[int, ...]:
@@ -90,13 +94,50 @@ class NormsConfig:
                                        "examples, answer starts with the level digit), norm_likelihood, "
                                        "norm_rating_seed (the research code's prompt, for --rating-method generate), "
                                        "or a YAML file", names=("--rating-template",))
-    min_similarity: float = flag(0.5, "flag rewrites whose embedding cosine to the original is below this (content "
-                                 "preservation)", names=("--min-similarity",))
+    rating_parse: str = flag("lenient", "how --rating-method generate reads an answer: lenient (level names longest "
+                             "first, 'in between', a digit anywhere) or seed (the research code's order: level names "
+                             "1-5 with 'neutral'/'in-between' for 3, 'NO RATING', the whole answer a digit, else 3)",
+                             names=("--rating-parse",), choices=RATING_PARSERS)
+    rating_sampling: str = flag("greedy", "sampling of generated ratings: greedy (12 new tokens) or rewrite (the "
+                                "rewrites' own settings, as the research code did)", names=("--rating-sampling",),
+                                choices=RATING_SAMPLING)
+    min_similarity: float = flag(0.5, "flag rewrites whose content score against the original (--content-metric) is "
+                                 "below this (content preservation)", names=("--min-similarity",))
+    content_metric: str = flag("cosine", "content preservation: cosine (sentence embeddings, --embedding-model) or "
+                               "bertscore (BERTScore F1 of token embeddings, --content-model; the research code's "
+                               "filter)", names=("--content-metric",), choices=CONTENT_METRICS)
+    content_model: str | None = flag(None, "--content-metric bertscore: any Hugging Face encoder id or path "
+                                     "(default microsoft/deberta-xlarge-mnli); cosine: a sentence-transformers "
+                                     "model (default --embedding-model)", names=("--content-model",))
+    content_layer: int | None = flag(None, "bertscore: hidden layer whose token embeddings are matched (default: "
+                                     "BERTScore's layer for the models it knows, e.g. 40 for deberta-xlarge-mnli; "
+                                     "else the last)", names=("--content-layer",))
+    fluency_model: str = flag("generator", "causal LM whose perplexity judges fluency: generator (the generating "
+                              "model) or any Hugging Face causal LM id or path (the research code: "
+                              "microsoft/DialoGPT-medium)", names=("--fluency-model",))
+    fluency_cut: str | None = flag(None, "fluency cut, overriding --max-perplexity: a perplexity, or mean+sd (mean + "
+                                   "one standard deviation of the originals' perplexities over the comments this run "
+                                   "selects: the research code's rule, about 9,607 there)", names=("--fluency-cut",))
     max_perplexity: float = flag(1000.0, "flag rewrites whose perplexity under the generating model is above this "
                                  "(fluency); 0 = off", names=("--max-perplexity",))
     embedding_model: str | None = flag("embedded", "sentence-transformers model for the content check ('embedded' "
                                        "= all-MiniLM-L6-v2; 'none' = skip)", names=("--embedding-model",),
                                        convert=model_or_none)
+    idx_to_id: Path | None = flag(None, "the research code's <subreddit>_idx_to_id.pkl (or a JSON object "
+                                  "position -> id): rows without an id get theirs by list position (.pkl needs "
+                                  "--allow-pickle)", names=("--idx-to-id",), metavar="FILE")
+    filter_originals: bool = flag(False, "-u: rewrite only the originals the upvote model ranks well: per-item "
+                                  "pairwise accuracy above --filter-accuracy (the research code's --filter)",
+                                  names=("--filter",))
+    filter_accuracy: float = flag(0.9, "--filter: keep originals whose per-item pairwise accuracy is above this",
+                                  names=("--filter-accuracy",))
+    filter_gap: float = flag(0.1, "--filter: pairs count only when their log2 targets differ by at least this",
+                             names=("--filter-gap",))
+    filter_block: int = flag(5000, "--filter: originals compared with each other at a time, in input order (the "
+                             "research code's 5k evaluation batches)", names=("--filter-block",))
+    predictions_file: bool = flag(False, "-u: also write <output_dir>/upvote_predictions/predictions_<subreddit>_"
+                                  "<dimension>.jsonl as the research code did (<id>-0 original, <id>-1..5 rewrites: "
+                                  "comment, upvote_log, upvote)", names=("--predictions-file",))
     judge_agreement: Path | None = flag(None, "rate both comments of each human-labelled pair and report agreement "
                                         "per dimension", names=("--judge-agreement",), metavar="FILE")
     judge_topics: list[str] | None = flag(None, "only pairs of these topics, e.g. askscience,finance",
@@ -113,6 +154,10 @@ class NormsConfig:
         check_choice(self, "rating_method", RATING_METHODS)
         check_range(self, "min_similarity", -1, 1)
         check_min(self, "max_perplexity", 0)
+        check_choice(self, "rating_parse", RATING_PARSERS)
+        check_choice(self, "rating_sampling", RATING_SAMPLING)
+        check_choice(self, "content_metric", CONTENT_METRICS)
+        self._check_filters()
         if not self.levels or any(level not in LEVELS for level in self.levels):
             raise ConfigError("levels", f"levels must be among 1-5, got {list(self.levels)}")
         if self.embedding_model is not None and not self.embedding_model.strip():
@@ -120,6 +165,41 @@ class NormsConfig:
         self._check_templates()
         self._check_mode()
         self._check_places()
+
+    def _check_filters(self) -> None:
+        """The fluency cut, the content and fluency models, the --filter settings, the idx_to_id map."""
+        if self.fluency_cut is not None:
+            self.fluency_cut = str(self.fluency_cut).strip().lower().replace(" ", "")
+            if self.fluency_cut != MEAN_SD:
+                try:
+                    cut = float(self.fluency_cut)
+                except ValueError:
+                    raise ConfigError("fluency_cut",
+                                      f"expected a perplexity or {MEAN_SD}, got {self.fluency_cut!r}") from None
+                if not math.isfinite(cut) or cut < 0:
+                    raise ConfigError("fluency_cut", f"must be a finite perplexity >= 0, got {self.fluency_cut}")
+        for name in ("fluency_model", "content_model"):
+            value = getattr(self, name)
+            if value is not None and not str(value).strip():
+                raise ConfigError(name, "must not be empty")
+        if self.content_layer is not None:
+            check_min(self, "content_layer", 0)
+        check_range(self, "filter_accuracy", 0, 1)
+        check_min(self, "filter_gap", 0)
+        check_min(self, "filter_block", 2)
+        if self.idx_to_id is not None:
+            path = Path(self.idx_to_id)
+            if not path.is_file():
+                raise ConfigError("idx_to_id", f"no such file: {path}")
+            if path.suffix == ".pkl" and not self.allow_pickle:
+                raise ConfigError("idx_to_id", f"{path}: pickle can run code; pass --allow-pickle to read it")
+
+    @property
+    def fluency_number(self) -> float | None:
+        """The fixed perplexity cut (--fluency-cut NUMBER, else --max-perplexity); None for mean+sd."""
+        if self.fluency_cut == MEAN_SD:
+            return None
+        return float(self.fluency_cut) if self.fluency_cut is not None else self.max_perplexity
 
     def _check_templates(self) -> None:
         """Each template loads and fills the prompts it is used for (a bad {field} would crash at the first comment)."""
@@ -162,6 +242,8 @@ class NormsConfig:
             raise ConfigError("input", f"no such file: {self.input}")
         if self.upvote_dir is not None and not Path(self.upvote_dir).is_dir():
             raise ConfigError("upvote_dir", f"no such folder: {self.upvote_dir}")
+        if self.filter_originals and self.upvote_dir is None and self.judge_agreement is None:
+            raise ConfigError("filter_originals", "--filter needs the upvote model: -u/--upvote_dir DIR")
 
     def _check_counts(self) -> None:
         for name in ("batch_size", "sub_batch_size", "max_batch_tokens", "max_comment_chars"):

@@ -7,7 +7,8 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from socialsynth.classify.presets import INFERENCE_IDS
@@ -58,8 +59,29 @@ def check_models(cfg: NormsConfig) -> None:
 
     if cfg.model.backend != "openai" and cfg.model.model != "embedded":
         check_model_available(cfg.model.model, flag="-m/--model")
-    if cfg.embedding_model and cfg.embedding_model != "embedded":
-        check_embedding_model_available(cfg.embedding_model)
+    content = content_model(cfg)
+    if cfg.content_metric == "bertscore":
+        check_model_available(content, flag="--content-model")
+    elif content and content != "embedded":
+        check_embedding_model_available(content, flag="--content-model" if cfg.content_model else "--embedding-model")
+    if fluency_wanted(cfg) and cfg.fluency_model != "generator":
+        check_model_available(cfg.fluency_model, flag="--fluency-model")
+
+
+def content_model(cfg: NormsConfig) -> str | None:
+    """The model of the content check: --content-model, else the metric's default (None: no content check)."""
+    if cfg.content_model:
+        return cfg.content_model
+    if cfg.content_metric == "bertscore":
+        from socialsynth.text.bertscore import DEFAULT_MODEL
+
+        return DEFAULT_MODEL
+    return cfg.embedding_model
+
+
+def fluency_wanted(cfg: NormsConfig) -> bool:
+    """Whether the fluency filter runs at all (--max-perplexity 0 or --fluency-cut 0 turn it off)."""
+    return cfg.fluency_number is None or cfg.fluency_number > 0
 
 
 def inference_ids(upvote_dir: Path | None) -> set[str] | None:
@@ -72,6 +94,50 @@ def inference_ids(upvote_dir: Path | None) -> set[str] | None:
         return None
     text = read_text_file(path, "the list of inference ids")
     return {line.strip() for line in text.splitlines() if line.strip()}
+
+
+def held_out_positions(wanted: set[str], ids: set[str], n_rows: int) -> set[int] | None:
+    """The research code wrote ``inference_sample_ids.txt`` as list positions of the data file: when every line is
+    a whole number below the file's length and fewer than half of them are ids of its rows, they are positions
+    (returned); else None (the lines are ids, as train_classifier.py writes them)."""
+    if not wanted or not all(w.isascii() and w.isdigit() for w in wanted):
+        return None
+    positions = {int(w) for w in wanted}
+    if max(positions) >= n_rows or 2 * len(wanted & ids) >= len(wanted):
+        return None
+    return positions
+
+
+def load_idx_to_id(path: Path, allow_pickle: bool) -> dict[int, str]:
+    """The research code's ``<subreddit>_idx_to_id.pkl`` (a dict list position -> comment id), or the same as a
+    JSON object; InputError naming --idx-to-id for anything else."""
+    import json
+    import pickle
+
+    try:
+        if path.suffix == ".pkl":
+            if not allow_pickle:
+                raise InputError("pickle can run code; pass --allow-pickle to read it", path=path, field="--idx-to-id")
+            with open(path, "rb") as f:
+                data = pickle.load(f)  # noqa: S301 (only with --allow-pickle, for files the user trusts)
+        else:
+            data = json.loads(read_text_file(path, "the idx_to_id map", field="--idx-to-id"))
+        return {int(k): str(v) for k, v in dict(data).items() if v is not None}
+    except InputError:
+        raise
+    except Exception as e:  # a foreign pickle or JSON of another shape
+        raise InputError(f"not a map of list positions to ids ({type(e).__name__}: {e})", path=path,
+                         field="--idx-to-id") from None
+
+
+def fill_ids(data: ReadResult, idx_to_id: dict[int, str]) -> int:
+    """Give rows without an id the one the map has for their list position; returns how many were filled."""
+    filled = 0
+    for row, line in zip(data.records, data.line_numbers, strict=True):
+        if row.get("id") in (None, "") and (line - 1) in idx_to_id:
+            row["id"] = idx_to_id[line - 1]
+            filled += 1
+    return filled
 
 
 def preference_scorer(cfg: NormsConfig):
@@ -94,12 +160,15 @@ def output_path(cfg: NormsConfig, dim_name: str, shard: tuple[int, int] | None =
 
 @dataclass
 class Inputs:
-    """This run's comments: the file read, the rows kept, and why the others were skipped."""
+    """This run's comments: the file read, the rows kept, why the others were skipped, and each kept row's list
+    position in the file (the research code's ``idx``)."""
 
     path: Path
     n_read: int
     rows: list[dict]
     skipped: Counter
+    positions: list[int] = field(default_factory=list)
+    held_out_as: str | None = None  # how inference_sample_ids.txt was read: "ids" or "positions"
 
 
 @dataclass
@@ -110,6 +179,7 @@ class Models:
     rater: Rater
     rewriter: NormRewriter
     scorer: object | None = None  # socialsynth.jobs.norms.preference.PreferenceScorer
+    predictions: JsonlWriter | None = None  # --predictions-file: the research code's per-variant predictions
 
     def provenance(self) -> dict:
         provenance = self.rewriter.provenance()
@@ -119,7 +189,16 @@ class Models:
 
     def process(self, chunk: Sequence[tuple[int, dict]], levels: Sequence[int]) -> list[dict]:
         records = self.rewriter.process(chunk)
-        return records if self.scorer is None else self.scorer.annotate(records, chunk, levels)
+        if self.scorer is None:
+            return records
+        records = self.scorer.annotate(records, chunk, levels)
+        if self.predictions is not None:
+            from socialsynth.jobs.norms.preference import prediction_record
+
+            self.predictions.write([prediction_record(rec, row, levels) for rec, (_, row) in zip(records, chunk,
+                                                                                                  strict=True)
+                                    if rec["id"] not in self.predictions.done])
+        return records
 
 
 def run(cfg: NormsConfig, command: str | None = None) -> dict:
@@ -128,16 +207,22 @@ def run(cfg: NormsConfig, command: str | None = None) -> dict:
     check_models(cfg)
     dim = load_dimension(cfg.norm_dimension)
     inputs = load_inputs(cfg)
+    scorer = preference_scorer(cfg) if cfg.filter_originals else None
+    if cfg.filter_originals:
+        keep_reliable(cfg, inputs, scorer)
     shard = cfg.shard
     if cfg.range.start_idx and cfg.range.start_idx >= len(inputs.rows):
         raise InputError(f"{cfg.range.start_idx} is past the end of the input ({len(inputs.rows)} comments after "
                          "the skips)", field="--start-idx")
-    selected = select_range(inputs.rows, cfg.range.start_idx, cfg.range.end_idx, shard)
+    # -s/-e and --shard slice the kept rows (as the seed sliced its list); idx is the row's place in the file
+    selected = [(inputs.positions[i], row)
+                for i, row in select_range(inputs.rows, cfg.range.start_idx, cfg.range.end_idx, shard)]
     out = output_path(cfg, dim.name, shard)
     if out.is_dir():
         raise InputError("is a folder, not an output file: remove it or choose another -o", path=out)
-    with JobRun("norms", record_path(out), cfg, command=command, outputs=[out]) as job, GracefulStop() as stop, \
-            JsonlWriter(out) as writer:
+    predictions = predictions_output(cfg, dim.name, shard)
+    with JobRun("norms", record_path(out), cfg, command=command, outputs=[out, *([predictions] if predictions else [])]
+                ) as job, GracefulStop() as stop, JsonlWriter(out) as writer, ExitStack() as extra:
         job.meta.update(describe_inputs(inputs, out, dim, selected, shard))
         todo = [(i, r) for i, r in selected if str(r["id"]) not in writer.done]
         log.info("%s: %d comments selected, %d already written, %d to do -> %s", inputs.path, len(selected),
@@ -146,7 +231,10 @@ def run(cfg: NormsConfig, command: str | None = None) -> dict:
         too_long: set[str] = set()
         try:
             if todo:
-                models = load_models(cfg, dim, job)
+                models = load_models(cfg, dim, job, scorer)
+                if predictions is not None and models.scorer is not None:
+                    models.predictions = extra.enter_context(JsonlWriter(predictions))
+                set_fluency_cut(cfg, models, selected, job.meta)
                 todo, too_long = drop_too_long(models, todo, job.meta["skipped"])
                 counts = rewrite_all(cfg, models, todo, writer, stop, job, command)
         finally:
@@ -159,21 +247,42 @@ def load_inputs(cfg: NormsConfig) -> Inputs:
     """Read the comments, then drop (and count) rows without a usable id, repeated ids, overlong comments and those
     outside the upvote model's held-out ids."""
     path = cfg.input or find_input(Path(cfg.data_dir), cfg.subreddit, cfg.allow_pickle)
-    data = read_records(path, allow_pickle=cfg.allow_pickle, required=("id", "comment"), nonempty=("comment",),
+    required = ("comment",) if cfg.idx_to_id else ("id", "comment")  # the map gives ids to rows without one
+    data = read_records(path, allow_pickle=cfg.allow_pickle, required=required, nonempty=("comment",),
                         on_bad_row="skip" if cfg.skip_bad_rows else "error")
     if not data.records and not data.skipped:
         raise InputError("the file has no records", path=path)
+    if cfg.idx_to_id:
+        filled = fill_ids(data, load_idx_to_id(Path(cfg.idx_to_id), cfg.allow_pickle))
+        log.info("%s: %d ids taken from %s", path, filled, cfg.idx_to_id)
+        for row in data.records:
+            row.setdefault("id", None)
     skipped = Counter(data.skipped)
+    position = {id(row): line - 1 for row, line in zip(data.records, data.line_numbers, strict=True)}
     records = unique_ids(data, skipped, cfg.skip_bad_rows)
     rows = [r for r in records if len(r["comment"]) <= cfg.max_comment_chars]
     if len(rows) < len(records):
         skipped[f"comment longer than {cfg.max_comment_chars} characters"] += len(records) - len(rows)
+    rows, held_out_as = keep_held_out(cfg, rows, position, max(data.line_numbers, default=0), skipped)
+    return Inputs(Path(path), len(data.records), rows, skipped, [position[id(r)] for r in rows], held_out_as)
+
+
+def keep_held_out(cfg: NormsConfig, rows: list[dict], position: dict, n_rows: int,
+                  skipped: Counter) -> tuple[list[dict], str | None]:
+    """Only the rows in the upvote model's ``inference_sample_ids.txt``: by id, or by list position when the file
+    holds the research code's positions (see :func:`held_out_positions`)."""
     wanted = inference_ids(cfg.upvote_dir)
-    if wanted is not None:
-        before = len(rows)
-        rows = [r for r in rows if str(r["id"]) in wanted]
-        skipped["not in inference_sample_ids.txt"] += before - len(rows)
-    return Inputs(Path(path), len(data.records), rows, skipped)
+    if wanted is None:
+        return rows, None
+    positions = held_out_positions(wanted, {str(r["id"]) for r in rows}, n_rows)
+    before = len(rows)
+    if positions is None:
+        rows, how = [r for r in rows if str(r["id"]) in wanted], "ids"
+    else:
+        log.info("%s holds list positions (the research code's format): selecting rows by position", INFERENCE_IDS)
+        rows, how = [r for r in rows if position[id(r)] in positions], "positions"
+    skipped["not in inference_sample_ids.txt"] += before - len(rows)
+    return rows, how
 
 
 def unique_ids(data: ReadResult, skipped: Counter, skip_bad_rows: bool) -> list[dict]:
@@ -234,28 +343,88 @@ def describe_inputs(inputs: Inputs, out: Path, dim: Dimension, selected: list, s
         "n_input_rows": inputs.n_read,
         "skipped": dict(inputs.skipped),
         "n_selected": len(selected),
+        "held_out_ids_read_as": inputs.held_out_as,
         "shard": list(shard) if shard else None,
     }
 
 
-def load_models(cfg: NormsConfig, dim: Dimension, job: JobRun) -> Models:
+def predictions_output(cfg: NormsConfig, dim_name: str, shard) -> Path | None:
+    """--predictions-file with an upvote model in -u: <output_dir>/upvote_predictions/predictions_<sub>_<dim>.jsonl."""
+    from socialsynth.classify.model import CARD
+
+    if not cfg.predictions_file or cfg.upvote_dir is None or not (Path(cfg.upvote_dir) / CARD).exists():
+        return None
+    from socialsynth.jobs.norms.preference import predictions_path
+
+    return shard_path(predictions_path(Path(cfg.output_dir), cfg.subreddit, dim_name), shard)
+
+
+def keep_reliable(cfg: NormsConfig, inputs: Inputs, scorer) -> None:
+    """--filter: keep only the originals whose per-item pairwise accuracy under the upvote model is above
+    --filter-accuracy (the others are counted as skipped)."""
+    if scorer is None:
+        raise InputError("--filter needs an upvote model in -u DIR (train_classifier.py --task regression --preset "
+                         "upvote -o DIR)", field="--filter")
+    kept, _ = scorer.reliable(inputs.rows, cfg.filter_accuracy, cfg.filter_gap, cfg.filter_block)
+    dropped = kept.count(False)
+    if dropped:
+        inputs.skipped[f"upvote model's pairwise accuracy not above {cfg.filter_accuracy} (--filter)"] += dropped
+    inputs.rows = [r for r, k in zip(inputs.rows, kept, strict=True) if k]
+    inputs.positions = [p for p, k in zip(inputs.positions, kept, strict=True) if k]
+    log.info("--filter: %d of %d originals kept", len(inputs.rows), len(kept))
+
+
+def load_models(cfg: NormsConfig, dim: Dimension, job: JobRun, scorer=None) -> Models:
     """The generator (tokens counted per stage in the run record), rater, rewriter and optional upvote model."""
     backend = cfg.engine().load()
-    embedder = None
-    if cfg.embedding_model:
-        from socialsynth.text.embeddings import Embedder
-
-        embedder = Embedder(cfg.embedding_model, device=cfg.model.device)
     template = load_template(cfg.rating_template) if cfg.rating_template else None
-    rater = Rater(backend, dim, cfg.rating_method, template)
+    rating_params = cfg.params() if cfg.rating_sampling == "rewrite" else None  # None: greedy, 12 tokens
+    rater = Rater(backend, dim, cfg.rating_method, template, rating_params, parse=cfg.rating_parse)
+    cut = cfg.fluency_number
     rewriter = NormRewriter(
-        backend, dim, rater, cfg.params(), tuple(cfg.levels), embedder,
-        RewriteFilters(cfg.min_similarity, cfg.max_perplexity), load_template(cfg.rewrite_template),
-        stage=lambda name: job.track(backend, name),
+        backend, dim, rater, cfg.params(), tuple(cfg.levels), load_content_scorer(cfg),
+        RewriteFilters(cfg.min_similarity, 0.0 if not fluency_wanted(cfg) else (cut if cut is not None else 0.0)),
+        load_template(cfg.rewrite_template), stage=lambda name: job.track(backend, name),
     )
-    models = Models(backend, rater, rewriter, preference_scorer(cfg))
+    if fluency_wanted(cfg) and cfg.fluency_model != "generator":
+        from socialsynth.text.fluency import FluencyScorer
+
+        rewriter.fluency = FluencyScorer(cfg.fluency_model, device=cfg.model.device, dtype=cfg.model.dtype)
+    models = Models(backend, rater, rewriter, scorer or preference_scorer(cfg))
     job.meta["provenance"] = models.provenance()
     return models
+
+
+def load_content_scorer(cfg: NormsConfig):
+    """The content check's scorer (anything with ``pair_similarity``), or None when it is off."""
+    name = content_model(cfg)
+    if not name:
+        return None
+    if cfg.content_metric == "bertscore":
+        from socialsynth.text.bertscore import BertScorer
+
+        return BertScorer(name, layer=cfg.content_layer, device=cfg.model.device)
+    from socialsynth.text.embeddings import Embedder
+
+    return Embedder(name, device=cfg.model.device)
+
+
+def set_fluency_cut(cfg: NormsConfig, models: Models, selected: list, meta: dict) -> None:
+    """--fluency-cut mean+sd: perplexities of the originals this run selects (all of them, so a resumed run gets
+    the same cut), and the cut mean + sd; recorded in the run record as ``fluency_cut``."""
+    rewriter = models.rewriter
+    if cfg.fluency_number is not None or not rewriter.fluency_on_by_rule:
+        meta["fluency_cut"] = rewriter.filters.max_perplexity if rewriter.fluency_on else None
+        return
+    from socialsynth.text.fluency import MEAN_SD, fluency_cut
+
+    with rewriter.stage("fluency"):
+        originals = rewriter.original_perplexities([row["comment"] for _, row in selected])
+    cut = fluency_cut(MEAN_SD, originals)
+    rewriter.filters.max_perplexity = cut if cut != float("inf") else 0.0  # 0 = off: fewer than two originals
+    meta["fluency_cut"] = {"rule": MEAN_SD, "value": round(cut, 2) if cut != float("inf") else None,
+                           "n_originals": sum(1 for v in originals if v == v)}
+    log.info("fluency cut (mean + sd of %d originals' perplexities): %s", len(originals), meta["fluency_cut"]["value"])
 
 
 def rewrite_all(cfg: NormsConfig, models: Models, todo: list, writer: JsonlWriter, stop: GracefulStop,
@@ -301,6 +470,7 @@ def report(meta: dict, out: Path, dim_name: str) -> dict:
         throughput=meta.get("throughput"),
         n_selected=meta["n_selected"],
         rating_fallbacks=meta.get("rating_fallbacks"),
+        fluency_cut=meta.get("fluency_cut"),
     )
     summary["plot"] = plot_shift(summary, out.with_suffix(".shift.png"), dim_name)
     if summary.get("preference_delta_by_level"):
@@ -410,6 +580,9 @@ def format_summary(summary: dict) -> str:
         for lv, d in summary["preference_delta_by_level"].items():
             if d["mean"] is not None:
                 lines.append(f"{lv:>12} | {d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] (n={d['n']})")
+    cut = summary.get("fluency_cut")
+    if isinstance(cut, dict) and cut.get("value") is not None:
+        lines.append(f"fluency cut: perplexity {cut['value']:,} ({cut['rule']} of {cut['n_originals']} originals)")
     if summary["flag_rates"]:
         lines.append("flag rates: " + ", ".join(f"{k} {v:.0%}" for k, v in summary["flag_rates"].items()))
     tp = summary.get("throughput")

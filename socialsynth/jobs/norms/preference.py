@@ -19,6 +19,7 @@ from pathlib import Path
 from socialsynth.classify.presets import (  # noqa: F401  (re-exported for the norms job)
     INFERENCE_IDS,
     TRAINING_IDS,
+    upvote_target,
     upvote_text,
     upvotes_from_target,
 )
@@ -40,12 +41,13 @@ class PreferenceScorer:
         preset = self.model.card.get("preset") or {}
         self.uses_context = preset.get("name") == "upvote"
         self.with_author = bool(preset.get("with_author"))
+        self.time_format = preset.get("time_format") or "ours"  # the text format the model was trained on
         self.model_dir = str(model_dir)
         self.batch_size = batch_size
 
     def _text(self, row: dict, comment: str | None) -> str:
         if self.uses_context:
-            return upvote_text(row, comment, self.with_author)
+            return upvote_text(row, comment, self.with_author, self.time_format)
         return row["comment"] if comment is None else comment
 
     def annotate(self, records: list[dict], rows: Sequence[tuple[int, dict]], levels: Sequence[int]) -> list[dict]:
@@ -77,6 +79,67 @@ class PreferenceScorer:
             }
             rec.setdefault("provenance", {})["upvote_model"] = self.model_dir
         return records
+
+
+    def predict_originals(self, rows: Sequence[dict]) -> list[float]:
+        """The model's log2-upvote prediction for each original comment."""
+        texts = [self._text(row, None) for row in rows]
+        return [float(v) for v in self.model.predict_scores(texts, self.batch_size)] if texts else []
+
+    def reliable(self, rows: Sequence[dict], accuracy: float = 0.9, gap: float = 0.1,
+                 block: int = 5000) -> tuple[list[bool], list[float | None]]:
+        """The research code's ``--filter``: the originals on which the model ranks well. Rows are taken ``block``
+        at a time in input order (its 5k evaluation batches); within a block each row's pairwise accuracy is the
+        share of its pairs (targets at least ``gap`` apart) that the predictions order rightly, and a row is kept
+        when that is above ``accuracy``. A row with no score or no pair is not kept. Returns (kept, accuracy)."""
+        from socialsynth.classify.metrics import per_item_pairwise_accuracy
+
+        kept: list[bool] = [False] * len(rows)
+        accuracies: list[float | None] = [None] * len(rows)
+        scored = [i for i, row in enumerate(rows) if _score(row) is not None]
+        predictions = self.predict_originals([rows[i] for i in scored])
+        for start in range(0, len(scored), block):
+            part = scored[start : start + block]
+            if len(part) < 2:
+                continue
+            targets = [upvote_target(_score(rows[i])) for i in part]
+            values = per_item_pairwise_accuracy(targets, predictions[start : start + len(part)], gap)
+            for i, value in zip(part, values, strict=True):
+                if value == value:  # NaN: no pair far enough apart
+                    accuracies[i] = round(float(value), 4)
+                    kept[i] = float(value) > accuracy
+        return kept, accuracies
+
+
+def _score(row: dict) -> float | None:
+    """The comment's score (``label``, else ``score``) as a number, or None."""
+    value = row.get("label", row.get("score"))
+    try:
+        return None if value is None or isinstance(value, bool) else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def prediction_record(record: dict, row: dict, levels: Sequence[int]) -> dict:
+    """One line of ``predictions_<sub>_<dim>.jsonl`` as the research code wrote it: the comment's fields, then
+    ``<id>-0`` (the original) and ``<id>-<level>`` (each rewrite) with ``comment``, ``upvote_log`` and ``upvote``
+    (2**x with its sign; the research code's exp was a bug)."""
+    cid = record["id"]
+    out = {"id": cid, "idx": record["idx"], "original_rating": record["original_rating"],
+           "original_score": record["original_score"], "submission_title": record["submission_title"]}
+    out.update({k: row.get(k) for k in ("created_submission", "created_comment", "author", "author_id")})
+    logs = record.get("upvote_log_pred") or {}
+    texts = {"0": record["original_comment"], **{str(lv): record.get(str(lv)) for lv in levels}}
+    for key, text in texts.items():
+        value = logs.get("original" if key == "0" else key)
+        if text and value is not None:
+            out[f"{cid}-{key}"] = {"comment": text, "upvote_log": value,
+                                   "upvote": round(upvotes_from_target(value), 4)}
+    return out
+
+
+def predictions_path(output_dir: Path, subreddit: str, dim_name: str) -> Path:
+    return Path(output_dir) / "upvote_predictions" / f"predictions_{subreddit}_{dim_name}.jsonl"
 
 
 def plot_deltas(by_level: dict[str, dict], path: Path, dim_name: str) -> str | None:

@@ -207,6 +207,35 @@ def parse_rating(text: str, dim: Dimension) -> tuple[int, bool]:
     return 3, False
 
 
+def parse_rating_seed(text: str, dim: Dimension) -> tuple[int, bool]:
+    """The research code's parser, in its order: drop "RATING:"; levels 1, 2, 4, 5 by their name anywhere (any
+    case) and level 3 by "in-between" or "neutral", checked level by level from 1 up; "NO RATING" (as written) ->
+    3; the last word of level 2's and of level 4's name, as written, in the lowercased answer -> 1 and 3 (the
+    seed's own quirk: with capitalised names it never matches); the whole answer one number 1-5; else 3 with
+    parsed=False."""
+    answer = text.strip().replace("RATING:", "").strip()
+    lowered = answer.lower()
+    names = dim.level_names
+    for level, name in enumerate(names, 1):
+        if level != 3 and name.lower() in lowered:
+            return level, True
+        if level == 3 and ("in-between" in lowered or "neutral" in lowered):
+            return 3, True
+    if "NO RATING" in answer:
+        return 3, True
+    if len(names) >= 4:
+        for name, level in ((names[1], 1), (names[3], 3)):
+            if name.split(" ")[-1] in lowered:
+                return level, True
+    digits = answer.replace(".", "").strip()
+    if digits.isascii() and digits.isdigit() and 0 < int(digits) < 6:
+        return int(digits), True
+    return 3, False
+
+
+RATING_PARSERS = {"lenient": parse_rating, "seed": parse_rating_seed}
+
+
 class Rater:
     """Rate comments on one dimension with a backend.
 
@@ -223,9 +252,11 @@ class Rater:
         method: str = "logits",
         template: Template | None = None,
         params: GenerationParams | None = None,
+        parse: str = "lenient",
     ):
         if method not in RATING_METHODS:
             raise ValueError(f"rating method must be one of {RATING_METHODS}")
+        self.parse = RATING_PARSERS[parse]  # how a generated answer becomes a level
         self.backend, self.dim, self.method = backend, dim, method
         self.template = template or load_template(DEFAULT_RATING_TEMPLATES[method])
         self.params = params or GenerationParams(temperature=0.0, max_new_tokens=12)
@@ -286,7 +317,7 @@ class Rater:
             return [Rating(s.best + 1, s.expected(LEVELS), s.probs, s.mass) for s in scores]
         out = []
         for comp in self.backend.generate(chats, self.params, keys=keys):
-            level, parsed = parse_rating(comp.text, self.dim)
+            level, parsed = self.parse(comp.text, self.dim)
             self.fallbacks += not parsed
             out.append(Rating(level, float(level), parsed=parsed, raw=comp.text))
         return out
@@ -310,8 +341,8 @@ class Rater:
 class RewriteFilters:
     """Thresholds of the quality filters of norm rewrites (content preservation and fluency)."""
 
-    min_similarity: float = 0.5  # content preservation: cosine to the original (MiniLM)
-    max_perplexity: float = 1000.0  # fluency: perplexity of the rewrite under the generating model; 0 = off
+    min_similarity: float = 0.5  # content preservation: cosine to the original (MiniLM) or BERTScore F1
+    max_perplexity: float = 1000.0  # fluency: perplexity of the rewrite (generating or --fluency-model); 0 = off
 
 
 @dataclass
@@ -322,8 +353,8 @@ class Rewrite:
     completion: Completion
     cleaned: Cleaned
     rating: Rating
-    similarity: float | None  # cosine to the original; None without an embedder
-    perplexity: float | None  # under the generating model; None when the fluency filter is off
+    similarity: float | None  # content score against the original; None without a content model
+    perplexity: float | None  # under the fluency model; None when the fluency filter is off (nan: undefined)
 
     @property
     def text(self) -> str:
@@ -332,7 +363,8 @@ class Rewrite:
     def flags(self, original: str, filters: RewriteFilters) -> dict:
         """The filter block of this rewrite: lexical flags, content, fluency, truncation, and whether it passed."""
         sim = None if self.similarity is None else round(float(self.similarity), 4)
-        ppl = round(self.perplexity, 2) if self.text and self.perplexity is not None else None
+        ppl = self.perplexity if self.text and self.perplexity is not None else None
+        ppl = None if ppl is None or math.isnan(ppl) else round(ppl, 2)  # nan: not measured (a failed request)
         flags = lexical_flags(self.text, original)
         flags["low_similarity"] = sim is not None and sim < filters.min_similarity
         flags["disfluent"] = not self.text or (ppl is not None and ppl > filters.max_perplexity)
@@ -408,11 +440,12 @@ class NormRewriter:
     rater: Rater
     params: GenerationParams
     levels: tuple[int, ...] = LEVELS
-    embedder: object | None = None  # socialsynth.text.embeddings.Embedder; None skips the content check
+    embedder: object | None = None  # Embedder or BertScorer (pair_similarity); None skips the content check
     filters: RewriteFilters = field(default_factory=RewriteFilters)
     template: Template = field(default_factory=lambda: load_template("norm_rewrite"))
     stage: Callable[[str], AbstractContextManager] = _track_nothing
     fluency_off: str | None = None  # why the fluency filter was turned off during the run, if it was
+    fluency: object | None = None  # socialsynth.text.fluency.FluencyScorer; None: the generating model's perplexity
     _costs: dict = field(default_factory=dict, init=False, repr=False)  # prompt_costs per rating method
 
     def provenance(self) -> dict:
@@ -426,6 +459,9 @@ class NormRewriter:
             "sampling": self.params.to_dict(),
             "seed": self.params.seed,
             "embedding_model": getattr(self.embedder, "name", None),
+            "content_metric": getattr(self.embedder, "metric", "cosine") if self.embedder else None,
+            "fluency_model": getattr(self.fluency, "name", "generator") if self.fluency_on else None,
+            "max_perplexity": self.filters.max_perplexity,
         }
 
     def prompt_costs(self) -> list[PromptCost] | None:
@@ -453,6 +489,21 @@ class NormRewriter:
     @property
     def fluency_on(self) -> bool:
         return self.filters.max_perplexity > 0 and self.fluency_off is None
+
+    @property
+    def fluency_on_by_rule(self) -> bool:
+        """The filter runs but its cut is still to be set from the originals (--fluency-cut mean+sd)."""
+        return self.fluency_off is None
+
+    def original_perplexities(self, texts: list[str]) -> list[float]:
+        """Perplexities of originals under the fluency model (for a cut relative to them); [] when unsupported."""
+        if self.fluency is not None:
+            return self.fluency.perplexity(texts)
+        try:
+            return self.backend.perplexity(texts)
+        except Unsupported as e:
+            self.turn_off_fluency(e.message)
+            return []
 
     def process(self, rows: Sequence[tuple[int, dict]]) -> list[dict]:
         """Turn (index, comment record) pairs into output records (one per comment, seed fields first)."""
@@ -515,6 +566,8 @@ class NormRewriter:
         """Perplexities for the fluency filter; none when it is off (--max-perplexity 0, or turned off earlier)."""
         if not self.fluency_on:
             return [None] * len(texts)
+        if self.fluency is not None:
+            return self.fluency.perplexity(texts)
         try:
             with self.stage("fluency"):
                 return self.backend.perplexity(texts)

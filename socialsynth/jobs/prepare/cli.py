@@ -3,6 +3,7 @@
     socialsynth prepare --input RAW.jsonl -o data/askmen.jsonl     # apply the research code's comment filters
     socialsynth prepare --comments RC_2019-04.zst --submissions RS_2019-04.zst --subreddit AskMen -o data/askmen.jsonl
     socialsynth prepare --comments comments.csv --posts posts.csv --split-by-subreddit -o data/college/
+    socialsynth prepare --format doccano --input AnnotationLlama2-19.jsonl -o Llama2_label.csv   # PII labels
 """
 
 from __future__ import annotations
@@ -25,7 +26,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     """`socialsynth prepare ...`; returns the exit code (bad input raises InputError for run_main)."""
     cfg = parse(PrepareConfig, argv, prog=PROG)
     setup_logging()
+    if cfg.format == "doccano":
+        return prepare_doccano(cfg)
     return prepare_pair(cfg) if cfg.pair else prepare_single(cfg)
+
+
+def prepare_doccano(cfg: PrepareConfig) -> int:
+    """doccano span annotations (--input) -> multi-label rows (-o) for train_classifier.py."""
+    from socialsynth.core.io import atomic_write_text, read_records
+    from socialsynth.jobs.prepare.doccano import OUTPUT_FORMATS, convert, render, train_hint
+
+    with JobRun("prepare", record_file(cfg), cfg, resumable=False) as run:
+        data = read_records(cfg.input, required=("text",), on_bad_row="skip" if cfg.skip_bad_rows else "error")
+        if not data.records and not data.skipped:
+            raise InputError("the file has no records", path=cfg.input)
+        out = convert(data.records, data.line_numbers, cfg.input, categories=cfg.category_names or None,
+                      layout=cfg.layout, drop_unlabelled=cfg.drop_unlabelled, skip_bad_rows=cfg.skip_bad_rows)
+        out.skipped.update(data.skipped)
+        kind = OUTPUT_FORMATS[cfg.output.suffix.lower()]
+        atomic_write_text(cfg.output, render(out.rows, out.categories, cfg.layout, kind))
+        run.meta.update(n_read=out.n_read, n_written=len(out.rows), n_unlabelled=out.n_unlabelled,
+                        categories=out.categories, posts_per_category=dict(out.counts), skipped=dict(out.skipped))
+        run.note_items(out.n_read)
+        run.mark_complete(True)
+    print(f"read {out.n_read} annotated posts from {cfg.input}")
+    if out.skipped:
+        print("skipped: " + ", ".join(f"{k}: {v}" for k, v in sorted(out.skipped.items())))
+    width = max([len("category"), *map(len, out.categories)])
+    print(f"{'category':<{width}}  posts")
+    for name in out.categories:
+        print(f"{name:<{width}}  {out.counts.get(name, 0):>5}")
+    dropped = " (left out: --drop-unlabelled)" if cfg.drop_unlabelled else ""
+    print(f"posts without any span: {out.n_unlabelled}{dropped}")
+    print(f"wrote {len(out.rows)} rows ({cfg.layout} layout) -> {cfg.output}")
+    print(f"train: {train_hint(cfg.output, out.categories, cfg.layout)}")
+    return 0
 
 
 def record_file(cfg: PrepareConfig) -> Path:

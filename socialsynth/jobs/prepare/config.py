@@ -7,8 +7,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from socialsynth.core.config import ConfigError, flag
+from socialsynth.core.config import ConfigError, comma_list, flag
+from socialsynth.jobs.prepare.doccano import LAYOUTS, OUTPUT_FORMATS
 from socialsynth.jobs.prepare.sources import COMMENT_COLUMNS, SUBMISSION_COLUMNS
+
+FORMATS = ("reddit", "doccano")
 
 
 def field_overrides(values: list[str], name: str, known: Iterable[str] = ()) -> dict[str, str]:
@@ -47,7 +50,14 @@ class PrepareConfig:
     (--comments and --submissions): Pushshift dumps (JSON lines, .zst as downloaded) or flat tables
     (CSV/TSV/Parquet). Each comment is joined to its post by id. Column names are detected (comment text from
     body/text/comment, score from score/upvotes/label, ...); pin others with --comment-column and
-    --submission-column. A filter whose input column is absent keeps every comment and the report says so."""
+    --submission-column. A filter whose input column is absent keeps every comment and the report says so.
+
+    --format doccano converts doccano span annotations ({text, label: [[start, end, category]]} JSON lines, the
+    seed's Annotation*.jsonl) into multi-label rows for train_classifier.py: a `label` list per post (--layout list)
+    or one 0/1 column per category (--layout columns); -o ending in .jsonl, .csv or .tsv."""
+
+    format: str = flag("reddit", "reddit: filter raw Reddit comments; doccano: convert doccano span annotations "
+                       "(--input) to multi-label rows", choices=FORMATS)
 
     output: Path | None = flag(None, "the JSONL file to write; with --split-by-subreddit a folder receiving "
                                "<subreddit>.jsonl each (required)", names=("-o", "--output"), metavar="OUT")
@@ -73,10 +83,19 @@ class PrepareConfig:
                               "you trust)")
     skip_bad_rows: bool = flag(False, "count and skip malformed rows instead of stopping at the first",
                                names=("--skip-bad-rows",))
+    layout: str = flag("list", "--format doccano: list (a `label` column holding each post's categories, as the "
+                       "seed's *_label.csv) or columns (one 0/1 column per category)", choices=LAYOUTS)
+    categories: list[str] = flag(help="--format doccano: the categories, in column order (comma-separated or "
+                                 "repeated); a span of another category is an error (default: every category found, "
+                                 "sorted)", append=True, metavar="NAME[,NAME...]", default_factory=list)
+    drop_unlabelled: bool = flag(False, "--format doccano: leave out posts without any span (the seed's *_label.csv "
+                                 "did; kept by default, as examples of no personal information)",
+                                 names=("--drop-unlabelled",))
 
     def __post_init__(self) -> None:
         if self.output is None:
             raise ConfigError("output", "is required: the file (or, with --split-by-subreddit, folder) to write")
+        self._check_doccano()
         pair = self.comments is not None or self.submissions is not None
         if self.input is not None and pair:
             raise ConfigError("input", "give either --input RAW or --comments FILE --submissions FILE, not both")
@@ -99,6 +118,28 @@ class PrepareConfig:
         if self.subreddit and not self.subreddits:
             raise ConfigError("subreddit", f"no subreddit name in {self.subreddit} (every comment would be kept)")
         self._check_output()
+
+    def _check_doccano(self) -> None:
+        """--format doccano reads one --input and writes one table; its own flags need it."""
+        if self.format not in FORMATS:
+            raise ConfigError("format", f"must be one of {', '.join(FORMATS)}, got {self.format!r}")
+        if self.layout not in LAYOUTS:
+            raise ConfigError("layout", f"must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
+        self.category_names = list(dict.fromkeys(c for value in self.categories for c in comma_list(value)))
+        if self.format != "doccano":
+            own = {"layout": self.layout != "list", "categories": self.categories, "drop_unlabelled":
+                   self.drop_unlabelled}
+            given = [name for name, value in own.items() if value]
+            if given:
+                raise ConfigError(given[0], "only works with --format doccano")
+            return
+        if self.categories and not self.category_names:
+            raise ConfigError("categories", f"no category name in {self.categories}")
+        if self.comments is not None or self.submissions is not None or self.input is None:
+            raise ConfigError("input", "--format doccano reads one file: --input ANNOTATIONS.jsonl")
+        suffix = Path(self.output).suffix.lower()
+        if suffix not in OUTPUT_FORMATS:
+            raise ConfigError("output", f"--format doccano writes .jsonl, .csv or .tsv, got {Path(self.output).name}")
 
     def _check_output(self) -> None:
         """-o is a file (a folder with --split-by-subreddit) and none of the inputs: it is replaced at the end."""

@@ -36,12 +36,12 @@ from socialsynth.core.io import (
 from socialsynth.core.run import JobRun, record_path
 from socialsynth.core.runner import GracefulStop, run_chunks
 from socialsynth.jobs.rephrase.audit import strip_context
-from socialsynth.jobs.rephrase.config import RephraseConfig, parse_temperatures
+from socialsynth.jobs.rephrase.config import RephraseConfig, model_slugs, parse_temperatures
 from socialsynth.llm import Backend, Chat, GenerationParams
 from socialsynth.prompts import Template, load_template
 from socialsynth.text.quality import QUOTES, Cleaned, clean_generation, lexical_flags
 
-__all__ = ["RephraseConfig", "parse_temperatures", "run", "format_summary"]
+__all__ = ["RephraseConfig", "model_slugs", "parse_temperatures", "run", "format_summary"]
 
 log = logging.getLogger(__name__)
 RECORDS_NAME = "rephrased"
@@ -99,29 +99,6 @@ def _balanced_quotes(text: str) -> bool:
 
 
 # -- models and temperatures -----------------------------------------------------------------------------------
-
-
-def model_slugs(models: Sequence[str]) -> list[str]:
-    """File-name-safe names for models (the last part of a path or id: `meta-llama/Llama-3` -> `Llama-3`); a
-    repeated name gets its position appended (`m`, `m-2`). Unique even ignoring case (macOS and Windows file names)
-    and against a name that already ends in `-2`."""
-    base = []
-    for m in models:
-        name = Path(m.rstrip("/")).name or m
-        base.append(re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "model")
-    counts = Counter(b.lower() for b in base)
-    taken = {b.lower() for b in base}
-    out: list[str] = []
-    for i, b in enumerate(base):
-        slug = b
-        if counts[b.lower()] > 1 and any(o.lower() == b.lower() for o in out):
-            n = i + 1
-            while f"{b}-{n}".lower() in taken:
-                n += 1
-            slug = f"{b}-{n}"
-            taken.add(slug.lower())
-        out.append(slug)
-    return out
 
 
 def temperature_search(
@@ -346,6 +323,8 @@ class Rephrasing:
     slugs: list[str]
     paths: OutputPaths
     embedder: LazyEmbedder
+    params: list[GenerationParams]  # per model: the shared flags with its models entry on top
+    csv_names: list[str]  # per model
     t_start: float = field(default_factory=time.perf_counter)
     search: dict = field(default_factory=dict)
     too_long: dict = field(default_factory=dict)  # the current model's: post id -> why it does not fit
@@ -363,7 +342,9 @@ def run(cfg: RephraseConfig, *, specs: Sequence[Any] | None = None, embedder: An
     ``specs`` replace the BackendSpecs of ``cfg.models`` (anything with ``.model`` and ``.load()``); ``embedder``
     (anything with ``encode`` and ``pair_similarity``) replaces loading ``cfg.embedding_model``."""
     job = load_inputs(cfg, specs, embedder)
-    with JobRun("rephrase", job.paths.record, cfg, command=command, outputs=[job.paths.records]) as record:
+    # the CSVs are rewritten whole from the records at the end of every run: their names may change on a resume
+    with JobRun("rephrase", job.paths.record, cfg, command=command, outputs=[job.paths.records],
+                resume_safe=("csv_name", "csv_post_id")) as record:
         check_outputs(job.paths.records)
         describe_run(record, job)
         open_search(record, job)
@@ -389,8 +370,12 @@ def load_inputs(cfg: RephraseConfig, specs: Sequence[Any] | None, embedder: Any)
         check_models(specs)
     specs = list(specs)
     slugs = model_slugs([s.model for s in specs])
+    if [s.model for s in specs] == cfg.model_names:
+        params, csv_names = [cfg.model_params(i) for i in range(len(specs))], cfg.csv_names()
+    else:  # specs given in place of other models (tests): the shared settings
+        params, csv_names = [cfg.params] * len(specs), [cfg.csv_name.format(slug=slug) for slug in slugs]
     return Rephrasing(cfg, template, posts, skipped, n_input, specs, slugs, OutputPaths(cfg.output_dir, cfg.shard),
-                      LazyEmbedder(cfg.embedding_model, cfg.model.device, embedder), t_start)
+                      LazyEmbedder(cfg.embedding_model, cfg.model.device, embedder), params, csv_names, t_start)
 
 
 # the fields every record of this job has, and their types (a record written by something else is refused)
@@ -438,6 +423,7 @@ def describe_run(record: JobRun, job: Rephrasing) -> None:
             "input": str(cfg.input),
             "output": str(job.paths.records),
             "models": dict(zip(job.slugs, [s.model for s in job.specs], strict=True)),
+            "sampling": {slug: p.to_dict() for slug, p in zip(job.slugs, job.params, strict=True)},
             "template": f"{job.template.name}@{job.template.hash}",
             "n_input_rows": job.n_input,
             "skipped": dict(job.skipped),
@@ -478,18 +464,17 @@ def generate(record: JobRun, job: Rephrasing) -> None:
     """Step 4: each model in turn (search, then rephrase what is missing); the record says what is written."""
     with GracefulStop() as stop, JsonlWriter(job.paths.records) as writer:
         try:
-            for spec, slug in zip(job.specs, job.slugs, strict=True):
-                rephrase_with(record, job, spec, slug, writer, stop)
+            for i in range(len(job.specs)):
+                rephrase_with(record, job, i, writer, stop)
         finally:
             record.meta["n_written"] = len(writer.done)
             record.mark_complete(all(key in writer.done for key in job.keys(job.slugs)))
             record.save()
 
 
-def rephrase_with(record: JobRun, job: Rephrasing, spec: Any, slug: str, writer: JsonlWriter,
-                  stop: GracefulStop) -> None:
-    """One model: load it, find its temperature, write the rephrasings it still owes, free it."""
-    cfg = job.cfg
+def rephrase_with(record: JobRun, job: Rephrasing, index: int, writer: JsonlWriter, stop: GracefulStop) -> None:
+    """Model ``index``: load it, find its temperature, write the rephrasings it still owes, free it."""
+    cfg, spec, slug = job.cfg, job.specs[index], job.slugs[index]
     todo = [(p, k) for p in job.posts for k in range(cfg.samples_per_model)
             if record_key(p.id, slug, k) not in writer.done]
     log.info("%s: %d records to do (of %d)", slug, len(todo), len(job.posts) * cfg.samples_per_model)
@@ -497,11 +482,11 @@ def rephrase_with(record: JobRun, job: Rephrasing, spec: Any, slug: str, writer:
         return
     backend = spec.load()
     try:
-        too_long = too_long_posts(backend, job, {p.id: p for p, _ in todo})
+        too_long = too_long_posts(backend, job, {p.id: p for p, _ in todo}, job.params[index].max_new_tokens)
         if too_long:  # written as records with their reason, so they are counted and never retried
             writer.write([too_long_record(p, k, slug, backend, too_long[p.id]) for p, k in todo if p.id in too_long])
             todo = [(p, k) for p, k in todo if p.id not in too_long]
-        params, source = model_params(record, job, backend, spec, slug)
+        params, source = model_params(record, job, backend, index)
         rephraser = Rephraser(backend, job.template, params, slug, cfg.samples_per_model)
         with record.track(backend, "rephrase", model=spec.model):
             counts = run_chunks(todo, rephraser.process, writer, cfg.batch_size * cfg.samples_per_model, stop,
@@ -522,7 +507,7 @@ def rephrase_with(record: JobRun, job: Rephrasing, spec: Any, slug: str, writer:
         _free(backend)
 
 
-def too_long_posts(backend: Backend, job: Rephrasing, posts: dict[str, Post]) -> dict[str, str]:
+def too_long_posts(backend: Backend, job: Rephrasing, posts: dict[str, Post], new_tokens: int) -> dict[str, str]:
     """Posts (of ``posts`` and the search sample) whose prompt and --max-new-tokens do not fit the model's
     context: post id -> why. Empty when the engine does not say its context (a server refuses such requests)."""
     limit = getattr(backend, "context_length", lambda: None)()
@@ -530,7 +515,6 @@ def too_long_posts(backend: Backend, job: Rephrasing, posts: dict[str, Post]) ->
         return {}
     sample = set(job.search.get("settings", {}).get("sample_ids", ()))
     posts = {**posts, **{p.id: p for p in job.posts if p.id in sample}}
-    new_tokens = job.cfg.sampling.max_new_tokens
     out = {}
     for pid, post in posts.items():
         n = backend.token_count(rephrase_chat(job.template, post.text))
@@ -551,29 +535,33 @@ def too_long_record(post: Post, k: int, slug: str, backend: Backend, why: str) -
     }
 
 
-def model_params(record: JobRun, job: Rephrasing, backend: Backend, spec: Any,
-                 slug: str) -> tuple[GenerationParams, str]:
-    """The sampling parameters for one model and where its temperature came from ("flags" or "search")."""
-    cfg = job.cfg
+def model_params(record: JobRun, job: Rephrasing, backend: Backend, index: int) -> tuple[GenerationParams, str]:
+    """The sampling parameters for model ``index`` and where its temperature came from ("flags", "models entry"
+    or "search")."""
+    cfg, slug, params = job.cfg, job.slugs[index], job.params[index]
+    own = [s.model for s in job.specs] == cfg.model_names and "temperature" in cfg.model_settings(index)
+    given = "models entry" if own else "flags"
     if not cfg.search_temperatures:
-        return cfg.params, "flags"
+        return params, given
     done = job.search["by_model"].get(slug)
     if done is None:
         sample = set(job.search["settings"]["sample_ids"]) - set(job.too_long)
         if not sample:
-            log.warning("%s: no sampled post fits the model; using --temperature %g", slug, cfg.params.temperature)
-            return cfg.params, "flags (no sampled post fits the model)"
-        done = search_model(record, job, backend, spec, slug)
-    return replace(cfg.params, temperature=float(done["chosen"])), "search"
+            log.warning("%s: no sampled post fits the model; using temperature %g", slug, params.temperature)
+            return params, f"{given} (no sampled post fits the model)"
+        done = search_model(record, job, backend, index)
+    return replace(params, temperature=float(done["chosen"])), "search"
 
 
-def search_model(record: JobRun, job: Rephrasing, backend: Backend, spec: Any, slug: str) -> dict:
-    """The temperature search for one model, saved in the record at once (a killed job keeps it)."""
+def search_model(record: JobRun, job: Rephrasing, backend: Backend, index: int) -> dict:
+    """The temperature search for model ``index`` (its own sampling but the temperature), saved in the record at
+    once (a killed job keeps it)."""
+    spec, slug = job.specs[index], job.slugs[index]
     t0 = time.perf_counter()
     sample_ids = set(job.search["settings"]["sample_ids"])
     sample = [(p.id, p.text) for p in job.posts if p.id in sample_ids and p.id not in job.too_long]
     with record.track(backend, "search", model=spec.model):
-        means = temperature_search(backend, job.template, sample, job.cfg.search_temperatures, job.cfg.params,
+        means = temperature_search(backend, job.template, sample, job.cfg.search_temperatures, job.params[index],
                                    job.embedder.get().pair_similarity)
     done = {
         "means": {str(t): m for t, m in means.items()},
@@ -602,7 +590,7 @@ def summarise_outputs(record: JobRun, job: Rephrasing, records: list[dict]) -> d
         "n_selected": len(job.posts),
         "skipped": dict(job.skipped),
         "by_model": summarise(records, job.slugs),
-        "csv": write_csvs(job.cfg, job.posts, records, job.slugs, job.paths),
+        "csv": write_csvs(job.cfg, job.posts, records, job.slugs, job.paths, job.csv_names),
     }
     by_model = job.search.get("by_model")
     if job.cfg.search_temperatures and by_model:
@@ -645,14 +633,15 @@ def summarise(records: list[dict], slugs: Sequence[str]) -> dict:
 
 
 def write_csvs(cfg: RephraseConfig, posts: list[Post], records: list[dict], slugs: Sequence[str],
-               paths: OutputPaths) -> list[str]:
-    """The seed's output: the input rows with `generated_text` after the text column, one file per model."""
+               paths: OutputPaths, names: Sequence[str]) -> list[str]:
+    """The seed's output: the input rows with `generated_text` after the text column, one file per model (named
+    ``names``, e.g. the seed's `Llama2generated.csv`)."""
     import pandas as pd
 
     by_key = {r["id"]: r for r in records}
-    has_id = bool(posts) and (cfg.id_col or "id") in posts[0].row
+    has_id = not cfg.csv_post_id or (bool(posts) and (cfg.id_col or "id") in posts[0].row)
     written = []
-    for slug in slugs:
+    for slug, name in zip(slugs, names, strict=True):
         rows = []
         for p in posts:
             for k in range(cfg.samples_per_model):
@@ -667,7 +656,7 @@ def write_csvs(cfg: RephraseConfig, posts: list[Post], records: list[dict], slug
                 if cfg.samples_per_model > 1:
                     row["sample"] = k
                 rows.append(row)
-        path = paths.file(f"{slug}_generated.csv")
+        path = paths.file(name)
         atomic_write_text(path, pd.DataFrame(rows).to_csv(index=False))
         written.append(str(path))
     return written

@@ -73,6 +73,7 @@ def _tristate(argv: list[str], name: str) -> list[str]:
 
 ARGV_REWRITES: dict[str, Callable[[list[str]], list[str]]] = {
     "build-dataset": lambda argv: _tristate(argv, "require-topics"),
+    "train": lambda argv: _tristate(argv, "gradient-checkpointing"),
 }
 
 

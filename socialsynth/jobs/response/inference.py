@@ -13,7 +13,8 @@ sampling seed of a batch is derived from --seed and the batch's first id, so a r
 same answers. transformers' repetition penalty also counts the prompt's tokens, as the seed's generate() did.
 Zero-shot (--zero-shot): the chat with the persona prompt (variant full by default) goes through the
 socialsynth backend chosen by --backend/-m (embedded SmolLM2, any HF model, or an OpenAI-compatible server), which
-seeds each request from --seed and its id (the hf backend's penalty counts only generated tokens).
+seeds each request from --seed and its id (the hf backend's penalty counts only generated tokens). --rag does the
+same with a LaMP-style prompt built from cases.jsonl (BM25-retrieved posts and the news only; rag.py).
 
 Answers are cleaned the same way for every method: whitespace, a leaked end-of-turn marker and wrapping quotes go.
 
@@ -104,6 +105,8 @@ def _check_pac_config(data: dict, path: Path) -> str | None:
         value = data.get(name, 0.5)
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not ok(value):
             raise InputError(f"out of range: {value!r:.40}; {DAMAGED}", path=path, field=name)
+    if data.get("routing", "span-mean") not in ("span-mean", "token"):
+        raise InputError(f"expected span-mean or token; {DAMAGED}", path=path, field="routing")
     targets = data.get("target_modules", [])
     if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
         raise InputError(f"expected a list of module names; {DAMAGED}", path=path, field="target_modules")
@@ -268,8 +271,23 @@ class InferPlan:
     target: Path
 
 
+def plan_rag(cfg: InferConfig) -> InferPlan:
+    """--rag: LaMP-style records built from cases.jsonl (rag.py); method 'rag' unless --method-name."""
+    from socialsynth.jobs.response.rag import RAG_VARIANT, read_rag_cases
+
+    out = Path(cfg.output_dir)
+    cases_file = Path(cfg.cases) if cfg.cases else out / "cases.jsonl"
+    cases = read_rag_cases(cases_file, cfg.split, cfg.rag_k)
+    if not cases:
+        raise InputError(f"no cases with split {cfg.split!r}", path=cases_file)
+    method = cfg.method_name or "rag"
+    return InferPlan(method, RAG_VARIANT, None, cases_file, cases, out / "predictions" / f"{method}.jsonl")
+
+
 def plan_inference(cfg: InferConfig) -> InferPlan:
     """Read the adapter's description and the records of --split; name the method and the predictions file."""
+    if cfg.rag:
+        return plan_rag(cfg)
     out = Path(cfg.output_dir)
     info = read_adapter(Path(cfg.adapter)) if cfg.adapter else None
     variant = cfg.variant or (info and info.get("variant")) or "full"
@@ -467,7 +485,8 @@ def _record_fields(cfg: InferConfig, plan: InferPlan) -> dict:
         "split": cfg.split,
         "input_file": str(plan.input_file),
         "adapter": str(cfg.adapter) if cfg.adapter else None,
-        "adapter_method": plan.info["method"] if plan.info else "zero-shot",
+        "adapter_method": plan.info["method"] if plan.info else ("rag" if cfg.rag else "zero-shot"),
+        "rag_k": cfg.rag_k if cfg.rag else None,
         "params": cfg.params.to_dict(),
         "seed": cfg.sampling.seed,
         "batch_size": cfg.batch_size,

