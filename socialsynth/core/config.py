@@ -128,6 +128,18 @@ def check_min(cfg: Any, name: str, low: float, *, inclusive: bool = True) -> Non
         raise ConfigError(name, f"must be {word} {low}, got {value}")
 
 
+def looks_like_path(name: str) -> bool:
+    """A model name written as a local path rather than a Hub id (``org/name``): ``/x``, ``./x``, ``~/x``, ``x/``,
+    or several folders (``a/b/c``)."""
+    name = str(name)
+    return name.startswith(("/", ".", "~")) or "\\" in name or name.count("/") > 1 or name.endswith("/")
+
+
+def missing_folder(name: str) -> bool:
+    """A model name written as a path that does not exist here (checked while parsing, before any model loads)."""
+    return looks_like_path(name) and not Path(str(name)).expanduser().exists()
+
+
 def check_output_folder(cfg: Any, name: str) -> None:
     """Raise ConfigError naming the flag unless the folder ``cfg.name`` can be made and written in: no file in its
     place or on its way, and the nearest existing folder writable."""

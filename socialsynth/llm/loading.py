@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from socialsynth.core.config import looks_like_path
 from socialsynth.core.errors import InputError
 from socialsynth.llm.embedded import EMBEDDED_NAME, embedded_checkpoint
 
@@ -97,10 +98,6 @@ def hub_offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE)
 
 
-def _looks_like_path(name: str) -> bool:
-    return name.startswith(("/", ".", "~")) or "\\" in name or name.count("/") > 1 or name.endswith("/")
-
-
 def _in_hub_cache(repo_id: str) -> bool:
     from huggingface_hub import constants, try_to_load_from_cache
 
@@ -123,7 +120,7 @@ def check_model_available(name: str, flag: str = "-m/--model") -> None:
         return
     if not name:
         return
-    if _looks_like_path(name):
+    if looks_like_path(name):
         raise InputError(f"{name}: no such folder; give the folder of a saved model or a Hugging Face model id",
                          field=flag)
     try:

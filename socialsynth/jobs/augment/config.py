@@ -20,6 +20,7 @@ from socialsynth.core.config import (
     default_dir,
     flag,
     group,
+    missing_folder,
     overwrite_flag,
 )
 from socialsynth.core.errors import InputError
@@ -64,13 +65,6 @@ def bundled_definitions() -> Path | None:
     so that the recorded config is the same from any working directory."""
     path = (default_dir("data") / "label_definitions.yaml").absolute()
     return path if path.is_file() else None
-
-
-def _missing_folder(name: str) -> bool:
-    """A model name written as a path (``/x``, ``./x``, ``~/x``, ``a/b/c``, ``x/``) that does not exist here."""
-    name = str(name)
-    looks_like_path = name.startswith(("/", ".", "~")) or name.endswith("/") or name.count("/") > 1 or "\\" in name
-    return looks_like_path and not Path(name).expanduser().exists()
 
 
 def _check_finite(*parts: object) -> None:
@@ -134,7 +128,7 @@ class LadderArgs:
             raise ConfigError("evaluate", "--evaluate trains on the ladder's sets: add --positive-rates")
         _check_exists(self, ("synthetic", "train", "val", "test"))
         if (self.evaluate and self.classifier not in BASELINES and not self.classifier.startswith("t5-encoder:")
-                and _missing_folder(self.classifier)):
+                and missing_folder(self.classifier)):
             raise ConfigError("classifier", f"no such model folder: {self.classifier} (or one of "
                               f"{', '.join(BASELINES)}, or a Hugging Face encoder id)")
 
@@ -255,9 +249,9 @@ class AugmentConfig:
                 raise ConfigError(name, "must not be empty")
         if self.embedding_model is not None and not str(self.embedding_model).strip():
             raise ConfigError("embedding_model", "must not be empty (use 'none' to skip the near-duplicate check)")
-        if self.generate and self.embedding_model and _missing_folder(self.embedding_model):
+        if self.generate and self.embedding_model and missing_folder(self.embedding_model):
             raise ConfigError("embedding_model", f"no such model folder: {self.embedding_model}")
-        if self.generate and _missing_folder(self.model.model) and self.model.backend != "openai":
+        if self.generate and missing_folder(self.model.model) and self.model.backend != "openai":
             raise ConfigError("model", f"no such model folder: {self.model.model}")
         _check_finite(self, self.sampling, self.model, self.filters)
         check_range(self.sampling, "seed", 0, MAX_SEED)

@@ -17,6 +17,7 @@ from socialsynth.core.config import (
     check_range,
     flag,
     group,
+    missing_folder,
     overwrite_flag,
 )
 from socialsynth.core.errors import InputError
@@ -37,11 +38,6 @@ def day_of_month(text: str) -> int:
         return date.fromisoformat(text).day if "-" in text else int(text)
     except ValueError:
         raise ValueError(f"expected a day (7) or a date (2025-03-07), got {text!r}") from None
-
-
-def _looks_like_path(name: str) -> bool:
-    """A local folder rather than a model id: absolute, ./ ../ ~, or more than one slash."""
-    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name
 
 
 def _default_output_dir() -> Path:
@@ -148,7 +144,7 @@ class ClusterConfig:
         model = str(self.embedding_model).strip()
         if not model:
             raise ConfigError("embedding_model", "must not be empty")
-        if model != "embedded" and _looks_like_path(model) and not Path(model).expanduser().exists():
+        if model != "embedded" and missing_folder(model):
             raise ConfigError("embedding_model", f"{model}: no such folder; give the folder of a sentence-transformers "
                               "model, a model id, or 'embedded'")
 

@@ -33,6 +33,7 @@ from socialsynth.core.config import (
     default_dir,
     flag,
     group,
+    missing_folder,
     overwrite_flag,
 )
 from socialsynth.core.errors import InputError
@@ -168,13 +169,6 @@ def check_csv_name(name: str, field: str = "csv_name") -> None:
         raise ConfigError(field, f"{name!r}: the only placeholder is {{slug}} ({e.__class__.__name__}: {e})") from None
 
 
-def _missing_folder(name: str) -> bool:
-    """A model name written as a path (``/x``, ``./x``, ``~/x``, ``a/b/c``, ``x/``) that does not exist here."""
-    name = str(name)
-    looks_like_path = name.startswith(("/", ".", "~")) or name.endswith("/") or name.count("/") > 1 or "\\" in name
-    return looks_like_path and not Path(name).expanduser().exists()
-
-
 @dataclasses.dataclass
 class RephraseModelArgs(ModelArgs):
     """Which engine: `--backend`, quantization, device, dtype, and the server / vLLM options (for every -m)."""
@@ -274,10 +268,10 @@ class RephraseConfig:
             raise ConfigError("input", f"file not found: {self.input}")
         if self.model.backend != "openai":  # a server's model names are its own
             for name in self.model_names:
-                if _missing_folder(name):
+                if missing_folder(name):
                     raise ConfigError("models", f"no such model folder: {name} (give a saved model's folder or a "
                                       "Hugging Face model id)")
-        if (self.search_temperatures or self.audit) and self.embedding_model and _missing_folder(self.embedding_model):
+        if (self.search_temperatures or self.audit) and self.embedding_model and missing_folder(self.embedding_model):
             raise ConfigError("embedding_model", f"no such model folder: {self.embedding_model}")
         from socialsynth.prompts import load_template
 

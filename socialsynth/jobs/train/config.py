@@ -17,7 +17,16 @@ from pathlib import Path
 from socialsynth.classify.labels import TASKS
 from socialsynth.classify.model import BASELINES, NN_KINDS, VALIDATION_METRICS, TrainSettings, split_model_name
 from socialsynth.classify.presets import TIME_FORMATS
-from socialsynth.core.config import ConfigError, check_choice, check_min, check_range, default_dir, flag, group
+from socialsynth.core.config import (
+    ConfigError,
+    check_choice,
+    check_min,
+    check_range,
+    default_dir,
+    flag,
+    group,
+    missing_folder,
+)
 from socialsynth.core.errors import InputError
 from socialsynth.llm.args import ModelArgs
 
@@ -59,11 +68,6 @@ def check_device(device: str) -> None:
         raise ConfigError("device", f"{device}: this machine has {torch.cuda.device_count()} GPU(s) (cuda:0 ...)")
 
 
-def _looks_like_path(name: str) -> bool:
-    """A local path rather than a Hub id (``org/name``): absolute, relative with ./ ../ ~, or several folders."""
-    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name
-
-
 def check_output_place(path: Path, folder: bool) -> None:
     """The output folder (``folder``) or file can be written: nothing in its way is a file (or a folder in a file's
     place), and the nearest existing folder is writable. Raises ConfigError naming -o."""
@@ -102,7 +106,7 @@ class EncoderArgs(ModelArgs):
         super().__post_init__()
         check_device(self.device)
         checkpoint = split_model_name(self.model)[1]
-        if _looks_like_path(checkpoint) and not Path(checkpoint).expanduser().exists():
+        if missing_folder(checkpoint):
             raise ConfigError("model", f"no such model folder: {checkpoint}")
 
 
