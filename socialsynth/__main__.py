@@ -38,6 +38,10 @@ JOBS: dict[str, tuple[str, str, str]] = {
                  "build_instruct_dataset.py"),
     "respond": ("socialsynth.jobs.response.cli:main", "persona-conditioned response prediction (PAC-LoRA)",
                 "predict_responses.py"),
+    "report": ("socialsynth.report.cli:main", "one offline HTML page to read any job's outputs", ""),
+    "export": ("socialsynth.export.cli:main", "publish outputs: Parquet, JSONL or a datasets folder with a data card",
+               ""),
+    "rate-sheet": ("socialsynth.jobs.norms.ratesheet:main", "a blind sheet of rewrite pairs for people to rate", ""),
     "merge": ("socialsynth.core.merge:main_merge", "join the shards of an array job, checking nothing is missing or "
               "doubled", ""),
 }
@@ -48,7 +52,7 @@ def usage() -> str:
     lines = [f"usage: {PROG} JOB [flags]   ({PROG} JOB --help for a job's flags)", "", "jobs:"]
     for name, (_, what, script) in JOBS.items():
         also = f" (= {script})" if script else ""
-        lines.append(f"  {name:<9} {what}{also}")
+        lines.append(f"  {name:<10} {what}{also}")
     return "\n".join(lines)
 
 

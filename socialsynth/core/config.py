@@ -110,6 +110,13 @@ def overwrite_flag() -> Any:
                 "output made with other settings; rerunning an interrupted --overwrite run resumes it)")
 
 
+def report_flag() -> Any:
+    """The ``--report`` field of every job: at the end of a finished run, write ``<name>.report.html`` beside the run
+    record (``socialsynth report`` on this run; see socialsynth.core.run.on_finish)."""
+    return flag(False, "at the end of the run, write <name>.report.html beside the run record: one offline HTML page "
+                "to read this run's outputs (the same as `socialsynth report <record>`)")
+
+
 def group(cls: type, **overrides: Any) -> Any:
     """A nested shared group (its flags are spread into the job's parser); ``overrides`` change its defaults."""
     return dataclasses.field(default_factory=lambda: cls(**overrides), metadata={"group": True})

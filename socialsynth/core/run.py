@@ -36,7 +36,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,17 @@ RESUME_SAFE = frozenset({
     "shard", "overwrite", "verbose", "log_level", "report", "progress", "output_dir", "output", "skip_bad_rows",
     "embedding_batch_size", "max_batch_size", "slots",
 })
+
+
+# called with the JobRun after every run that finished (see on_finish); socialsynth.jobs registers the report
+_FINISH_HOOKS: list[Callable[[JobRun], None]] = []
+
+
+def on_finish(hook: Callable[[JobRun], None]) -> None:
+    """Call ``hook(run)`` after each run that ends "finished" (its record written, its lock still held). Jobs use it
+    for what a flag asks at the end of every job, e.g. ``--report``; core itself knows nothing of what it does."""
+    if hook not in _FINISH_HOOKS:
+        _FINISH_HOOKS.append(hook)
 
 
 def record_path(output: str | Path) -> Path:
@@ -229,6 +240,9 @@ class JobRun:
             if not self.resumable:
                 self._save_config()
             self.finish(status)
+            if status == "finished":
+                for hook in _FINISH_HOOKS:
+                    hook(self)
         finally:
             self._lock.release()
         return False

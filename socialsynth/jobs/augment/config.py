@@ -22,6 +22,7 @@ from socialsynth.core.config import (
     group,
     missing_folder,
     overwrite_flag,
+    report_flag,
 )
 from socialsynth.core.errors import InputError
 from socialsynth.jobs.augment.text import TextFilters
@@ -223,6 +224,7 @@ class AugmentConfig:
     )
     ladder: LadderArgs = group(LadderArgs)
     verbose: bool = flag(False, "log more", names=("-v", "--verbose"))
+    report: bool = report_flag()
     overwrite: bool = overwrite_flag()
 
     def __post_init__(self) -> None:

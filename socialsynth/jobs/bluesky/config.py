@@ -19,6 +19,7 @@ from socialsynth.core.config import (
     group,
     missing_folder,
     overwrite_flag,
+    report_flag,
 )
 from socialsynth.core.errors import InputError
 from socialsynth.llm.args import ModelArgs, SamplingArgs, check_device
@@ -111,6 +112,7 @@ class ClusterConfig:
     cap_ignored_messages: int = flag(1000, "at most this many ignored messages per cluster member",
                                      names=("--cap-ignored-messages", "--cap_ignored_messages"))
     verbose: bool = flag(False, "log more", names=("-v", "--verbose"))
+    report: bool = report_flag()
 
     def __post_init__(self) -> None:
         if self.data_root is None:
@@ -201,6 +203,7 @@ class InstructConfig:
     model: ModelArgs = group(ModelArgs)
     sampling: SamplingArgs = group(SamplingArgs, seed=42)
     verbose: bool = flag(False, "log more", names=("-v", "--verbose"))
+    report: bool = report_flag()
     overwrite: bool = overwrite_flag()
 
     def __post_init__(self) -> None:

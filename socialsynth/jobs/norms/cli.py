@@ -43,44 +43,94 @@ def _command(argv: Sequence[str] | None) -> str:
 
 
 def run_judge(cfg: NormsConfig) -> int:
-    """--judge-agreement: rate both comments of each labelled pair per dimension; print and write the agreement."""
+    """--judge-agreement: rate both comments of each labelled pair per dimension with every judge (one loaded at a
+    time), print and write their agreement with people and with each other."""
     from collections import Counter
 
     from socialsynth.core.io import atomic_write_json
-    from socialsynth.jobs.norms.judge import drop_long_pairs, format_report, judge_agreement, load_pairs
-    from socialsynth.jobs.norms.rewrite import Rater
-    from socialsynth.prompts import load_template
+    from socialsynth.jobs.norms.judge import compare_judges, format_multi_report, load_pairs, sample_pairs
 
     skipped: Counter = Counter()
     rows, dims = load_pairs(cfg.judge_agreement, cfg.judge_topics, skipped)
-    backend = cfg.engine().load()
-    rating_params = cfg.sampling.params(temperature=0.0, max_new_tokens=12)  # answers, not prose: greedy and brief
-    if cfg.rating_sampling == "rewrite":  # the research code rated with its rewriting settings
-        rating_params = cfg.params()
-    template = load_template(cfg.rating_template) if cfg.rating_template else None
-
-    def rater_for(dim):
-        return Rater(backend, dim, cfg.rating_method, template, rating_params, parse=cfg.rating_parse)
-
-    rows = drop_long_pairs(rows, dims, rater_for, backend.context_length(), skipped)
-    report = judge_agreement(rater_for, rows, dims)
-    print(f"{len(rows)} pairs from {cfg.judge_agreement}; model {cfg.model.model}; rating method {cfg.rating_method}")
+    max_pairs = cfg.max_pairs
+    rows = sample_pairs(rows, max_pairs, cfg.sampling.seed)
+    specs = judge_specs(cfg)
+    ratings, rows = rate_with_judges(specs, cfg, rows, dims, skipped)
+    report = compare_judges(ratings, rows, dims, seed=cfg.sampling.seed)
+    primary = ratings[0]
+    sampled = f" (at most {max_pairs} per topic, drawn with seed {cfg.sampling.seed})" if max_pairs else ""
+    who = (f"model {cfg.model.model}; rating method {cfg.rating_method}" if specs[0].backend == "generator"
+           else f"judges: {', '.join(s.name for s in specs)}")
+    print(f"{len(rows)} pairs from {cfg.judge_agreement}{sampled}; {who}")
     if skipped:
         print("skipped pairs: " + ", ".join(f"{k}: {v}" for k, v in sorted(skipped.items())))
-    print(format_report(report))
-    out = Path(cfg.output_dir) / f"judge_agreement_{Path(cfg.judge_agreement).stem}_{cfg.rating_method}.json"
+    print(format_multi_report(report))
+    out = Path(cfg.output_dir) / agreement_file_name(cfg, specs)
     atomic_write_json(
         out,
         {
             "input": str(cfg.judge_agreement),
             "topics": cfg.judge_topics,
-            "model": backend.describe(),
-            "rating_method": cfg.rating_method,
-            "rating_method_used": report.methods_used,
-            "rating_method_notes": report.method_notes,
+            "max_pairs_per_topic": max_pairs,
+            "seed": cfg.sampling.seed,
+            "pairs": len(rows),
+            # The primary (first) judge, under the fields a single-judge run always wrote:
+            "model": primary.model,
+            "rating_method": primary.requested_method,
+            "rating_method_used": primary.methods_used,
+            "rating_method_notes": primary.method_notes,
             "skipped": dict(skipped),
-            "report": report.to_dict(),
+            "report": {d: {t: a.to_dict() for t, a in by_topic.items()}
+                       for d, by_topic in report.people[primary.name].items()},
+            **report.to_dict(),
         },
     )
     print(f"written: {out}")
     return 0
+
+
+def judge_specs(cfg: NormsConfig) -> list:
+    """The judges of --judge, in order; without any, the generator (-m) with --rating-method as before."""
+    from socialsynth.jobs.norms.judges import JudgeSpec, generator_judge, parse_judges
+
+    given = list(getattr(cfg, "judge", None) or [])
+    if not given:
+        return [generator_judge(cfg)]
+    if all(isinstance(g, JudgeSpec) for g in given):
+        return given
+    return parse_judges([str(g) for g in given])
+
+
+def rate_with_judges(specs: list, cfg: NormsConfig, rows: list[dict], dims: list[str], skipped) -> tuple[list, list]:
+    """Every judge rates every distinct text of the pairs, one judge loaded at a time. A pair too long for any
+    judge's context is dropped for all of them (and counted in ``skipped``), so every figure is on the same pairs.
+    Returns the judges' ratings and the pairs kept."""
+    from socialsynth.jobs.norms.judge import drop_long_pairs, rate_pair_texts
+    from socialsynth.jobs.norms.judges import judge_rater, open_judge
+
+    ratings = []
+    for spec in specs:
+        with open_judge(spec, cfg) as backend:
+            def rater_for(dim, spec=spec, backend=backend):
+                return judge_rater(spec, backend, dim, cfg)
+
+            rows = drop_long_pairs(rows, dims, rater_for, backend.context_length(), skipped)
+            judged = rate_pair_texts(spec.name, rater_for, rows, dims)
+            judged.requested_method, judged.model = spec.method, backend.describe()
+            ratings.append(judged)
+            del rater_for
+    return ratings, rows
+
+
+def agreement_file_name(cfg: NormsConfig, specs: list) -> str:
+    """judge_agreement_<input>_<method>.json for the generator alone (as before --judge existed), else
+    judge_agreement_<input>_<judge slugs joined by +>.json (a hash when that grows past 120 characters)."""
+    import hashlib
+
+    stem = Path(cfg.judge_agreement).stem
+    if len(specs) == 1 and specs[0].backend == "generator":
+        return f"judge_agreement_{stem}_{cfg.rating_method}.json"
+    joined = "+".join(s.slug for s in specs)
+    if len(joined) > 120:
+        joined = f"{len(specs)}judges-{hashlib.sha1(joined.encode('utf-8')).hexdigest()[:10]}"
+    return f"judge_agreement_{stem}_{joined}.json"

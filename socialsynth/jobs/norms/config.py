@@ -23,6 +23,7 @@ from socialsynth.core.config import (
     flag,
     group,
     overwrite_flag,
+    report_flag,
 )
 from socialsynth.core.errors import InputError
 from socialsynth.llm.args import ModelArgs, SamplingArgs
@@ -101,6 +102,16 @@ class NormsConfig:
     rating_sampling: str = flag("greedy", "sampling of generated ratings: greedy (12 new tokens) or rewrite (the "
                                 "rewrites' own settings, as the research code did)", names=("--rating-sampling",),
                                 choices=RATING_SAMPLING)
+    candidates: int = flag(1, "best of N: sample N rewrites per comment and level and keep one, chosen by the "
+                           "selection judge (the generator rating with --rating-method): candidates that are empty, "
+                           "refused, unchanged, degenerate, echo the instruction, below --min-similarity, truncated "
+                           "or failed rank last; then the highest score = -|expected rating - target level| + W * "
+                           "content similarity (--selection-weight W; similarity 0 without a content model); ties: "
+                           "the lowest k. Every candidate stays in the record. 1 = one sample, as without the flag",
+                           names=("--candidates",), metavar="N")
+    selection_weight: float = flag(0.0, "--candidates: weight W of content similarity against closeness to the "
+                                   "target level in the selection score (0: similarity only as the --min-similarity "
+                                   "gate)", names=("--selection-weight",), metavar="W")
     min_similarity: float = flag(0.5, "flag rewrites whose content score against the original (--content-metric) is "
                                  "below this (content preservation)", names=("--min-similarity",))
     content_metric: str = flag("cosine", "content preservation: cosine (sentence embeddings, --embedding-model) or "
@@ -138,11 +149,22 @@ class NormsConfig:
     predictions_file: bool = flag(False, "-u: also write <output_dir>/upvote_predictions/predictions_<subreddit>_"
                                   "<dimension>.jsonl as the research code did (<id>-0 original, <id>-1..5 rewrites: "
                                   "comment, upvote_log, upvote)", names=("--predictions-file",))
+    judge: list[str] = flag(help="a judge that rates the originals and rewrites instead of the generator: "
+                            "BACKEND[:MODEL]:METHOD[,key=value...], BACKEND embedded or an engine of --backend, METHOD "
+                            "likelihood|logits|generate, options template=NAME_OR_FILE, quantize=4|8 (hf, vllm), "
+                            "dtype=..., parse=lenient|seed; e.g. embedded:likelihood, hf:meta-llama/Meta-Llama-3-8B-"
+                            "Instruct:logits,quantize=4, openai:MODEL:logits (the job's --api-base). Repeatable: the "
+                            "first is the primary judge (it fills original_rating and rewrite_ratings); each judge is "
+                            "loaded after the generator is freed, one at a time. Default: the generator judges",
+                            names=("--judge",), append=True, metavar="SPEC", default_factory=list)
     judge_agreement: Path | None = flag(None, "rate both comments of each human-labelled pair and report agreement "
                                         "per dimension", names=("--judge-agreement",), metavar="FILE")
     judge_topics: list[str] | None = flag(None, "only pairs of these topics, e.g. askscience,finance",
                                           names=("--judge-topics",), convert=comma_list)
+    max_pairs: int | None = flag(None, "--judge-agreement: at most N pairs of each topic, drawn at random with --seed "
+                                 "(a quick run with a slow judge)", names=("--max-pairs",), metavar="N")
     verbose: bool = flag(False, "log more", names=("-v", "--verbose"))
+    report: bool = report_flag()
     range: RangeArgs = group(RangeArgs)
     model: ModelArgs = group(ModelArgs)
     sampling: SamplingArgs = group(SamplingArgs)
@@ -156,6 +178,7 @@ class NormsConfig:
         check_min(self, "max_perplexity", 0)
         check_choice(self, "rating_parse", RATING_PARSERS)
         check_choice(self, "rating_sampling", RATING_SAMPLING)
+        self._check_candidates()
         check_choice(self, "content_metric", CONTENT_METRICS)
         self._check_filters()
         if not self.levels or any(level not in LEVELS for level in self.levels):
@@ -163,6 +186,8 @@ class NormsConfig:
         if self.embedding_model is not None and not self.embedding_model.strip():
             raise ConfigError("embedding_model", "must not be empty (use 'none' to skip the content check)")
         self._check_templates()
+        self._check_judges()
+        check_min(self, "max_pairs", 1)
         self._check_mode()
         self._check_places()
 
@@ -194,6 +219,14 @@ class NormsConfig:
             if path.suffix == ".pkl" and not self.allow_pickle:
                 raise ConfigError("idx_to_id", f"{path}: pickle can run code; pass --allow-pickle to read it")
 
+    def _check_candidates(self) -> None:
+        """--candidates N is a whole number >= 1 and, above 1, needs sampling (greedy decoding gives N copies)."""
+        check_min(self, "candidates", 1)
+        check_min(self, "selection_weight", 0)
+        if self.candidates > 1 and self.sampling.temperature == 0:
+            raise ConfigError("candidates", f"{self.candidates} candidates need sampling: with --temperature 0 "
+                              "(greedy) all of them are the same text")
+
     @property
     def fluency_number(self) -> float | None:
         """The fixed perplexity cut (--fluency-cut NUMBER, else --max-perplexity); None for mean+sd."""
@@ -213,6 +246,26 @@ class NormsConfig:
                 problem = template_problem(template, use)
                 if problem:
                     raise ConfigError(name, f"template {template.name!r} cannot build the {use} prompts: {problem}")
+
+    def _check_judges(self) -> None:
+        """Every --judge spec parses (its template builds its method's prompts); an openai judge has a server."""
+        from socialsynth.jobs.norms.judges import parse_judges
+
+        self.judge = [str(text).strip() for text in self.judge or ()]
+        try:
+            specs = parse_judges(self.judge)
+        except ValueError as e:
+            raise ConfigError("judge", str(e)) from None
+        if any(spec.backend == "openai" for spec in specs) and not self.model.api_base:
+            raise ConfigError("judge", "an openai judge needs the server's URL: --api-base http://HOST:PORT/v1 (or "
+                              "set OPENAI_BASE_URL)")
+
+    @property
+    def judge_specs(self):
+        """The parsed --judge specs, in order (empty: the generator judges)."""
+        from socialsynth.jobs.norms.judges import parse_judges
+
+        return parse_judges(self.judge)
 
     def _check_places(self) -> None:
         """Names that become file names stay inside the output folder, and the folders are folders."""

@@ -26,7 +26,22 @@ from socialsynth.core.provenance import command_line
 from socialsynth.core.run import JobRun, record_path, throughput
 from socialsynth.core.runner import GracefulStop, RunCounts, run_chunks
 from socialsynth.jobs.norms.config import NormsConfig
-from socialsynth.jobs.norms.rewrite import NormRewriter, Rater, RewriteFilters
+from socialsynth.jobs.norms.judges import (
+    JudgeSpec,
+    clear_seed_ratings,
+    free_memory,
+    generator_judge,
+    join_ratings,
+    judge_rater,
+    methods_used,
+    open_judge,
+    rate_records,
+    ratings_block,
+    ratings_path,
+    with_judges,
+)
+from socialsynth.jobs.norms.ladder import LadderRatings, format_judges
+from socialsynth.jobs.norms.rewrite import CommentResult, NormRewriter, Rater, Rating, RewriteFilters
 from socialsynth.jobs.prepare.reddit import usable_id  # the processed-comment format prepare writes
 from socialsynth.llm.base import Backend
 from socialsynth.prompts import Dimension, load_dimension, load_template
@@ -66,6 +81,9 @@ def check_models(cfg: NormsConfig) -> None:
         check_embedding_model_available(content, flag="--content-model" if cfg.content_model else "--embedding-model")
     if fluency_wanted(cfg) and cfg.fluency_model != "generator":
         check_model_available(cfg.fluency_model, flag="--fluency-model")
+    for spec in cfg.judge_specs:
+        if spec.backend in ("hf", "vllm"):
+            check_model_available(spec.model, flag="--judge")
 
 
 def content_model(cfg: NormsConfig) -> str | None:
@@ -171,24 +189,57 @@ class Inputs:
     held_out_as: str | None = None  # how inference_sample_ids.txt was read: "ids" or "positions"
 
 
+class DeferredRater(Rater):
+    """The generator's rater when --judge names the judges (and no --candidates selection needs ratings): it rates
+    nothing, so the generator pass only rewrites. Its placeholder ratings never reach a record: the seed's rating
+    fields are emptied until the judges' pass fills them."""
+
+    def rate(self, items: Sequence[tuple[str, str]], keys: Sequence[str] | None = None) -> list[Rating]:
+        return [Rating(3, 3.0) for _ in items]
+
+    def prompt_costs(self) -> list:
+        return []  # no rating prompts: only the rewrite prompts must fit the generator's context
+
+
 @dataclass
 class Models:
-    """What rewrites and rates: the generator, its rater, the rewriter tying them, the optional upvote model."""
+    """What rewrites and rates: the generator, its rater, the rewriter tying them, the optional upvote model.
+
+    ``judges`` names the judges every record lists (the --judge specs, or the generator); ``generator_judge`` is
+    the generator's judge name when its ratings are real (no --judge, or --candidates selecting), else None."""
 
     backend: Backend
     rater: Rater
     rewriter: NormRewriter
     scorer: object | None = None  # socialsynth.jobs.norms.preference.PreferenceScorer
     predictions: JsonlWriter | None = None  # --predictions-file: the research code's per-variant predictions
+    judges: list[str] = field(default_factory=list)
+    generator_judge: str | None = None
 
     def provenance(self) -> dict:
         provenance = self.rewriter.provenance()
+        if self.generator_judge is None:  # the generator did not rate: no rating method or template of its own
+            provenance.update(rating_method=None, rating_template=None)
+        provenance["judges"] = list(self.judges)
         if self.scorer is not None:
             provenance["upvote_model"] = self.scorer.model_dir
         return provenance
 
+    def judged(self, record: dict, result: CommentResult) -> dict:
+        """The record with its judges, and the generator's ratings under its judge name when it rated (else the
+        seed's rating fields empty until the judges' pass)."""
+        ratings = {}
+        if self.generator_judge is None:
+            clear_seed_ratings(record)
+        else:
+            rewrites = [(rw.level, rw.rating if rw.text else None) for rw in result.rewrites]
+            ratings[self.generator_judge] = ratings_block(self.rater.method, result.rating, rewrites)
+        return with_judges(record, self.judges, ratings)
+
     def process(self, chunk: Sequence[tuple[int, dict]], levels: Sequence[int]) -> list[dict]:
-        records = self.rewriter.process(chunk)
+        results = self.rewriter.run(chunk)
+        provenance = self.provenance()
+        records = [self.judged(result.record(self.rewriter.filters, provenance), result) for result in results]
         if self.scorer is None:
             return records
         records = self.scorer.annotate(records, chunk, levels)
@@ -221,7 +272,9 @@ def run(cfg: NormsConfig, command: str | None = None) -> dict:
     if out.is_dir():
         raise InputError("is a folder, not an output file: remove it or choose another -o", path=out)
     predictions = predictions_output(cfg, dim.name, shard)
-    with JobRun("norms", record_path(out), cfg, command=command, outputs=[out, *([predictions] if predictions else [])]
+    sides = [ratings_path(out, spec) for spec in cfg.judge_specs]
+    with JobRun("norms", record_path(out), cfg, command=command, resume_safe=("judge",),
+                outputs=[out, *([predictions] if predictions else []), *sides]
                 ) as job, GracefulStop() as stop, JsonlWriter(out) as writer, ExitStack() as extra:
         job.meta.update(describe_inputs(inputs, out, dim, selected, shard))
         todo = [(i, r) for i, r in selected if str(r["id"]) not in writer.done]
@@ -240,6 +293,12 @@ def run(cfg: NormsConfig, command: str | None = None) -> dict:
         finally:
             record_outcome(job, cfg, out, writer, [s for s in selected if str(s[1]["id"]) not in too_long], models,
                            counts)
+        if cfg.judge:
+            models = scorer = None  # the generator (its rater, rewriter, models) goes before any judge loads
+            writer.close()
+            extra.close()
+            free_memory()
+            run_judges(cfg, dim, out, job, stop, command)
     return report(job.meta, out, dim.name)
 
 
@@ -377,20 +436,23 @@ def keep_reliable(cfg: NormsConfig, inputs: Inputs, scorer) -> None:
 def load_models(cfg: NormsConfig, dim: Dimension, job: JobRun, scorer=None) -> Models:
     """The generator (tokens counted per stage in the run record), rater, rewriter and optional upvote model."""
     backend = cfg.engine().load()
-    template = load_template(cfg.rating_template) if cfg.rating_template else None
-    rating_params = cfg.params() if cfg.rating_sampling == "rewrite" else None  # None: greedy, 12 tokens
-    rater = Rater(backend, dim, cfg.rating_method, template, rating_params, parse=cfg.rating_parse)
+    generator = generator_judge(cfg)
+    rates = not cfg.judge or cfg.candidates > 1  # with --judge, the generator rates only to select candidates
+    rater = judge_rater(generator, backend, dim, cfg) if rates else DeferredRater(backend, dim)
     cut = cfg.fluency_number
     rewriter = NormRewriter(
         backend, dim, rater, cfg.params(), tuple(cfg.levels), load_content_scorer(cfg),
         RewriteFilters(cfg.min_similarity, 0.0 if not fluency_wanted(cfg) else (cut if cut is not None else 0.0)),
         load_template(cfg.rewrite_template), stage=lambda name: job.track(backend, name),
+        candidates=cfg.candidates, selection_weight=cfg.selection_weight, selection_judge=generator.name,
     )
     if fluency_wanted(cfg) and cfg.fluency_model != "generator":
         from socialsynth.text.fluency import FluencyScorer
 
         rewriter.fluency = FluencyScorer(cfg.fluency_model, device=cfg.model.device, dtype=cfg.model.dtype)
-    models = Models(backend, rater, rewriter, scorer or preference_scorer(cfg))
+    models = Models(backend, rater, rewriter, scorer or preference_scorer(cfg),
+                    judges=[spec.name for spec in cfg.judge_specs] or [generator.name],
+                    generator_judge=generator.name if rates else None)
     job.meta["provenance"] = models.provenance()
     return models
 
@@ -449,8 +511,10 @@ def record_outcome(job: JobRun, cfg: NormsConfig, out: Path, writer: JsonlWriter
     if models is not None:  # the backend may have made the rater switch method (or the fluency filter off)
         if counts is not None:
             job.meta["rating_fallbacks"] = models.rater.fallbacks
-        job.meta["rating_method_used"] = models.rater.method
+        job.meta["rating_method_used"] = models.rater.method if models.generator_judge else None
         job.meta["rating_method_notes"] = models.rewriter.notes
+        if not cfg.judge:
+            job.meta["judges"] = [generator_entry(cfg, models)]
         job.meta["fluency_filter_off"] = models.rewriter.fluency_off
         job.meta["provenance"] = models.provenance()
         job.meta["throughput"] = throughput(models.backend.stats, counts.done if counts else 0,
@@ -458,6 +522,74 @@ def record_outcome(job: JobRun, cfg: NormsConfig, out: Path, writer: JsonlWriter
         job.note_run(provenance=job.meta["provenance"])
         job.note_items(counts.done if counts else 0)
     job.meta["summary"] = summarise(out, cfg.levels)
+
+
+def generator_entry(cfg: NormsConfig, models: Models) -> dict:
+    """The run record's entry of the generator as the judge (no --judge)."""
+    spec = generator_judge(cfg)
+    return {"name": spec.name, **spec.fields(), "method_used": models.rater.method,
+            "notes": list(models.rater.method_notes), "provenance": models.backend.describe()}
+
+
+def run_judges(cfg: NormsConfig, dim: Dimension, out: Path, job: JobRun, stop: GracefulStop, command: str) -> None:
+    """The judges' pass, after the generator is freed: each --judge in turn is loaded, rates the original and the
+    rewrites of every written record its side file lacks, and is freed; then the output is rewritten with every
+    judge's ratings joined in. The run record's ``judges`` says, per judge, the method really used (after any
+    fallback), the notes why, and the loaded model's provenance. The run is complete only when every judge is."""
+    generator_done = bool(job.meta.get("complete"))
+    job.mark_complete(False)
+    previous = {e.get("name"): e for e in job.meta.get("judges") or [] if isinstance(e, dict)}
+    entries = job.meta["judges"] = []
+    for spec in cfg.judge_specs:
+        entry = {"name": spec.name, **spec.fields(), "provenance": previous.get(spec.name, {}).get("provenance")}
+        entries.append(entry)
+        job.save()
+        rate_with_judge(cfg, dim, spec, out, job, stop, command, entry)
+        side = ratings_path(out, spec)
+        methods = methods_used(side)
+        entry.update(method_used=max(methods, key=methods.get) if methods else None, methods=methods,
+                     ratings_file=str(side))
+        entry.setdefault("notes", previous.get(spec.name, {}).get("notes", []))
+        job.save()
+    missing = join_ratings(out, cfg.judge_specs)
+    job.mark_complete(generator_done and not missing)
+    job.meta["summary"] = summarise(out, cfg.levels)
+
+
+def rate_with_judge(cfg: NormsConfig, dim: Dimension, spec: JudgeSpec, out: Path, job: JobRun, stop: GracefulStop,
+                    command: str, entry: dict) -> None:
+    """One judge's part of the judges' pass: rate (chunk by chunk, -b comments a chunk) the written records its
+    side file ``<stem>.ratings.<slug>.jsonl`` lacks; the judge is loaded only when there is something to rate."""
+    with JsonlWriter(ratings_path(out, spec)) as writer:
+        todo = [rec for _, rec in iter_jsonl(out) if str(rec["id"]) not in writer.done]
+        log.info("judge %s: %d of %d comments to rate -> %s", spec.name, len(todo), len(todo) + len(writer.done),
+                 writer.path)
+        if not todo:
+            return
+        with open_judge(spec, cfg) as backend:
+            entry["provenance"] = backend.describe()
+            # a function of its own: its rater is gone when it returns, so open_judge really frees the judge
+            rate_todo(judge_rater(spec, backend, dim, cfg), spec, todo, writer, (cfg, job, stop, command), entry)
+
+
+def rate_todo(rater: Rater, spec: JudgeSpec, todo: list[dict], writer: JsonlWriter, context: tuple,
+              entry: dict) -> None:
+    """Rate ``todo`` with one judge's rater, chunk by chunk, into its side file; ``context`` is (cfg, job, stop,
+    command). The method really used, the notes why and the unparsed answers go into the judge's ``entry``."""
+    cfg, job, stop, command = context
+    limit = rater.backend.context_length()
+
+    def process(chunk: Sequence[dict]) -> list[dict]:
+        with job.track(rater.backend, "rate", model=spec.name):
+            blocks = rate_records(rater, chunk, cfg.levels, spec.name, limit)
+        job.save()
+        return blocks
+
+    try:
+        run_chunks(todo, process, writer, cfg.batch_size, stop, desc="comments",
+                   resume_hint=f"rerun the same command to resume: {command}")
+    finally:
+        entry.update(method_used=rater.method, notes=list(rater.method_notes), fallbacks=rater.fallbacks)
 
 
 def report(meta: dict, out: Path, dim_name: str) -> dict:
@@ -484,16 +616,19 @@ def report(meta: dict, out: Path, dim_name: str) -> dict:
 
 def summarise(path: Path, levels) -> dict:
     """Mean rating per target level and filter pass rates over everything written so far (streamed: an output of
-    millions of records is read line by line)."""
+    millions of records is read line by line), and per judge the ladder figures and the agreement between judges
+    (see :class:`socialsynth.jobs.norms.ladder.LadderRatings`)."""
     keys = [str(lv) for lv in levels]
     rating_sum, rating_n = Counter(), Counter()
     passed, judged = Counter(), Counter()
     flag_counts: Counter = Counter()
     deltas: dict[str, list[float]] = {lv: [] for lv in keys}
     n_records, original_sum, original_n = 0, 0.0, 0
+    by_judge = LadderRatings(keys)
     records = iter_jsonl(path) if Path(path).exists() else ()
     for _, rec in records:
         n_records += 1
+        by_judge.add(rec)
         original = (rec.get("original_rating_detail") or {}).get("expected", rec.get("original_rating"))
         if original is not None:
             original_sum, original_n = original_sum + original, original_n + 1
@@ -533,6 +668,7 @@ def summarise(path: Path, levels) -> dict:
         },
         "pass_rate_by_level": {lv: (round(passed[lv] / judged[lv], 3) if judged[lv] else None) for lv in keys},
         "flag_rates": {k: round(v / n_rewrites, 3) for k, v in sorted(flag_counts.items())} if n_rewrites else {},
+        "judges": by_judge.summary(),
     }
 
 
@@ -585,6 +721,8 @@ def format_summary(summary: dict) -> str:
         lines.append(f"fluency cut: perplexity {cut['value']:,} ({cut['rule']} of {cut['n_originals']} originals)")
     if summary["flag_rates"]:
         lines.append("flag rates: " + ", ".join(f"{k} {v:.0%}" for k, v in summary["flag_rates"].items()))
+    if summary.get("judges"):
+        lines.extend(format_judges(summary["judges"]))
     tp = summary.get("throughput")
     if tp:
         lines.append(

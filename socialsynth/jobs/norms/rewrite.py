@@ -380,14 +380,108 @@ class Rewrite:
         }
 
 
+# -- best of n (--candidates N) -------------------------------------------------------------------------------
+DEFAULT_SELECTION_WEIGHT = 0.0
+SELECTION_RULE = (
+    "candidates that are empty, refused, unchanged, degenerate, echo the instruction, below --min-similarity "
+    "{min_similarity:g} in content similarity to the original, cut at --max-new-tokens or failed rank after all "
+    "others; then the highest score = -|expected rating - target level| + {weight:g} * content similarity (0 "
+    "without a content model), the rating by the selection judge; ties: the lowest k"
+)
+
+
+def candidate_key(comment_id, level: int, k: int) -> str:
+    """The request key of candidate k of a comment at a level: "<id>:<level>" for k = 0 (the key, and so the seed, of
+    a run without --candidates, whose records stay as they were), "<id>:<level>:<k>" after it. Each candidate gets
+    its own seed, and a resumed run draws the same ones."""
+    return f"{comment_id}:{level}" if k == 0 else f"{comment_id}:{level}:{k}"
+
+
+@dataclass
+class Candidate:
+    """One of the N samples of a comment at one level, with what the selection judge measured about it."""
+
+    k: int
+    level: int
+    completion: Completion
+    cleaned: Cleaned
+    rating: Rating  # an empty candidate is rated as its original; that rating is never reported or used
+    similarity: float | None
+    failed: list[str]  # the checks it fails (see failed_checks); any of them ranks it after every clean candidate
+    score: float | None = None  # None: empty, nothing to rate
+    kept: bool = False
+
+    @property
+    def text(self) -> str:
+        return self.cleaned.text
+
+    def to_dict(self) -> dict:
+        sim = None if self.similarity is None or math.isnan(self.similarity) else round(float(self.similarity), 4)
+        out = {
+            "text": self.text,
+            "kept": self.kept,
+            "rating": round(self.rating.expected, 4) if self.text else None,
+            "similarity": sim,
+            "selection_score": None if self.score is None else round(self.score, 4),
+            "failed_checks": self.failed,
+            "finish_reason": self.completion.finish_reason,
+            "request_seed": self.completion.seed,
+        }
+        if self.completion.error:
+            out["error"] = self.completion.error
+        return out
+
+
+def failed_checks(completion: Completion, text: str, original: str, similarity: float | None,
+                  min_similarity: float) -> list[str]:
+    """The checks a candidate fails before any score is looked at: the lexical ones (empty, refusal, unchanged,
+    degenerate, instruction echo), content similarity below the content filter's threshold ("low_similarity"), cut
+    at the token limit ("truncated") and a failed request ("error").
+
+    Content similarity is a gate (the content filter's own threshold) rather than only a reward: a reward favours
+    the candidates that changed least, and without the gate the kept rewrites passed the filters far less often
+    (embedded model, 12 demo comments x 5 levels, best of 4: 60 % instead of 82 %)."""
+    failed = [name for name, bad in lexical_flags(text, original).items() if bad]
+    if similarity is not None and not math.isnan(similarity) and similarity < min_similarity:
+        failed.append("low_similarity")
+    if completion.finish_reason == "length":
+        failed.append("truncated")
+    if completion.finish_reason == "error":
+        failed.append("error")
+    return failed
+
+
+def selection_score(candidate: Candidate, weight: float) -> float | None:
+    """The rule's score (SELECTION_RULE): closeness of the selection judge's expected rating to the target level,
+    plus ``weight`` times the content similarity; None for an empty candidate (nothing was rated)."""
+    if not candidate.text:
+        return None
+    sim = candidate.similarity
+    content = 0.0 if sim is None or math.isnan(sim) else float(sim)
+    return -abs(candidate.rating.expected - candidate.level) + weight * content
+
+
+def choose_candidate(group: Sequence[Candidate], weight: float) -> Candidate:
+    """Score every candidate of one comment and level, mark the one the rule keeps and return it: clean candidates
+    first, then the highest score (None last), then the lowest k."""
+    for cand in group:
+        cand.score = selection_score(cand, weight)
+    best = min(group, key=lambda c: (bool(c.failed), c.score is None, -(c.score or 0.0), c.k))
+    best.kept = True
+    return best
+
+
 @dataclass
 class CommentResult:
-    """One input comment, its rating and its rewrites (in the order of the requested levels)."""
+    """One input comment, its rating and its rewrites (in the order of the requested levels); with --candidates N
+    (N > 1) every level's candidates too, and how the kept one was chosen."""
 
     idx: int
     row: dict
     rating: Rating
     rewrites: list[Rewrite]
+    candidates: list[list[Candidate]] | None = None  # per level, in the order of `rewrites`; None when N = 1
+    selection: dict | None = None  # {"judge", "rule", "n", "weight"} when N > 1
 
     def record(self, filters: RewriteFilters, provenance: dict) -> dict:
         """The output record: the seed's fields first, then one text per level, ratings, filters, generation."""
@@ -413,6 +507,10 @@ class CommentResult:
         record["status"] = "error" if failed else "ok"
         if failed:
             record["error"] = "; ".join(failed)
+        if self.candidates is not None:
+            record["candidates"] = {str(rw.level): [c.to_dict() for c in group]
+                                    for rw, group in zip(self.rewrites, self.candidates, strict=True)}
+            record["selection"] = self.selection
         record["provenance"] = provenance
         return record
 
@@ -430,6 +528,10 @@ def _track_nothing(stage: str) -> AbstractContextManager:
 class NormRewriter:
     """Rewrite comments at the requested levels, rate originals and rewrites, compute quality flags.
 
+    With ``candidates`` N > 1 each comment gets N samples per level; the rater (the selection judge) rates them all
+    in the same call as the originals, and SELECTION_RULE keeps one per level, which is then measured (fluency)
+    and reported as that level's rewrite; the record keeps every candidate with its scores.
+
     ``stage(name)`` wraps each group of backend calls ("rewrite", "rate", "fluency"); the job passes its run
     record's token counter there. When the backend cannot compute perplexities the fluency filter is turned off
     for good by :meth:`turn_off_fluency`, whose note is in ``fluency_off`` (the thresholds are not changed).
@@ -446,6 +548,9 @@ class NormRewriter:
     stage: Callable[[str], AbstractContextManager] = _track_nothing
     fluency_off: str | None = None  # why the fluency filter was turned off during the run, if it was
     fluency: object | None = None  # socialsynth.text.fluency.FluencyScorer; None: the generating model's perplexity
+    candidates: int = 1  # --candidates N: samples per comment and level, the selection rule keeps one
+    selection_weight: float = DEFAULT_SELECTION_WEIGHT  # w of SELECTION_RULE (content similarity against closeness)
+    selection_judge: str | None = None  # the selection judge's name (default: "generator:<model>:<rating method>")
     _costs: dict = field(default_factory=dict, init=False, repr=False)  # prompt_costs per rating method
 
     def provenance(self) -> dict:
@@ -462,7 +567,19 @@ class NormRewriter:
             "content_metric": getattr(self.embedder, "metric", "cosine") if self.embedder else None,
             "fluency_model": getattr(self.fluency, "name", "generator") if self.fluency_on else None,
             "max_perplexity": self.filters.max_perplexity,
+            **({"candidates": self.candidates, "selection_judge": self.selection_judge_name}
+               if self.candidates > 1 else {}),
         }
+
+    @property
+    def selection_judge_name(self) -> str:
+        return self.selection_judge or f"generator:{self.backend.name}:{self.rater.method}"
+
+    def selection(self) -> dict:
+        """The record's ``selection`` block: who chose, by which rule, among how many."""
+        rule = SELECTION_RULE.format(weight=self.selection_weight, min_similarity=self.filters.min_similarity)
+        return {"judge": self.selection_judge_name, "rule": rule, "n": self.candidates,
+                "weight": self.selection_weight}
 
     def prompt_costs(self) -> list[PromptCost] | None:
         """The token costs of one comment: its rewrite prompts with their answers, its rating, and the rating of a
@@ -512,43 +629,59 @@ class NormRewriter:
         return [result.record(self.filters, provenance) for result in results]
 
     def run(self, rows: Sequence[tuple[int, dict]]) -> list[CommentResult]:
-        """Rewrite, rate, measure fluency and content: one CommentResult per row."""
+        """Rewrite (N candidates per level), rate, measure content, keep one candidate per level by the selection
+        rule, measure its fluency: one CommentResult per row."""
         completions = self._rewrite(rows)
         cleaned = [clean_generation(c.text) for c in completions]
-        original_ratings, rewrite_ratings = self._rate(rows, cleaned)
-        perplexities = self._perplexities([c.text or " " for c in cleaned])
+        original_ratings, candidate_ratings = self._rate(rows, cleaned)
         similarities = self._similarities(rows, cleaned)
-        levels = [level for _ in rows for level in self.levels]  # the layout of every flat list above
-        rewrites = [
-            Rewrite(level=level, completion=completion, cleaned=clean, rating=rating, similarity=sim, perplexity=ppl)
-            for level, completion, clean, rating, sim, ppl in zip(
-                levels, completions, cleaned, rewrite_ratings, similarities, perplexities, strict=True
+        per_level = len(self.levels) * self.candidates
+        originals = [row["comment"] for _, row in rows for _ in range(per_level)]
+        slots = [(level, k) for _ in rows for level in self.levels for k in range(self.candidates)]  # flat layout
+        candidates = [
+            Candidate(k, level, completion, clean, rating, sim,
+                      failed_checks(completion, clean.text, original, sim, self.filters.min_similarity))
+            for (level, k), completion, clean, rating, sim, original in zip(
+                slots, completions, cleaned, candidate_ratings, similarities, originals, strict=True
             )
         ]
+        groups = _per_comment(candidates, self.candidates)  # one group per comment and level
+        kept = [choose_candidate(group, self.selection_weight) for group in groups]
+        perplexities = self._perplexities([c.text or " " for c in kept])
+        rewrites = [
+            Rewrite(level=c.level, completion=c.completion, cleaned=c.cleaned, rating=c.rating, similarity=c.similarity,
+                    perplexity=ppl)
+            for c, ppl in zip(kept, perplexities, strict=True)
+        ]
+        several = self.candidates > 1
         return [
-            CommentResult(idx=idx, row=row, rating=rating, rewrites=group)
-            for (idx, row), rating, group in zip(
-                rows, original_ratings, _per_comment(rewrites, len(self.levels)), strict=True
+            CommentResult(idx=idx, row=row, rating=rating, rewrites=group, candidates=cands if several else None,
+                          selection=self.selection() if several else None)
+            for (idx, row), rating, group, cands in zip(
+                rows, original_ratings, _per_comment(rewrites, len(self.levels)),
+                _per_comment(groups, len(self.levels)), strict=True
             )
         ]
 
     def _rewrite(self, rows: Sequence[tuple[int, dict]]) -> list[Completion]:
-        """One request per comment and level, keyed "<id>:<level>" (per-request seeds survive resumes)."""
+        """N requests per comment and level (see candidate_key: per-request seeds survive resumes)."""
         chats, keys = [], []
         for _, row in rows:
             for level in self.levels:
-                chats.append(rewrite_chat(self.dim, self.template, _title(row), row["comment"], level))
-                keys.append(f"{row['id']}:{level}")
+                chat = rewrite_chat(self.dim, self.template, _title(row), row["comment"], level)
+                for k in range(self.candidates):
+                    chats.append(chat)
+                    keys.append(candidate_key(row["id"], level, k))
         with self.stage("rewrite"):
             return self.backend.generate(chats, self.params, keys=keys)
 
     def _rate(self, rows: Sequence[tuple[int, dict]], cleaned: list[Cleaned]) -> tuple[list[Rating], list[Rating]]:
-        """Rate originals and rewrites together (one pass over the model): (originals, rewrites in layout order).
-        An empty rewrite is rated as its original (its rating is not reported)."""
+        """Rate originals and every candidate rewrite together (one call, batched by the backend): (originals,
+        rewrites in layout order). An empty rewrite is rated as its original (its rating is not reported)."""
         originals = [(_title(row), row["comment"]) for _, row in rows]
         rewrites = [
             (_title(row), cl.text or row["comment"])
-            for (_, row), texts in zip(rows, _per_comment(cleaned, len(self.levels)), strict=True)
+            for (_, row), texts in zip(rows, _per_comment(cleaned, len(self.levels) * self.candidates), strict=True)
             for cl in texts
         ]
         items = originals + rewrites
@@ -559,7 +692,7 @@ class NormRewriter:
     def _similarities(self, rows: Sequence[tuple[int, dict]], cleaned: list[Cleaned]) -> list[float | None]:
         if not self.embedder:
             return [None] * len(cleaned)
-        originals = [row["comment"] for _, row in rows for _ in self.levels]
+        originals = [row["comment"] for _, row in rows for _ in range(len(self.levels) * self.candidates)]
         return self.embedder.pair_similarity(originals, [c.text for c in cleaned]).tolist()
 
     def _perplexities(self, texts: list[str]) -> list[float | None]:

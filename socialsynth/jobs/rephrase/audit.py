@@ -123,6 +123,7 @@ def linkability(synthetic_emb: np.ndarray, original_emb: np.ndarray, own: Sequen
         "top1": round(float((ranks == 1).mean()), 4),
         "top5": round(float((ranks <= 5).mean()), 4),
         "mean_rank": round(float(ranks.mean()), 2),
+        "ranks": [int(r) for r in ranks],  # per synthetic post, in input order (the job keys them by record id)
         "chance_top1": round(1 / orig.shape[0], 4),
         "own_similarity": _stats(own_sim),
         "best_other_similarity": _stats(best_other),

@@ -35,6 +35,7 @@ from socialsynth.core.config import (
     group,
     missing_folder,
     overwrite_flag,
+    report_flag,
 )
 from socialsynth.core.errors import InputError
 from socialsynth.llm.args import ModelArgs, SamplingArgs
@@ -221,6 +222,7 @@ class RephraseConfig:
                        "re-identification) and count replayed names, numbers and rare 3-grams; writes audit.json and "
                        "audit.txt")
     verbose: bool = flag(False, "log more", names=("-v", "--verbose"))
+    report: bool = report_flag()
     overwrite: bool = overwrite_flag()
 
     def __post_init__(self) -> None:

@@ -609,7 +609,8 @@ def audit_outputs(record: JobRun, job: Rephrasing, records: list[dict]) -> dict:
     table = format_audit(by_model)
     atomic_write_json(audit_file, {"embedding_model": getattr(embedder, "name", None), "by_model": by_model})
     atomic_write_text(audit_file.with_suffix(".txt"), table + "\n")
-    record.meta["audit"] = by_model
+    # the run record keeps the rates; the per-rephrasing ranks stay in audit.json
+    record.meta["audit"] = {slug: {k: v for k, v in res.items() if k != "ranks"} for slug, res in by_model.items()}
     return {"audit_table": table, "audit": str(audit_file)}
 
 
@@ -674,6 +675,8 @@ def run_audit(posts: list[Post], records: list[dict], slugs, embedder) -> dict:
         texts = [r["generated_text"] for r in recs]
         syn_emb = embedder.encode(texts) if texts else np.zeros((0, orig_emb.shape[1]), dtype=np.float32)
         by_model[slug] = audit(originals, orig_emb, texts, syn_emb, [position[r["post_id"]] for r in recs])
+        # each rephrasing's own rank, by record id (the report shows it beside the text)
+        by_model[slug]["ranks"] = dict(zip((r["id"] for r in recs), by_model[slug].pop("ranks", []), strict=True))
     return by_model
 
 

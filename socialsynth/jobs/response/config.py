@@ -27,6 +27,7 @@ from socialsynth.core.config import (
     flag,
     group,
     overwrite_flag,
+    report_flag,
 )
 from socialsynth.jobs.response.records import DEFAULT_TARGETS, VARIANTS
 from socialsynth.llm.args import ModelArgs, SamplingArgs, check_device
@@ -413,6 +414,7 @@ class EvaluateConfig:
     seed: int = flag(0, "bootstrap seed")
     no_plots: bool = flag(False, "do not draw the per-topic PNGs", names=("--no-plots",))
     verbose: bool = _verbose()
+    report: bool = report_flag()
 
     def __post_init__(self) -> None:
         self.predictions = [Path(p) for p in self.predictions or []]

@@ -26,6 +26,7 @@ from socialsynth.core.config import (
     flag,
     group,
     missing_folder,
+    report_flag,
 )
 from socialsynth.core.errors import InputError
 from socialsynth.llm.args import ModelArgs
@@ -226,6 +227,7 @@ class TrainConfig:
     predict: Path | None = flag(None, "score FILE with --model-dir", metavar="FILE")
     model_dir: Path | None = flag(None, "a trained model folder (for --predict)", names=("--model-dir",))
     verbose: bool = flag(False, "log more", names=("-v", "--verbose"))
+    report: bool = report_flag()
 
     def __post_init__(self) -> None:
         self._check_mode()

@@ -253,6 +253,10 @@ def test_job_searches_generates_writes_and_resumes(tmp_path, temp_backend):
     audit = json.loads((out / "audit.json").read_text())
     assert set(audit["by_model"]) == {"model-a", "model-b"}
     assert audit["by_model"]["model-a"]["n"] == 12
+    ranks = audit["by_model"]["model-a"]["ranks"]  # each rephrasing's own re-identification rank, by record id
+    assert len(ranks) == 12 and all(1 <= r <= 6 for r in ranks.values())
+    assert set(ranks) <= {json.loads(line)["id"] for line in (out / "rephrased.jsonl").read_text().splitlines()}
+    assert "ranks" not in meta["audit"]["model-a"]  # the run record keeps only the rates
     assert (out / "audit.txt").read_text().startswith("model")
     assert summary["by_model"]["model-b"]["n_records"] == 12
 
