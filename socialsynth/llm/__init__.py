@@ -18,7 +18,7 @@ from socialsynth.llm.base import (
 )
 from socialsynth.llm.embedded import EMBEDDED_NAME
 
-BACKENDS = ("hf", "openai", "vllm")
+BACKENDS = ("hf", "openai", "vllm", "llamacpp")
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,15 @@ class BackendSpec:
                 request_timeout=self.request_timeout,
                 max_retries=self.max_retries,
             )
+        elif self.backend == "llamacpp":
+            options = dict(
+                quantization=self.quantization,
+                dtype=self.dtype,
+                max_batch_size=self.max_batch_size,
+                max_batch_tokens=self.max_batch_tokens,
+                request_timeout=self.request_timeout,
+                max_retries=self.max_retries,
+            )
         elif self.backend == "vllm":
             options = dict(
                 quantization=self.quantization, dtype=self.dtype, tensor_parallel=self.tensor_parallel, seed=self.seed
@@ -72,7 +81,8 @@ class BackendSpec:
 def load_backend(backend: str = "hf", model: str = EMBEDDED_NAME, **options) -> Backend:
     """Build a backend by name. `options` go to the backend (hf: quantization, device, dtype, batch limits;
     openai: api_base, api_key_env, concurrency, request_timeout, max_retries; vllm: quantization, dtype,
-    tensor_parallel, seed). The engines are imported only when asked for."""
+    tensor_parallel, seed; llamacpp: quantization, dtype, batch limits = slots and KV tokens, threads). The
+    engines are imported only when asked for."""
     if backend == "hf":
         from socialsynth.llm.hf import HFBackend
 
@@ -81,6 +91,10 @@ def load_backend(backend: str = "hf", model: str = EMBEDDED_NAME, **options) -> 
         from socialsynth.llm.openai_api import OpenAIBackend
 
         return OpenAIBackend(model, **options)
+    if backend == "llamacpp":
+        from socialsynth.llm.llamacpp import LlamaCppBackend
+
+        return LlamaCppBackend(model, **options)
     if backend == "vllm":
         from socialsynth.llm.vllm_backend import VLLMBackend
 

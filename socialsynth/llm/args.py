@@ -63,7 +63,9 @@ class ModelArgs:
                       "model id or a local path", names=("-m", "--model", "--model_name"))
     backend: str = flag("hf", "generation engine: hf (transformers in this process), openai (any OpenAI-compatible "
                         "server: vLLM, SGLang, llama.cpp server, a hosted API; needs --api-base), vllm (vLLM in "
-                        "this process, CUDA only)", choices=("hf", "openai", "vllm"))
+                        "this process, CUDA only), llamacpp (llama.cpp's llama-server started on loopback by the "
+                        "job: GGUF models on CPU; make install-llama-server)",
+                        choices=("hf", "openai", "vllm", "llamacpp"))
     quantization: int | None = flag(None, "load the model in 4 or 8 bits with bitsandbytes (nf4 + double "
                                     "quantization for 4)", names=("-q", "--quantization"), choices=(4, 8))
     device: str = flag("auto", "auto, cpu, cuda, cuda:1, mps, ... (auto: GPU if there is one; a GPU that this "
@@ -83,7 +85,7 @@ class ModelArgs:
     tensor_parallel: int = flag(1, "--backend vllm: number of GPUs to split the model over")
 
     def __post_init__(self) -> None:
-        check_choice(self, "backend", ("hf", "openai", "vllm"))
+        check_choice(self, "backend", ("hf", "openai", "vllm", "llamacpp"))
         check_choice(self, "dtype", ("auto", "bf16", "fp16", "fp32"))
         if self.quantization is not None:
             check_choice(self, "quantization", (4, 8))

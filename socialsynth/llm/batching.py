@@ -8,31 +8,46 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+PADDING_CUT_MIN_TOKENS = 512  # smaller batches lose more to small matmuls than padding costs
+
 
 def plan_batches(
     lengths: Sequence[int],
     max_batch_size: int,
     max_batch_tokens: int,
     extra_per_row: int = 0,
+    max_padding: float | None = None,
 ) -> list[list[int]]:
     """Group request indices into batches of similar length.
 
     A batch costs `rows * (longest length in it + extra_per_row)` tokens and holds at most `max_batch_size`
     rows; a single request over the budget still gets a batch of its own. Longest batches come first so an
     out-of-memory error shows up at once, not at the end of a long job.
+
+    `max_padding` (for single forward passes: scoring, perplexity) also cuts a batch before its padded size
+    (rows x longest) would exceed (1 + max_padding) x its real tokens, once it holds PADDING_CUT_MIN_TOKENS real
+    tokens: Reddit comments range from 3 to 300 tokens, and one long comment in a batch of short ones made a
+    perplexity pass 4.5x as large as its text. Decoding does not want this: its batches refill their rows.
     """
     if max_batch_size < 1:
         raise ValueError("max_batch_size must be at least 1")
     order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
     batches: list[list[int]] = []
     current: list[int] = []
+    real = 0
     for i in order:
         longest = max(lengths[i], lengths[current[-1]] if current else 0)
         cost = (len(current) + 1) * (longest + extra_per_row)
-        if current and (len(current) >= max_batch_size or cost > max_batch_tokens):
+        padded = (
+            max_padding is not None
+            and real >= PADDING_CUT_MIN_TOKENS
+            and (len(current) + 1) * longest > (1 + max_padding) * (real + lengths[i])
+        )
+        if current and (len(current) >= max_batch_size or cost > max_batch_tokens or padded):
             batches.append(current)
-            current = []
+            current, real = [], 0
         current.append(i)
+        real += lengths[i]
     if current:
         batches.append(current)
     batches.reverse()
@@ -77,3 +92,16 @@ def group_by_prefix(sequences: Sequence[Sequence[int]], min_shared: int) -> list
         groups.append([i])
         shared = len(sequences[i])
     return groups
+
+
+def group_by_identical(sequences: Sequence[Sequence[int]]) -> list[list[int]]:
+    """Request indices grouped by identical sequence, in order of first appearance.
+
+    Likelihood rating asks the same few prompts ("write a comment at level k") of every text: requests with the
+    same prompt can share the prompt's whole key/value cache, which `group_by_prefix` (one group per family,
+    cut to the head all members share) cannot give, since the five level prompts differ after a short head.
+    """
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, seq in enumerate(sequences):
+        groups.setdefault(tuple(seq), []).append(i)
+    return list(groups.values())

@@ -10,6 +10,7 @@ Rows are left-padded after the shared head; positions come from the attention ma
 
 from __future__ import annotations
 
+import warnings
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,10 @@ from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 from socialsynth.llm.base import GenerationParams
+
+# transformers 5.2x renamed the forward argument past_key_values to cache and warns on every call; the old name still
+# works, and it is the only one transformers 5.0 (our minimum) knows
+warnings.filterwarnings("ignore", message=r"`past_key_values` is deprecated", category=FutureWarning)
 
 
 @dataclass
@@ -187,22 +192,57 @@ def prefill(
     return out.logits[:, -1, :].float(), cache, mask, next_pos
 
 
+def _row_prefix_inputs(model, suffixes: Sequence[Sequence[int]], prefixes: Sequence[PrefixKV], pad_id: int):
+    """Like `_batch_inputs` + `_new_cache` when each row has its own cached head: the heads are stacked
+    left-padded to the longest (pad columns masked), the suffixes left-padded after them; positions continue
+    each row's own head."""
+    device = model.device
+    ids, suffix_mask = _left_pad(suffixes, pad_id, device)
+    rows, width = len(prefixes), max(len(p) for p in prefixes)
+    head_mask = torch.zeros((rows, width), dtype=torch.long, device=device)
+    layers = []
+    for layer in range(len(prefixes[0].layers)):
+        keys, values = prefixes[0].layers[layer]
+        k = keys.new_zeros((rows, keys.shape[1], width, keys.shape[-1]))
+        v = values.new_zeros((rows, values.shape[1], width, values.shape[-1]))
+        for r, prefix in enumerate(prefixes):
+            head_keys, head_values = prefix.layers[layer]
+            k[r, :, width - len(prefix) :] = head_keys[0]
+            v[r, :, width - len(prefix) :] = head_values[0]
+        layers.append((k, v))
+    for r, prefix in enumerate(prefixes):
+        head_mask[r, width - len(prefix) :] = 1
+    lengths = torch.tensor([len(p) for p in prefixes], device=device)[:, None]
+    positions = (suffix_mask.cumsum(-1) - 1).clamp(min=0) + lengths
+    cache = DynamicCache(layers, config=model.config)
+    return ids, torch.cat([head_mask, suffix_mask], dim=1), positions, cache
+
+
 @torch.inference_mode()
 def continuation_logprobs(
-    model, sequences: Sequence[Sequence[int]], cont_lengths: Sequence[int], prefix: PrefixKV | None, pad_id: int
+    model,
+    sequences: Sequence[Sequence[int]],
+    cont_lengths: Sequence[int],
+    prefix: PrefixKV | Sequence[PrefixKV] | None,
+    pad_id: int,
 ) -> list[float]:
     """Sum of log-probabilities of the last `cont_lengths[i]` tokens of each sequence, given what precedes them.
 
     One teacher-forced pass; rows are left-padded so every continuation ends in the last column, and only the
-    last max(cont_lengths) + 1 positions are projected to the vocabulary.
+    last max(cont_lengths) + 1 positions are projected to the vocabulary. `prefix`: one cached head shared by
+    every row, or one per row (rows after different prompts, batched together by length).
     """
-    ids, mask, positions = _batch_inputs(sequences, prefix, pad_id, model.device)
+    if prefix is None or isinstance(prefix, PrefixKV):
+        ids, mask, positions = _batch_inputs(sequences, prefix, pad_id, model.device)
+        cache = _new_cache(model, prefix, ids.shape[0], None)
+    else:
+        ids, mask, positions, cache = _row_prefix_inputs(model, sequences, prefix, pad_id)
     keep = max(cont_lengths) + 1
     out = model(
         input_ids=ids,
         attention_mask=mask,
         position_ids=positions,
-        past_key_values=_new_cache(model, prefix, ids.shape[0], None),
+        past_key_values=cache,
         use_cache=True,
         logits_to_keep=keep,
     )
@@ -377,6 +417,7 @@ class ContinuousBatcher:
         self.outputs: list[list[int]] = [[] for _ in range(n)]
         self.reasons = ["length"] * n
         self.computed = 0
+        self.window_cells = self.used_cells = 0  # attention cells per step, all / used by live prompts
 
     def start(self) -> None:
         """Prefill the first requests into a cache with room for the whole generation; set up the mask buffer
@@ -531,9 +572,12 @@ class ContinuousBatcher:
     def forward(self) -> None:
         """Run the model on every slot's last token: the next logits, one more cache column."""
         self.mask_buf[:, self.length] = 1  # idle slots attend to their own token: finite numbers, ignored
+        window = self.mask_buf[:, self.start_col : self.length + 1]
+        self.window_cells += window.numel()  # how much of attention's work is real: see bench/throughput.py
+        self.used_cells += int(window.sum())
         out = self.model(
             input_ids=self.tokens[:, None],
-            attention_mask=self.mask_buf[:, self.start_col : self.length + 1],
+            attention_mask=window,
             position_ids=self.pos,
             past_key_values=self.cache,
             use_cache=True,

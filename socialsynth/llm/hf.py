@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ from socialsynth.llm.base import (
     Progress,
     Prompt,
 )
-from socialsynth.llm.batching import common_prefix_length, group_by_prefix, plan_batches
+from socialsynth.llm.batching import common_prefix_length, group_by_identical, group_by_prefix, plan_batches
 from socialsynth.llm.decode import PrefixKV, compute_prefix, continuation_logprobs, decode, prefill
 from socialsynth.llm.embedded import EMBEDDED_HF_ID, EMBEDDED_NAME
 from socialsynth.llm.loading import (
@@ -37,6 +38,14 @@ log = logging.getLogger(__name__)
 
 MIN_SHARED_PREFIX = 16  # shorter shared heads are not worth a separate cache
 PERPLEXITY_BATCH_TOKENS = 8192
+# Cached prompt heads: a rewrite job keeps its rewrite head, its rating head and the five level prompts of
+# likelihood rating (~2 MB each for the embedded model at 100 tokens).
+MAX_CACHED_PREFIXES = 16
+# Single-pass batches (scoring, perplexity) are cut before padding exceeds this share of their real tokens.
+MAX_PADDING = 0.5
+# Likelihood rating scores each text after the same few prompts: SHARE_PROMPTS=0 turns the whole-prompt sharing
+# off (for A/B measurements; the results are the same within float rounding).
+SHARE_PROMPTS = os.environ.get("SOCIALSYNTH_SHARE_PROMPTS", "1") != "0"
 
 # The old private names, for code that still imports them from here (use socialsynth.llm.loading).
 _eos_ids = eos_ids
@@ -118,7 +127,7 @@ class HFBackend(Backend):
         prefix = self._prefixes.get(key)
         if prefix is None:
             prefix = self._prefixes[key] = compute_prefix(self.model, key)
-            while len(self._prefixes) > 8:
+            while len(self._prefixes) > MAX_CACHED_PREFIXES:
                 self._prefixes.popitem(last=False)
         else:
             self._prefixes.move_to_end(key)
@@ -142,15 +151,17 @@ class HFBackend(Backend):
         extra_per_row: int,
         keep_tail: Sequence[int] | None = None,
         max_batch_tokens: int | None = None,
+        max_padding: float | None = MAX_PADDING,
     ) -> list[tuple[PrefixKV | None, list[int], list[list[int]]]]:
         """Batches for one forward pass each: (cached shared head or None, request indices, prompts after the head),
-        cut by length under the token budget."""
+        cut by length under the token budget (and before padding exceeds `max_padding`, see `plan_batches`)."""
         plan = []
         for prefix, group in self._groups(prompts, keep_tail or [1] * len(prompts)):
             p = len(prefix) if prefix else 0
             suffixes = [prompts[i][p:] for i in group]
             budget = max_batch_tokens or self.max_batch_tokens
-            for batch in plan_batches([len(s) for s in suffixes], self.max_batch_size, budget, p + extra_per_row):
+            lengths = [len(s) for s in suffixes]
+            for batch in plan_batches(lengths, self.max_batch_size, budget, p + extra_per_row, max_padding):
                 plan.append((prefix, [group[b] for b in batch], [suffixes[b] for b in batch]))
         return plan
 
@@ -223,20 +234,55 @@ class HFBackend(Backend):
             return []
         t0 = time.perf_counter()
         conts = [self.tokenizer.encode(c, add_special_tokens=False) or [self.pad_id] for c in continuations]
-        sequences = [self.encode_chat(chat) + cont for chat, cont in zip(chats, conts, strict=False)]
+        prompts = [self.encode_chat(chat) for chat in chats]
         results: list[float] = [0.0] * len(chats)
-        # Full-vocabulary logits over each continuation: bound the batch like perplexity does.
-        budget = min(self.max_batch_tokens, PERPLEXITY_BATCH_TOKENS)
-        # Score the whole continuation: every token of it needs a token before it in the row, so keep one more.
-        tails = [len(c) + 1 for c in conts]
-        for prefix, batch, suffixes in self._plan(sequences, 0, keep_tail=tails, max_batch_tokens=budget):
+        for prefix, batch, suffixes in self._continuation_plan(prompts, conts):
             lengths = [len(conts[i]) for i in batch]
             values = continuation_logprobs(self.model, suffixes, lengths, prefix, self.pad_id)
             for i, value in zip(batch, values, strict=True):
                 results[i] = value
-            self.stats.scored_tokens += sum(len(sequences[i]) for i in batch)
+            self.stats.scored_tokens += sum(len(prompts[i]) + len(conts[i]) for i in batch)
         self.stats.scoring_seconds += time.perf_counter() - t0
         return results
+
+    def _continuation_plan(
+        self, prompts: list[list[int]], conts: list[list[int]]
+    ) -> list[tuple[PrefixKV | list[PrefixKV] | None, list[int], list[list[int]]]]:
+        """Batches of (prompt + continuation) rows, as `_plan` gives them, with repeated prompts shared whole.
+
+        Likelihood rating sends each text after five level prompts: the prompts repeat for every text but differ
+        from each other after a short head, so the shared-head cache alone leaves each level's text (~40 tokens)
+        to be recomputed for every text. A prompt that recurs is cached up to its last token (which must stay in
+        the row: its logits predict the continuation's first token), and only that token and the continuation
+        go through the model. Rows of all such prompts are batched together by length, each with its own head
+        (a long text's five rows share a batch instead of stretching five batches of short ones)."""
+        sequences = [p + c for p, c in zip(prompts, conts, strict=True)]
+        # Full-vocabulary logits over each continuation: bound the batch like perplexity does.
+        budget = min(self.max_batch_tokens, PERPLEXITY_BATCH_TOKENS)
+        shared, heads, rest = [], {}, []
+        for group in group_by_identical(prompts) if SHARE_PROMPTS else [list(range(len(prompts)))]:
+            p = len(prompts[group[0]]) - 1
+            if not SHARE_PROMPTS or len(group) < 2 or p < MIN_SHARED_PREFIX:
+                rest.extend(group)
+                continue
+            prefix = self._prefix_kv(prompts[group[0]][:p])
+            for i in group:
+                shared.append(i)
+                heads[i] = prefix
+        plan = []
+        if shared:
+            longest_head = max(len(heads[i]) for i in shared)
+            suffixes = [sequences[i][len(heads[i]) :] for i in shared]
+            lengths = [len(s) for s in suffixes]
+            for batch in plan_batches(lengths, self.max_batch_size, budget, longest_head, max_padding=MAX_PADDING):
+                rows = [shared[b] for b in batch]
+                plan.append(([heads[i] for i in rows], rows, [suffixes[b] for b in batch]))
+        if rest:
+            # Score the whole continuation: every token of it needs a token before it in the row, so keep one more.
+            tails = [len(conts[i]) + 1 for i in rest]
+            for prefix, batch, suffixes in self._plan([sequences[i] for i in rest], 0, tails, budget):
+                plan.append((prefix, [rest[b] for b in batch], suffixes))
+        return plan
 
     @torch.inference_mode()
     def perplexity(self, texts: Sequence[str]) -> list[float]:
@@ -247,7 +293,7 @@ class HFBackend(Backend):
         encoded = [e if e and e[0] == bos else [bos] + e for e in encoded]
         # Full-vocabulary logits at every position: bound the batch so they stay near 1.6 GB (49k vocab, fp32).
         budget = min(self.max_batch_tokens, PERPLEXITY_BATCH_TOKENS)
-        for batch in plan_batches([len(e) for e in encoded], self.max_batch_size, budget):
+        for batch in plan_batches([len(e) for e in encoded], self.max_batch_size, budget, max_padding=MAX_PADDING):
             width = max(len(encoded[i]) for i in batch)
             ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
             mask = torch.zeros_like(ids)
@@ -255,8 +301,7 @@ class HFBackend(Backend):
                 ids[r, : len(encoded[i])] = torch.tensor(encoded[i])
                 mask[r, : len(encoded[i])] = 1
             ids, mask = ids.to(self.model.device), mask.to(self.model.device)
-            logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-            nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+            nll = self._token_nll(ids, mask)
             valid = mask[:, 1:].float()
             per_row = (nll * valid).sum(1) / valid.sum(1).clamp(min=1)
             for r, i in enumerate(batch):
@@ -264,6 +309,18 @@ class HFBackend(Backend):
             self.stats.scored_tokens += sum(len(encoded[i]) for i in batch)
         self.stats.scoring_seconds += time.perf_counter() - t0
         return results
+
+    def _token_nll(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Negative log-likelihood of every next token ([rows, width - 1]), one row of logits at a time in fp32.
+
+        A (rows, width, 49k) fp32 copy of the logits, read along the vocabulary with the stride of a transposed
+        view, made perplexity the slowest part of the demo per token; row by row, contiguous, it is a few MB."""
+        logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1]
+        targets = ids[:, 1:]
+        return torch.stack([
+            torch.nn.functional.cross_entropy(logits[r].float(), targets[r], reduction="none")
+            for r in range(logits.shape[0])
+        ])
 
     def describe(self) -> dict:
         info = {

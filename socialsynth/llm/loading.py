@@ -107,12 +107,14 @@ def _in_hub_cache(repo_id: str) -> bool:
     return snapshots.is_dir() and any(snapshots.iterdir())  # downloaded at a pinned revision
 
 
-def check_model_available(name: str, flag: str = "-m/--model") -> None:
+def check_model_available(name: str, flag: str = "-m/--model", backend: str = "hf") -> None:
     """Refuse, before anything loads, a model that cannot be found: a local path that does not exist or holds no
     model (no config.json), a name that is neither a folder nor a Hugging Face model id, or an id that is not in
     the local cache while the Hub is offline. InputError names the model, the flag and what to do; anything else
-    is left to from_pretrained."""
+    is left to from_pretrained. With ``backend="llamacpp"`` a GGUF file is a model too."""
     local = Path(name).expanduser() if name else None
+    if backend == "llamacpp" and local is not None and local.is_file() and local.suffix.lower() == ".gguf":
+        return
     if local is not None and local.exists():
         if not local.is_dir() or not any((local / f).is_file() for f in ("config.json", "modules.json")):
             raise InputError(f"{name}: not a saved model folder (no config.json in it); give the folder that "

@@ -11,8 +11,8 @@ from typing import Any
 from socialsynth.core.errors import InputError
 from socialsynth.core.outputs import RunOutputs
 from socialsynth.report import page
-from socialsynth.report.build import Context, plots, summary_tables
 from socialsynth.report.page import esc, fmt
+from socialsynth.report.parts import Context, plots, summary_tables
 
 ERRORS_PER_CLASS = 5  # misclassified test rows shown per true class
 

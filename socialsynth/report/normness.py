@@ -17,7 +17,7 @@ from typing import Any
 
 from socialsynth.core.outputs import RunOutputs
 from socialsynth.report import page
-from socialsynth.report.build import Context, plots, summary_tables
+from socialsynth.report.parts import Context, plots, summary_tables
 
 WORD_BREAK = re.compile(r"[ \t\n\r\f\v]+")  # the same split as the page script's
 DISAGREEMENT = 1.0  # judges whose ratings of one text differ by this much (in levels) are marked

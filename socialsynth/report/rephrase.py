@@ -16,7 +16,7 @@ from typing import Any
 
 from socialsynth.core.outputs import RunOutputs
 from socialsynth.report import page
-from socialsynth.report.build import Context, plots, summary_tables
+from socialsynth.report.parts import Context, plots, summary_tables
 
 REPLAYED = "replays details"
 

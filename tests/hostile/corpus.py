@@ -64,7 +64,8 @@ def fake_generators(monkeypatch, fake_backend_cls, context: int, reply: Callable
 
     monkeypatch.setattr(BackendSpec, "load", load)
     monkeypatch.setattr(loading, "check_model_available",
-                        lambda name, flag="-m/--model": None if name.startswith("fake") else real_check(name, flag))
+                        lambda name, flag="-m/--model", backend="hf": (
+                            None if name.startswith("fake") else real_check(name, flag, backend)))
     for name in ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN", "OPENAI_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
 

@@ -77,3 +77,35 @@ def test_plan_batches_edge_cases():
 )
 def test_common_prefix_length(seqs, expected):
     assert common_prefix_length(seqs) == expected
+
+
+def test_group_by_identical_keeps_first_appearance_order():
+    from socialsynth.llm.batching import group_by_identical
+
+    seqs = [[1, 2], [3], [1, 2], [], [3], [1, 2, 3], []]
+    assert group_by_identical(seqs) == [[0, 2], [1, 4], [3, 6], [5]]
+    assert group_by_identical([]) == []
+
+
+@pytest.mark.parametrize("lengths,max_rows,budget,extra", CASES)
+def test_plan_batches_with_a_padding_cap_keeps_the_other_properties(lengths, max_rows, budget, extra):
+    batches = plan_batches([n * 20 for n in lengths], max_rows, budget * 20, extra, max_padding=0.5)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for a, b in zip(batches, batches[1:], strict=False):
+        assert min(lengths[i] for i in a) >= max(lengths[i] for i in b)
+
+
+def test_plan_batches_padding_cap_keeps_one_long_text_from_padding_many_short_ones():
+    from socialsynth.llm.batching import PADDING_CUT_MIN_TOKENS
+
+    lengths = [40] * 29 + [300]  # comments: many short ones and one long one, as in data/askmen.jsonl
+    assert 30 * 300 > 1.5 * sum(lengths)
+    assert plan_batches(lengths, 64, 100_000) == [list(range(30))]  # without a cap: one batch, 4.9x padded
+    capped = plan_batches(lengths, 64, 100_000, max_padding=0.5)
+    assert capped == [[29], list(range(29))]
+    for batch in capped:
+        real = sum(lengths[i] for i in batch)
+        assert len(batch) * max(lengths[i] for i in batch) <= 1.5 * real
+    # Small batches are not cut: their matmuls are too small for padding to matter.
+    assert plan_batches([5] * 10 + [50], 64, 100_000, max_padding=0.5) == [list(range(11))]
+    assert sum([5] * 10) < PADDING_CUT_MIN_TOKENS

@@ -127,3 +127,72 @@ def test_embedded_model_finds_natural_text_more_fluent_than_random_characters(em
     assert math.isfinite(natural) and math.isfinite(random_chars)
     assert natural < random_chars
     assert natural * 10 < random_chars  # not a near tie: the model does know English
+
+
+LEVEL_CHATS = [
+    [{"role": "user", "content": f'Write a Reddit comment whose formality is "{name}": {rubric}'}]
+    for name, rubric in [
+        ("Very informal", "slang, no capitals, lol."),
+        ("Informal", "relaxed, contractions."),
+        ("Neutral", "plain everyday language that most readers would call neither casual nor stiff."),
+        ("Formal", "complete sentences."),
+        ("Very formal", "elaborate, impersonal diction with no contractions at all, as in an official letter."),
+    ]
+]
+
+
+def unshared_logprob(backend, chat, text):
+    """Sum of log-probabilities of `text` after `chat`: one plain forward pass of prompt + text, no cache."""
+    prompt = backend.encode_chat(chat)
+    cont = backend.tokenizer.encode(text, add_special_tokens=False)
+    with torch.inference_mode():
+        logp = backend.model(input_ids=torch.tensor([prompt + cont])).logits[0].float().log_softmax(-1)
+    return sum(logp[len(prompt) - 1 + t, cont[t]].item() for t in range(len(cont)))
+
+
+def likelihood_requests(texts):
+    """What likelihood rating sends: every text after each of the five level prompts."""
+    return [c for _ in texts for c in LEVEL_CHATS], [t for t in texts for _ in LEVEL_CHATS]
+
+
+def test_likelihood_scores_with_shared_level_prompts_equal_unshared_passes(sharp_backend, monkeypatch):
+    """Each level prompt is computed once and its cache shared by every text scored after it; the scores must be
+    those of a plain pass per (prompt, text), within 1e-4, and only the texts (plus one prompt token) may go
+    through the model again."""
+    from socialsynth.llm import hf
+
+    texts = COMMENTS + ["ok", "Honestly it depends on the person, but I would say yes."]
+    chats, conts = likelihood_requests(texts)
+    suffix_tokens = []
+    original = hf.continuation_logprobs
+
+    def spy(model, sequences, cont_lengths, prefix, pad_id):
+        suffix_tokens.extend(len(s) - c for s, c in zip(sequences, cont_lengths, strict=True))
+        return original(model, sequences, cont_lengths, prefix, pad_id)
+
+    monkeypatch.setattr(hf, "continuation_logprobs", spy)
+    got = sharp_backend.score_continuations(chats, conts)
+    assert len(got) == len(chats)
+    for chat, text, value in zip(chats, conts, got, strict=True):
+        assert value == pytest.approx(unshared_logprob(sharp_backend, chat, text), abs=1e-4)
+    assert suffix_tokens == [1] * len(chats), "each row should carry only the prompt's last token"
+    # The levels do rate differently (the comparison above proves little otherwise).
+    assert len({round(v, 3) for v in got[:5]}) == 5
+
+
+def test_likelihood_scores_are_the_same_with_sharing_switched_off(sharp_backend, monkeypatch):
+    from socialsynth.llm import hf
+
+    chats, conts = likelihood_requests(COMMENTS[:3])
+    shared = sharp_backend.score_continuations(chats, conts)
+    monkeypatch.setattr(hf, "SHARE_PROMPTS", False)
+    assert sharp_backend.score_continuations(chats, conts) == pytest.approx(shared, abs=1e-4)
+
+
+def test_likelihood_prompt_used_once_is_scored_without_a_prompt_cache(sharp_backend):
+    """A prompt that does not repeat goes the shared-head way; mixed with repeated ones, order is kept."""
+    chats = [LEVEL_CHATS[0], LEVEL_CHATS[1], LEVEL_CHATS[0], [{"role": "user", "content": "Say something."}]]
+    texts = ["lol ok", "I agree with this.", "nah", "Sure."]
+    got = sharp_backend.score_continuations(chats, texts)
+    for chat, text, value in zip(chats, texts, got, strict=True):
+        assert value == pytest.approx(unshared_logprob(sharp_backend, chat, text), abs=1e-4)

@@ -73,7 +73,7 @@ def check_models(cfg: NormsConfig) -> None:
     from socialsynth.llm.loading import check_embedding_model_available, check_model_available
 
     if cfg.model.backend != "openai" and cfg.model.model != "embedded":
-        check_model_available(cfg.model.model, flag="-m/--model")
+        check_model_available(cfg.model.model, flag="-m/--model", backend=cfg.model.backend)
     content = content_model(cfg)
     if cfg.content_metric == "bertscore":
         check_model_available(content, flag="--content-model")

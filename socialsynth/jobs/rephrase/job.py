@@ -404,7 +404,7 @@ def check_models(specs: Sequence[Any]) -> None:
 
     for spec in specs:
         if spec.backend != "openai" and spec.model != "embedded":
-            check_model_available(spec.model, flag="-m/--model")
+            check_model_available(spec.model, flag="-m/--model", backend=spec.backend)
 
 
 def check_embedding_model(name: str | None) -> None:

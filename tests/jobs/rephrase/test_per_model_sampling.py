@@ -54,7 +54,7 @@ def calls(monkeypatch, fake_backend_cls):
         return backend
 
     monkeypatch.setattr(BackendSpec, "load", load)
-    monkeypatch.setattr("socialsynth.llm.loading.check_model_available", lambda name, flag="": None)
+    monkeypatch.setattr("socialsynth.llm.loading.check_model_available", lambda name, flag="", backend="hf": None)
     return seen
 
 

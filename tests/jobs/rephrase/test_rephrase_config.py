@@ -150,7 +150,8 @@ def fake_models(monkeypatch, fake_backend_cls):
             return np.array([abs(float(t.split("T=")[1].split()[0]) - 0.6) for t in b])
 
     monkeypatch.setattr(BackendSpec, "load", load)
-    monkeypatch.setattr("socialsynth.llm.loading.check_model_available", lambda name, flag="": None)  # fake names
+    # fake names
+    monkeypatch.setattr("socialsynth.llm.loading.check_model_available", lambda name, flag="", backend="hf": None)
     monkeypatch.setattr("socialsynth.text.embeddings.Embedder", Embedder)
     return loads
 
