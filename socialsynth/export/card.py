@@ -117,7 +117,8 @@ def _front_matter(written: Sequence[Written], facts: list[tuple[Provenance, Coun
             "version": __version__,
             "format": opts.fmt,
             "subsets": {w.subset.name: {"job": w.subset.job, "rows": dict(w.rows), "failed_rows": c.n_failed,
-                                        "models": [m["model"] for m in p.models],
+                                        "models": list(dict.fromkeys(m["model"] for m in p.models)),
+                                        "model_roles": [f"{m['role']}: {m['model']}" for m in p.models],
                                         "model_revisions": [m["model_revision"] for m in p.models
                                                             if "model_revision" in m],
                                         "templates": p.templates, "seeds": p.seeds, "judges": p.judges,
